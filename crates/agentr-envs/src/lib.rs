@@ -1,0 +1,41 @@
+//! Text environments for LLM agents, with the episode protocol of AgentGym and the vocabulary
+//! the rest of agentr builds on.
+//!
+//! * [`Environment`]: reset to a task, step with an action, optional [`Snapshot`]s for search.
+//! * [`chat`]: [`Message`]s with per-message loss flags and JSONL [`Sample`]s.
+//! * [`action`]: extracting the action from a `Thought: ... Action: ...` response.
+//! * [`textcraft`]: the TextCraft crafting environment and its expert planner.
+//! * [`Expert`]: model-free players for gold trajectories; [`episode::rollout`] plays one episode.
+//! * [`assets`]: fetching pinned assets from PyPI wheels into `$AGENTR_HOME`.
+//! * [`rng`]: a seeded generator whose output never changes, for reproducible tasks.
+//!
+//! ```no_run
+//! use agentr_envs::{Environment, Expert, TaskId};
+//! use agentr_envs::episode::{rollout, RolloutOptions};
+//! use agentr_envs::textcraft::{TextCraft, TextCraftExpert};
+//!
+//! let mut env = TextCraft::from_default_assets()?;
+//! let episode = rollout::<agentr_envs::EnvError, _>(
+//!     &mut env,
+//!     TaskId(7),
+//!     RolloutOptions::default(),
+//!     |conversation| TextCraftExpert.respond(conversation),
+//! )?;
+//! println!("reward {} after {} steps", episode.reward, episode.steps);
+//! # Ok::<(), agentr_envs::EnvError>(())
+//! ```
+
+pub mod action;
+pub mod assets;
+pub mod chat;
+mod env;
+pub mod episode;
+mod error;
+mod expert;
+pub mod rng;
+pub mod textcraft;
+
+pub use chat::{Message, Role, Sample};
+pub use env::{Environment, Replay, Snapshot, Split, Step, TaskId};
+pub use error::EnvError;
+pub use expert::Expert;
