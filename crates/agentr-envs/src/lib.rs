@@ -25,6 +25,8 @@
 //! # Ok::<(), agentr_envs::EnvError>(())
 //! ```
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod action;
 pub mod assets;
 pub mod chat;
@@ -33,9 +35,11 @@ pub mod episode;
 mod error;
 mod expert;
 pub mod rng;
+mod tasks;
 pub mod textcraft;
 
 pub use chat::{Message, Role, Sample};
 pub use env::{Environment, Replay, Snapshot, Split, Step, TaskId};
 pub use error::EnvError;
-pub use expert::Expert;
+pub use expert::{Expert, NoisyExpert};
+pub use tasks::TaskSpec;

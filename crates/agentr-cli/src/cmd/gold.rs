@@ -52,7 +52,8 @@ pub fn run(args: Args) -> Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {msg} [{elapsed}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut solved, mut written, mut steps_of_solved, mut max_steps) = (0usize, 0usize, 0usize, 0usize);
+    let (mut solved, mut written, mut steps_of_solved, mut max_steps) =
+        (0usize, 0usize, 0usize, 0usize);
     let mut failures = Vec::new();
     for &task in &tasks {
         let episode = match rollout::<EnvError, _>(env.as_mut(), task, options, |conversation| {
@@ -92,8 +93,16 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("not solved: {failure}");
     }
     let total = tasks.len();
-    let rate = if total == 0 { 0.0 } else { 100.0 * solved as f64 / total as f64 };
-    let mean_steps = if solved == 0 { 0.0 } else { steps_of_solved as f64 / solved as f64 };
+    let rate = if total == 0 {
+        0.0
+    } else {
+        100.0 * solved as f64 / total as f64
+    };
+    let mean_steps = if solved == 0 {
+        0.0
+    } else {
+        steps_of_solved as f64 / solved as f64
+    };
     eprintln!(
         "{} expert, split {}: solved {solved}/{total} ({rate:.1}%), mean {mean_steps:.2} steps, max {max_steps}; {written} episodes written{}",
         args.env.name(),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod collect;
 pub mod gold;
 pub mod play;
 pub mod replay;

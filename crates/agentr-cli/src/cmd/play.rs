@@ -74,7 +74,11 @@ pub fn run(args: Args) -> Result<()> {
             } else {
                 "The episode is over."
             };
-            writeln!(out, "\n{verdict} Reward {} after {steps} steps.", step.reward)?;
+            writeln!(
+                out,
+                "\n{verdict} Reward {} after {steps} steps.",
+                step.reward
+            )?;
             break;
         }
     }

@@ -9,6 +9,7 @@ use crate::EnvError;
 use crate::action::textcraft_action;
 use crate::chat::{Message, Role};
 use crate::expert::Expert;
+use crate::rng::Rng;
 
 use super::NAME;
 
@@ -51,11 +52,18 @@ impl TaskView {
             .rsplit_once("Goal: craft ")
             .ok_or_else(|| unreadable("no `Goal: craft ...` line"))?;
         let goal = goal_part.trim().trim_end_matches('.').trim().to_owned();
-        let commands = listing
-            .lines()
+        // One command per line, or all on one line when newlines were cleaned to spaces: item
+        // names never contain the word `craft` followed by a space, so that word starts a
+        // command either way.
+        let flat = format!(" {}", listing.replace(['\n', '\t'], " "));
+        let commands = flat
+            .split(" craft ")
             .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .map(|line| parse_command(line).ok_or_else(|| unreadable(line)))
+            .filter(|chunk| !chunk.is_empty())
+            .map(|chunk| {
+                let line = format!("craft {chunk}");
+                parse_command(&line).ok_or_else(|| unreadable(&line))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TaskView { commands, goal })
     }
@@ -116,7 +124,8 @@ fn read_progress(turns: &[Message]) -> Progress {
             }
         } else if let Some(rest) = observation.strip_prefix("Crafted ") {
             let action = textcraft_action(&response.content);
-            if let (Some((count, name)), Some(command)) = (split_count(rest), parse_command(&action))
+            if let (Some((count, name)), Some(command)) =
+                (split_count(rest), parse_command(&action))
             {
                 for (used, input) in &command.inputs {
                     let entry = inventory.entry(key(input)).or_default();
@@ -233,7 +242,10 @@ impl<'a> Planner<'a> {
     fn new(view: &'a TaskView, progress: Progress) -> Self {
         let mut producers: HashMap<String, Vec<usize>> = HashMap::new();
         for (index, command) in view.commands.iter().enumerate() {
-            producers.entry(key(&command.output)).or_default().push(index);
+            producers
+                .entry(key(&command.output))
+                .or_default()
+                .push(index);
         }
         Planner {
             view,
@@ -433,7 +445,12 @@ impl<'a> Planner<'a> {
             .ok_or_else(|| no_plan(format!("no usable command crafts {item}")))?;
         let command = self.view.commands[index].clone();
         let batches = batches(amount, command.count)
-            .filter(|_| command.inputs.iter().all(|(c, _)| (1..=MAX_COUNT).contains(c)))
+            .filter(|_| {
+                command
+                    .inputs
+                    .iter()
+                    .all(|(c, _)| (1..=MAX_COUNT).contains(c))
+            })
             .ok_or_else(|| {
                 no_plan(format!(
                     "unusable counts in `craft {} {}`",
@@ -476,14 +493,11 @@ impl<'a> Planner<'a> {
 impl TextCraftExpert {
     /// The whole remaining plan from the state the conversation describes, as responses.
     pub fn plan(&self, conversation: &[Message]) -> Result<Vec<String>, EnvError> {
+        let view = task_view(conversation)?;
         let start = conversation
             .iter()
             .position(|m| m.role == Role::User && m.content.contains("Crafting commands:"))
-            .ok_or_else(|| EnvError::UnreadableObservation {
-                env: NAME,
-                message: "the conversation has no TextCraft task observation".into(),
-            })?;
-        let view = TaskView::parse(&conversation[start].content)?;
+            .unwrap_or_default();
         let progress = read_progress(&conversation[start..]);
         let just_rejected = progress.just_rejected;
         let mut planner = Planner::new(&view, progress);
@@ -509,17 +523,109 @@ impl Expert for TextCraftExpert {
         self.plan(conversation)?
             .into_iter()
             .next()
-            .ok_or_else(|| EnvError::NoPlan {
-                env: NAME,
-                message: "empty plan".into(),
-            })
+            .ok_or_else(|| no_plan("empty plan".into()))
     }
+
+    fn mistake(&self, conversation: &[Message], rng: &mut Rng) -> Result<String, EnvError> {
+        let view = task_view(conversation)?;
+        let outputs: Vec<&str> = view.commands.iter().map(|c| c.output.as_str()).collect();
+        let ingredients: Vec<&str> = view
+            .commands
+            .iter()
+            .flat_map(|c| c.inputs.iter().map(|(_, name)| name.as_str()))
+            .collect();
+        let next = self.respond(conversation).ok();
+        let kinds = [
+            !outputs.is_empty(),
+            !view.commands.is_empty(),
+            !ingredients.is_empty(),
+            next.as_deref()
+                .is_some_and(|r| r.bytes().any(|b| b.is_ascii_digit())),
+            true,
+        ];
+        let available: Vec<usize> = (0..kinds.len()).filter(|&k| kinds[k]).collect();
+        let response = match available[rng.index(available.len())] {
+            // Taking an item that only a command can make.
+            0 => {
+                let item = outputs[rng.index(outputs.len())];
+                format!("Thought: I need {item}, so I will get it.\nAction: get 1 {item}")
+            }
+            // Running some listed command, needed or not, without checking the ingredients.
+            1 => {
+                let command = &view.commands[rng.index(view.commands.len())];
+                let inputs: Vec<String> = command
+                    .inputs
+                    .iter()
+                    .map(|(count, name)| format!("{count} {name}"))
+                    .collect();
+                format!(
+                    "Thought: This command looks useful, so I run it.\nAction: craft {} {} using {}",
+                    command.count,
+                    command.output,
+                    inputs.join(", ")
+                )
+            }
+            // Gathering an ingredient that may not be needed (or cannot be taken).
+            2 => {
+                let item = ingredients[rng.index(ingredients.len())];
+                let amount = 1 + rng.below(4);
+                format!("Thought: I should gather some {item} first.\nAction: get {amount} {item}")
+            }
+            // The right step with a wrong number in it.
+            3 => miscount(next.as_deref().unwrap_or_default(), rng),
+            _ => "Thought: Let me check what I am holding.\nAction: inventory".to_owned(),
+        };
+        Ok(response)
+    }
+}
+
+/// The task view from the first TextCraft observation of a conversation.
+fn task_view(conversation: &[Message]) -> Result<TaskView, EnvError> {
+    conversation
+        .iter()
+        .find(|m| m.role == Role::User && m.content.contains("Crafting commands:"))
+        .ok_or_else(|| EnvError::UnreadableObservation {
+            env: NAME,
+            message: "the conversation has no TextCraft task observation".into(),
+        })
+        .and_then(|m| TaskView::parse(&m.content))
+}
+
+/// Changes one number in the action part of `response` (never to the same value or to 0).
+fn miscount(response: &str, rng: &mut Rng) -> String {
+    let at = response.rfind("Action:").map_or(0, |i| i + "Action:".len());
+    let (thought, action) = response.split_at(at);
+    let words: Vec<&str> = action.split(' ').collect();
+    let numbers: Vec<usize> = (0..words.len())
+        .filter(|&i| words[i].parse::<u64>().is_ok())
+        .collect();
+    let Some(&pick) = numbers.get(rng.index(numbers.len())) else {
+        return response.to_owned();
+    };
+    let old = words[pick].parse::<u64>().unwrap_or(1).min(1 << 40);
+    let new = match rng.below(3) {
+        0 if old > 1 => old - 1,
+        1 => old * 2,
+        _ => old + 1,
+    };
+    let changed: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == pick {
+                new.to_string()
+            } else {
+                (*w).to_owned()
+            }
+        })
+        .collect();
+    format!("{thought}{}", changed.join(" "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{any, proptest};
 
     #[test]
     fn parses_the_observation() {
@@ -535,6 +641,16 @@ mod tests {
                 output: "crafting table".into(),
                 inputs: vec![(4, "planks".into())]
             }
+        );
+    }
+
+    #[test]
+    fn parses_a_cleaned_observation_too() {
+        let raw = "Crafting commands:\ncraft 4 oak planks using 1 oak logs\ncraft 1 crafting table using 4 planks\n\nGoal: craft crafting table.";
+        let cleaned = crate::chat::clean_observation(raw);
+        assert_eq!(
+            TaskView::parse(&cleaned).unwrap(),
+            TaskView::parse(raw).unwrap()
         );
     }
 
@@ -558,6 +674,8 @@ mod tests {
                 Message::user(text.clone()),
             ];
             let _ = TextCraftExpert.respond(&conversation);
+            let _ = TextCraftExpert.mistake(&conversation, &mut Rng::new(3));
+            let _ = miscount(&text, &mut Rng::new(5));
         }
     }
 }

@@ -296,7 +296,12 @@ fn get(book: &RecipeBook, state: &mut EpisodeState, amount: i64, item: &str) -> 
     }
 }
 
-fn craft(book: &RecipeBook, state: &mut EpisodeState, output: &str, inputs: &str) -> (String, bool) {
+fn craft(
+    book: &RecipeBook,
+    state: &mut EpisodeState,
+    output: &str,
+    inputs: &str,
+) -> (String, bool) {
     let output_name = count_and_name(output).map_or(output, |(_, name)| name);
     let (output, output_id) = resolve(book, output_name);
     let mut given: Vec<(Named, i64)> = Vec::new();
@@ -308,7 +313,11 @@ fn craft(book: &RecipeBook, state: &mut EpisodeState, output: &str, inputs: &str
         }
     }
     // The original prints the output's item id here, which is Python's `None` for a tag.
-    let output_label = if output.is_tag { "None" } else { output_id.as_str() };
+    let output_label = if output.is_tag {
+        "None"
+    } else {
+        output_id.as_str()
+    };
     let not_enough = || format!("Could not find enough items to craft {output_label}");
     let holds = |(named, count): &(Named, i64)| {
         !named.is_tag

@@ -335,10 +335,7 @@ impl RecipeBook {
                 self.recipes[index]
                     .inputs
                     .iter()
-                    .map(|input| {
-                        self.min_depth(input.name, memo, on_path)
-                            .saturating_add(1)
-                    })
+                    .map(|input| self.min_depth(input.name, memo, on_path).saturating_add(1))
                     .max()
                     .unwrap_or(1)
             })
@@ -527,7 +524,11 @@ fn parse_recipe(value: &Value) -> Result<Option<RawRecipe>, String> {
             };
             (id.to_owned(), count.max(1))
         }
-        other => return Err(format!("`result` must be a string or an object, got {other}")),
+        other => {
+            return Err(format!(
+                "`result` must be a string or an object, got {other}"
+            ));
+        }
     };
     let group = value
         .get("group")

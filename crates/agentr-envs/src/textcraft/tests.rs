@@ -120,7 +120,13 @@ fn loading_rules() {
     }
     assert_eq!(book.tag_count(), tags.len());
     // Tags without craftable members became items; the smelting output never appears.
-    for item in ["oak_logs", "birch_logs", "iron_ingot", "paper", "cobblestone"] {
+    for item in [
+        "oak_logs",
+        "birch_logs",
+        "iron_ingot",
+        "paper",
+        "cobblestone",
+    ] {
         let id = name(&book, item);
         assert!(book.is_item(id) && !book.is_tag(id), "{item}");
     }
@@ -154,7 +160,10 @@ fn ingredient_counts_and_command_lines() {
     assert_eq!(line("book"), "craft 1 book using 3 paper, 1 leather");
     assert_eq!(line("bowl"), "craft 4 bowl using 3 planks");
     assert_eq!(line("furnace"), "craft 1 furnace using 8 cobblestone");
-    assert_eq!(line("white_bed"), "craft 1 white bed using 3 wool, 3 planks");
+    assert_eq!(
+        line("white_bed"),
+        "craft 1 white bed using 3 wool, 3 planks"
+    );
     assert_eq!(line("oak_planks"), "craft 4 oak planks using 1 oak logs");
 }
 
@@ -234,7 +243,10 @@ fn every_observation_string() {
     reset_to(&mut env, "stick");
     let cases = [
         ("inventory", "Inventory: You are not carrying anything."),
-        ("inventory please", "Inventory: You are not carrying anything."),
+        (
+            "inventory please",
+            "Inventory: You are not carrying anything.",
+        ),
         ("get 2 oak logs", "Got 2 oak logs"),
         ("get 007 oak_logs", "Got 7 oak_logs"),
         ("inventory", "Inventory: [oak logs] (9) "),
@@ -275,10 +287,7 @@ fn every_observation_string() {
             "craft 99 oak planks using 1 oak logs, 1 oak planks",
             "Could not find a valid recipe for minecraft:oak_planks",
         ),
-        (
-            "inventory",
-            "Inventory: [oak logs] (8) [oak planks] (4) ",
-        ),
+        ("inventory", "Inventory: [oak logs] (8) [oak planks] (4) "),
     ];
     for (action, expected) in cases {
         let step = env.step(action).unwrap();
@@ -307,7 +316,9 @@ fn exhausted_items_leave_the_inventory_and_zero_gets_stay() {
         observe(&mut env, "inventory"),
         "Inventory: [string] (0) [birch planks] (4) "
     );
-    let step = env.step("craft 1 crafting table using 4 birch planks").unwrap();
+    let step = env
+        .step("craft 1 crafting table using 4 birch planks")
+        .unwrap();
     assert!(step.done);
     assert_eq!(
         observe(&mut env, "inventory"),
@@ -324,7 +335,9 @@ fn actions_read_only_the_first_line_and_clamp_huge_counts() {
         observe(&mut env, "get 99999999999999999999999 leather"),
         format!("Got {} leather", i64::MAX)
     );
-    let step = env.step("craft 1 book using 3 paper, 1 leather\nextra").unwrap();
+    let step = env
+        .step("craft 1 book using 3 paper, 1 leather\nextra")
+        .unwrap();
     assert!(step.done);
     assert_eq!(
         observe(&mut env, "inventory\nfoo"),
@@ -376,7 +389,10 @@ fn expert_recovers_after_a_mistake() {
     let first = reset_to(&mut env, "white_bed");
     let mut conversation = conversation_start(INSTRUCTION, &first);
     // A wrong move: planks of the wrong kind, then carry on with the expert.
-    for response in ["Action: get 2 birch logs", "Action: craft 4 birch planks using 1 birch logs"] {
+    for response in [
+        "Action: get 2 birch logs",
+        "Action: craft 4 birch planks using 1 birch logs",
+    ] {
         let step = env.step(&env.extract_action(response)).unwrap();
         conversation.push(Message::assistant(response, true));
         conversation.push(Message::user(step.observation));
@@ -431,7 +447,10 @@ fn bad_files_name_the_file() {
 fn missing_directory_says_how_to_get_the_recipes() {
     let err = TextCraft::from_dir(Path::new("/nonexistent/recipes")).unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("agentr setup") && message.contains("--recipes"), "{message}");
+    assert!(
+        message.contains("agentr setup") && message.contains("--recipes"),
+        "{message}"
+    );
 }
 
 #[test]

