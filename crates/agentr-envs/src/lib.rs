@@ -43,3 +43,8 @@ pub use env::{Environment, Replay, Snapshot, Split, Step, TaskId};
 pub use error::EnvError;
 pub use expert::{Expert, NoisyExpert};
 pub use tasks::TaskSpec;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -45,3 +45,8 @@ pub use error::{NodePath, SearchError};
 pub use policy::{Policy, SampleRequest};
 pub use search::search;
 pub use tree::{Node, NodeId, Tree};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
