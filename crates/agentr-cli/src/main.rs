@@ -26,6 +26,8 @@ enum Command {
     Gold(cmd::gold::Args),
     /// Grow Agent-R search trees for many tasks (one JSON file per task).
     Collect(cmd::collect::Args),
+    /// Turn search trees into revision and good-trajectory samples (JSONL).
+    Revise(cmd::revise::Args),
 }
 
 fn main() -> Result<()> {
@@ -36,5 +38,6 @@ fn main() -> Result<()> {
         Command::Replay(args) => cmd::replay::run(args),
         Command::Gold(args) => cmd::gold::run(args),
         Command::Collect(args) => cmd::collect::run(args),
+        Command::Revise(args) => cmd::revise::run(args),
     }
 }

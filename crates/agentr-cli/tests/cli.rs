@@ -318,3 +318,118 @@ fn collect_rejects_bad_arguments_clearly() {
         );
     }
 }
+
+#[test]
+fn revise_turns_trees_into_samples_and_statistics() {
+    let trees = temp_path("revise-trees");
+    let out = temp_path("revise-samples.jsonl");
+    let collected = agentr(
+        &[
+            "collect",
+            "--env",
+            "textcraft",
+            "--policy",
+            "noisy-expert:0.5",
+            "--tasks",
+            "400..412",
+            "--out",
+            trees.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(collected.status.success(), "{}", text(&collected.stderr));
+    for mode in ["agent-r", "direct"] {
+        let output = agentr(
+            &[
+                "revise",
+                "--trees",
+                trees.to_str().unwrap(),
+                "--mode",
+                mode,
+                "--judge",
+                "env-feedback",
+                "--max-pairs-per-tree",
+                "3",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let samples: Vec<Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let revisions: Vec<&Value> = samples
+            .iter()
+            .filter(|s| s["meta"]["kind"] == "revision")
+            .collect();
+        assert!(!revisions.is_empty(), "mode {mode}: no revision samples");
+        for sample in &revisions {
+            assert_eq!(sample["meta"]["mode"], mode);
+            let messages = sample["messages"].as_array().unwrap();
+            assert_eq!(
+                messages.iter().filter(|m| m["content"] == "ok.").count(),
+                1,
+                "one revision turn"
+            );
+        }
+        let stats: Value =
+            serde_json::from_slice(&std::fs::read(out.with_extension("stats.json")).unwrap())
+                .unwrap();
+        assert_eq!(stats["stats"]["trees"], 12);
+        assert_eq!(stats["stats"]["samples"]["revision"], revisions.len());
+        assert_eq!(
+            stats["judge"],
+            if mode == "agent-r" {
+                "env-feedback".into()
+            } else {
+                Value::Null
+            }
+        );
+    }
+    let no_judge = agentr(
+        &[
+            "revise",
+            "--trees",
+            trees.to_str().unwrap(),
+            "--mode",
+            "agent-r",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!no_judge.status.success());
+    assert!(text(&no_judge.stderr).contains("needs --judge"));
+    std::fs::remove_dir_all(&trees).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(out.with_extension("stats.json")).unwrap();
+}
+
+#[test]
+fn revise_reports_a_broken_tree_file_by_name() {
+    let trees = temp_path("broken-trees");
+    std::fs::create_dir_all(&trees).unwrap();
+    std::fs::write(trees.join("3.json"), "{\"format\": \"agentr-tree\"}").unwrap();
+    let output = agentr(
+        &[
+            "revise",
+            "--trees",
+            trees.to_str().unwrap(),
+            "--mode",
+            "direct",
+            "--out",
+            "/tmp/agentr-unused.jsonl",
+        ],
+        "",
+    );
+    std::fs::remove_dir_all(&trees).unwrap();
+    assert!(!output.status.success());
+    let message = text(&output.stderr);
+    assert!(
+        message.contains("3.json") && message.contains("not a tree file"),
+        "{message}"
+    );
+}

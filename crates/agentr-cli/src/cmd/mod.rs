@@ -4,4 +4,5 @@ pub mod collect;
 pub mod gold;
 pub mod play;
 pub mod replay;
+pub mod revise;
 pub mod setup;

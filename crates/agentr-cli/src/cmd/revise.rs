@@ -1,0 +1,244 @@
+//! `agentr revise`: search trees in, Agent-R training samples out.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use agentr_mcts::Tree;
+use agentr_revise::{
+    EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Mode, NoError, PairCondition, ReviseConfig,
+    ScriptedJudge, Signals, Stats, Thresholds, alpha_for_iteration, revise_tree,
+};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Which judge finds the transition points in agent-r mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JudgeSpec {
+    /// `env-feedback`: a step is bad when the environment rejected it or made no progress.
+    EnvFeedback,
+    /// `scripted:FILE`: labels from a JSON file.
+    Scripted(PathBuf),
+}
+
+impl FromStr for JudgeSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            None if s == "env-feedback" => Ok(JudgeSpec::EnvFeedback),
+            Some(("scripted", path)) if !path.is_empty() => {
+                Ok(JudgeSpec::Scripted(PathBuf::from(path)))
+            }
+            _ => Err(format!(
+                "unknown judge `{s}` (available: env-feedback, scripted:FILE)"
+            )),
+        }
+    }
+}
+
+/// The judges the command line can build.
+enum CliJudge {
+    EnvFeedback(EnvFeedbackJudge),
+    Scripted(ScriptedJudge),
+}
+
+impl Judge for CliJudge {
+    type Error = NoError;
+    fn name(&self) -> String {
+        match self {
+            CliJudge::EnvFeedback(judge) => judge.name(),
+            CliJudge::Scripted(judge) => judge.name(),
+        }
+    }
+    fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, NoError> {
+        match self {
+            CliJudge::EnvFeedback(judge) => judge.judge(request),
+            CliJudge::Scripted(judge) => judge.judge(request),
+        }
+    }
+}
+
+/// Arguments of `agentr revise`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of tree files written by `agentr collect`.
+    #[arg(long, value_name = "DIR")]
+    trees: PathBuf,
+    /// agent-r (t' = first step the judge calls bad) or direct (t' = end of the bad branch).
+    #[arg(long)]
+    mode: Mode,
+    /// Judge for agent-r mode: env-feedback or scripted:FILE.
+    #[arg(long)]
+    judge: Option<JudgeSpec>,
+    /// Self-training iteration; sets alpha to 0.5, 0.7, 1.0 for iterations 1, 2, 3+.
+    #[arg(long, default_value_t = 1)]
+    iteration: usize,
+    /// Override alpha (a good leaf must exceed it; at 1.0 it must reach it).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Beta, the reward that separates good from bad.
+    #[arg(long, default_value_t = 0.2)]
+    beta: f64,
+    /// paper (r_bad < beta < r_good) or gap (r_good - r_bad > beta, the reference code's).
+    #[arg(long, default_value = "paper")]
+    condition: ConditionArg,
+    /// Keep at most this many pairs per tree (after a seeded shuffle).
+    #[arg(long)]
+    max_pairs_per_tree: Option<usize>,
+    /// Seed of the pair shuffle and the choice of revision signal.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Revision signals, one per line (default: the built-in ten).
+    #[arg(long, value_name = "FILE")]
+    signals: Option<PathBuf>,
+    /// Do not emit good trajectories as samples.
+    #[arg(long)]
+    no_good: bool,
+    /// Output JSONL file; statistics go to the same name with `.stats.json`.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ConditionArg {
+    Paper,
+    Gap,
+}
+
+/// Tree files of `dir`, by task id where the name is one.
+fn tree_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort_by_key(|p| {
+        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+        (stem.as_deref().and_then(|s| s.parse::<u64>().ok()), stem)
+    });
+    Ok(files)
+}
+
+/// `samples.jsonl` -> `samples.stats.json`.
+pub fn stats_path(out: &Path) -> PathBuf {
+    out.with_extension("stats.json")
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let judge = match (&args.judge, args.mode) {
+        (None, Mode::AgentR) => {
+            bail!("agent-r mode needs --judge (env-feedback or scripted:FILE)")
+        }
+        (Some(JudgeSpec::Scripted(path)), _) => CliJudge::Scripted(ScriptedJudge::load(path)?),
+        (_, _) => CliJudge::EnvFeedback(EnvFeedbackJudge),
+    };
+    let signals = match &args.signals {
+        Some(path) => Signals::load(path)?,
+        None => Signals::default(),
+    };
+    let alpha = args
+        .alpha
+        .unwrap_or_else(|| alpha_for_iteration(args.iteration));
+    let config = ReviseConfig {
+        mode: args.mode,
+        thresholds: Thresholds {
+            alpha,
+            beta: args.beta,
+            condition: match args.condition {
+                ConditionArg::Paper => PairCondition::Paper,
+                ConditionArg::Gap => PairCondition::Gap,
+            },
+        },
+        max_pairs_per_tree: args.max_pairs_per_tree,
+        seed: args.seed,
+        good_samples: !args.no_good,
+    };
+    let files = tree_files(&args.trees)?;
+    if files.is_empty() {
+        bail!("no tree files (*.json) in {}", args.trees.display());
+    }
+
+    let tmp = args.out.with_extension("jsonl.tmp");
+    let mut sink = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    let progress = ProgressBar::new(files.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} trees, {msg} [{elapsed}<{eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut stats = Stats::default();
+    for file in &files {
+        let tree = Tree::load(file)?;
+        let (samples, tree_stats) = revise_tree(&tree, &config, &signals, &judge)?;
+        for sample in samples {
+            serde_json::to_writer(&mut sink, &sample)?;
+            sink.write_all(b"\n")?;
+        }
+        stats.merge(&tree_stats);
+        progress.set_message(format!("{} samples", stats.samples.values().sum::<usize>()));
+        progress.inc(1);
+    }
+    sink.flush()?;
+    drop(sink);
+    std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    progress.finish_and_clear();
+
+    let summary = serde_json::json!({
+        "config": config,
+        "judge": (args.mode == Mode::AgentR).then(|| judge.name()),
+        "trees_dir": args.trees,
+        "stats": stats,
+    });
+    let stats_file = stats_path(&args.out);
+    std::fs::write(&stats_file, serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("writing {}", stats_file.display()))?;
+
+    eprintln!(
+        "{} trees ({} without a success), {} pairs ({} over the cap), samples: {}",
+        stats.trees,
+        stats.trees_without_success,
+        stats.pairs,
+        stats.pairs_dropped_by_cap,
+        serde_json::to_string(&stats.samples)?
+    );
+    if args.mode == Mode::AgentR {
+        eprintln!(
+            "judge {}: labels {}, {} unparsed; {} pairs without a bad step fell back to direct revision",
+            judge.name(),
+            serde_json::to_string(&stats.judge_labels)?,
+            stats.judge_unparsed,
+            stats.fallbacks_to_direct
+        );
+    }
+    eprintln!(
+        "t' depth histogram {}; samples in {}, statistics in {}",
+        serde_json::to_string(&stats.t_prime_depth)?,
+        args.out.display(),
+        stats_file.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judge_specs_parse() {
+        assert_eq!(
+            "env-feedback".parse::<JudgeSpec>(),
+            Ok(JudgeSpec::EnvFeedback)
+        );
+        assert_eq!(
+            "scripted:a.json".parse::<JudgeSpec>(),
+            Ok(JudgeSpec::Scripted("a.json".into()))
+        );
+        for bad in ["scripted:", "model", ""] {
+            assert!(bad.parse::<JudgeSpec>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            stats_path(Path::new("x/s.jsonl")),
+            Path::new("x/s.stats.json")
+        );
+    }
+}

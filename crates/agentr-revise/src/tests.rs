@@ -1,0 +1,349 @@
+//! Property tests of pairing and splicing over random trees.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use agentr_envs::rng::Rng;
+use agentr_envs::{Role, Sample, TaskId};
+use agentr_mcts::{Node, NodeId, SearchConfig, Tree};
+use proptest::prelude::{ProptestConfig, any, prop_assert, prop_assert_eq, proptest};
+
+use crate::judge::{Judge, JudgeRequest, Judgement, Label, NoError};
+use crate::pairs::lowest_common_ancestor;
+use crate::{Mode, PairCondition, ReviseConfig, Signals, Thresholds, revise_tree};
+
+/// A random tree with every invariant of `agentr_mcts::Tree`: random branching, terminal
+/// leaves with rewards from {0, 0.1, 0.5, 1}, some disasters and some open leaves.
+fn random_tree(seed: u64, depth_limit: usize, branching: u64) -> Tree {
+    let mut rng = Rng::new(seed);
+    let config = SearchConfig {
+        depth_limit,
+        ..SearchConfig::default()
+    };
+    let mut tree = Tree::new("toy", TaskId(seed % 7), "Play.", "start".into(), config);
+    let mut frontier = vec![0];
+    while let Some(parent) = frontier.pop() {
+        let children = 1 + rng.below(branching);
+        for k in 0..children {
+            let id = tree.nodes.len();
+            let depth = tree.nodes[parent].depth + 1;
+            let ends = depth >= depth_limit || rng.below(3) == 0;
+            let disaster = ends && rng.below(6) == 0;
+            let reward = if disaster {
+                0.0
+            } else if ends {
+                [0.0, 0.1, 0.5, 1.0][rng.index(4)]
+            } else {
+                0.0
+            };
+            let open_leaf = !ends && rng.below(5) == 0;
+            tree.nodes.push(Node {
+                parent: Some(parent),
+                children: Vec::new(),
+                response: format!("Thought: step {id}\nAction: a{k}"),
+                action: format!("a{k}"),
+                observation: format!("obs {id}"),
+                reward,
+                visits: 0,
+                value: 0.0,
+                depth,
+                terminal: ends,
+                done: ends && depth < depth_limit && !disaster,
+                disaster,
+            });
+            tree.nodes[parent].children.push(id);
+            if !ends && !open_leaf {
+                frontier.push(id);
+            }
+        }
+    }
+    // Back up terminal leaves, then mark nodes whose children are all terminal.
+    for id in 0..tree.nodes.len() {
+        if tree.nodes[id].terminal && tree.nodes[id].children.is_empty() {
+            let reward = tree.nodes[id].reward;
+            let mut current = Some(id);
+            while let Some(n) = current {
+                tree.nodes[n].visits += 1;
+                tree.nodes[n].value += reward;
+                current = tree.nodes[n].parent;
+            }
+        }
+    }
+    for id in (0..tree.nodes.len()).rev() {
+        let children = &tree.nodes[id].children;
+        if !children.is_empty() && children.iter().all(|&c| tree.nodes[c].terminal) {
+            tree.nodes[id].terminal = true;
+        }
+    }
+    tree
+}
+
+/// Labels by a hash of (salt, node path) and records every call.
+struct HashJudge {
+    salt: u64,
+    calls: Mutex<Vec<Vec<usize>>>,
+}
+
+impl HashJudge {
+    fn label(&self, node: &[usize]) -> Label {
+        let mut parts = vec![self.salt];
+        parts.extend(node.iter().map(|&p| p as u64));
+        [Label::Good, Label::Bad, Label::Uncertain][Rng::from_parts(&parts).index(3)]
+    }
+}
+
+impl Judge for HashJudge {
+    type Error = NoError;
+    fn name(&self) -> String {
+        "hash".into()
+    }
+    fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, NoError> {
+        self.calls
+            .lock()
+            .expect("calls lock")
+            .push(request.node.to_vec());
+        Ok(Judgement {
+            label: self.label(request.node),
+            rationale: String::new(),
+            parsed: true,
+        })
+    }
+}
+
+fn node_at(tree: &Tree, positions: &[usize]) -> NodeId {
+    positions
+        .iter()
+        .fold(0, |node, &p| tree.nodes[node].children[p])
+}
+
+fn positions(value: &serde_json::Value) -> Vec<usize> {
+    value
+        .as_array()
+        .expect("positions")
+        .iter()
+        .map(|v| v.as_u64().expect("position") as usize)
+        .collect()
+}
+
+fn config(mode: Mode, alpha: f64, condition: PairCondition, seed: u64) -> ReviseConfig {
+    ReviseConfig {
+        mode,
+        thresholds: Thresholds {
+            alpha,
+            beta: 0.2,
+            condition,
+        },
+        max_pairs_per_tree: None,
+        seed,
+        good_samples: true,
+    }
+}
+
+/// Checks one revision sample against the tree it came from.
+fn check_revision(
+    tree: &Tree,
+    sample: &Sample,
+    mode: Mode,
+    judge: &HashJudge,
+) -> Result<(), String> {
+    let meta = &sample.meta;
+    let good = node_at(tree, &positions(&meta["good_leaf"]));
+    let bad = node_at(tree, &positions(&meta["bad_leaf"]));
+    let t_prime = node_at(tree, &positions(&meta["t_prime_node"]));
+    let common = lowest_common_ancestor(tree, good, bad);
+    let messages = &sample.messages;
+    let ensure = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
+
+    ensure(
+        meta["r_good"].as_f64() == Some(tree.leaf_reward(good)),
+        "r_good",
+    )?;
+    ensure(
+        meta["r_bad"].as_f64() == Some(tree.leaf_reward(bad)),
+        "r_bad",
+    )?;
+    let bad_path = tree.path_to_root(bad);
+    ensure(bad_path.contains(&t_prime), "t' lies on the bad branch")?;
+    ensure(
+        tree.nodes[t_prime].depth > tree.nodes[common].depth,
+        "t' after the divergence",
+    )?;
+    match mode {
+        Mode::Direct => ensure(t_prime == bad, "direct mode puts t' at the bad leaf")?,
+        Mode::AgentR => {
+            let continuation = &bad_path[tree.nodes[common].depth + 1..];
+            let first_bad = continuation
+                .iter()
+                .copied()
+                .find(|&n| judge.label(&tree.child_positions(n)) == Label::Bad);
+            ensure(
+                t_prime == first_bad.unwrap_or(bad),
+                "t' is the first step judged bad",
+            )?;
+            ensure(
+                meta["fallback"].as_bool() == Some(first_bad.is_none()),
+                "fallback flag",
+            )?;
+        }
+    }
+
+    // Instruction, Ok., first observation.
+    ensure(messages.len() >= 5, "length")?;
+    ensure(
+        messages[1].loss == Some(false) && messages[2].content == tree.root().observation,
+        "opening",
+    )?;
+    let revision_turns: Vec<usize> = (0..messages.len())
+        .filter(|&i| {
+            messages[i].role == Role::Assistant && messages[i].content.ends_with("\nAction: wait")
+        })
+        .collect();
+    ensure(revision_turns.len() == 1, "exactly one revision turn")?;
+    let k = revision_turns[0];
+    ensure(messages[k].loss == Some(true), "loss on the revision turn")?;
+    ensure(
+        messages[k + 1].role == Role::User && messages[k + 1].content == "ok.",
+        "ok. after it",
+    )?;
+
+    // Before the revision turn: the path root..=t', no loss.
+    let before = tree.path_to_root(t_prime);
+    ensure(k == 3 + 2 * (before.len() - 1), "prefix length")?;
+    for (step, &node) in before[1..].iter().enumerate() {
+        let (response, observation) = (&messages[3 + 2 * step], &messages[4 + 2 * step]);
+        ensure(
+            response.content == tree.nodes[node].response && response.loss == Some(false),
+            "prefix response",
+        )?;
+        ensure(
+            observation.content == tree.nodes[node].observation,
+            "prefix observation",
+        )?;
+    }
+    // After it: the good path below the common ancestor, with loss.
+    let good_path = tree.path_to_root(good);
+    let suffix = &good_path[tree.nodes[common].depth + 1..];
+    ensure(messages.len() == k + 2 + 2 * suffix.len(), "suffix length")?;
+    ensure(
+        tree.nodes[suffix[0]].parent == Some(common),
+        "suffix starts at a child of the LCA",
+    )?;
+    for (step, &node) in suffix.iter().enumerate() {
+        let response = &messages[k + 2 + 2 * step];
+        ensure(
+            response.content == tree.nodes[node].response && response.loss == Some(true),
+            "suffix response",
+        )?;
+    }
+    let bad_nodes: HashSet<NodeId> = before[tree.nodes[common].depth + 1..]
+        .iter()
+        .copied()
+        .collect();
+    ensure(
+        suffix.iter().all(|n| !bad_nodes.contains(n)),
+        "no bad step reappears after the revision",
+    )?;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn revision_samples_are_spliced_exactly(
+        seed in any::<u64>(),
+        depth_limit in 1usize..7,
+        branching in 1u64..4,
+        alpha_pick in 0usize..3,
+        gap in any::<bool>(),
+        direct in any::<bool>(),
+        cap in proptest::option::of(0usize..4),
+    ) {
+        let tree = random_tree(seed, depth_limit, branching);
+        prop_assert_eq!(tree.validate(), Ok(()));
+        let mode = if direct { Mode::Direct } else { Mode::AgentR };
+        let condition = if gap { PairCondition::Gap } else { PairCondition::Paper };
+        let mut config = config(mode, [0.5, 0.7, 1.0][alpha_pick], condition, seed);
+        config.max_pairs_per_tree = cap;
+        let judge = HashJudge { salt: seed, calls: Mutex::new(Vec::new()) };
+        let (samples, stats) = revise_tree(&tree, &config, &Signals::default(), &judge).unwrap();
+
+        let mut revisions = 0;
+        for sample in &samples {
+            match sample.meta["kind"].as_str() {
+                Some("revision") => {
+                    revisions += 1;
+                    if let Err(what) = check_revision(&tree, sample, mode, &judge) {
+                        prop_assert!(false, "{}: {}", what, serde_json::to_string(sample).unwrap());
+                    }
+                }
+                Some("good") => {
+                    let leaf = node_at(&tree, &positions(&sample.meta["leaf"]));
+                    prop_assert!(config.thresholds.is_good(tree.leaf_reward(leaf)));
+                    prop_assert!(sample.messages[3..].iter().filter(|m| m.role == Role::Assistant).all(|m| m.loss == Some(true)));
+                }
+                other => prop_assert!(false, "unknown kind {:?}", other),
+            }
+            let text = serde_json::to_string(sample).unwrap();
+            let back: Sample = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(&back, sample);
+        }
+        prop_assert_eq!(revisions, stats.pairs);
+        if let Some(cap) = cap {
+            prop_assert!(stats.pairs <= cap);
+        }
+        // Every qualifying pair is either used or counted as dropped.
+        let leaves = tree.leaves();
+        let qualifying = if tree.root().value <= 0.0 { 0 } else {
+            leaves.iter().flat_map(|&g| leaves.iter().map(move |&b| (g, b)))
+                .filter(|&(g, b)| g != b && config.thresholds.pairs(tree.leaf_reward(g), tree.leaf_reward(b)))
+                .count()
+        };
+        prop_assert_eq!(stats.pairs + stats.pairs_dropped_by_cap, qualifying);
+        // Each step is judged at most once per tree; direct mode never asks.
+        let calls = judge.calls.into_inner().unwrap();
+        let distinct: HashSet<&Vec<usize>> = calls.iter().collect();
+        prop_assert_eq!(distinct.len(), calls.len());
+        if direct {
+            prop_assert!(calls.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_samples(seed in any::<u64>()) {
+        let tree = random_tree(seed, 5, 3);
+        let config = config(Mode::AgentR, 0.5, PairCondition::Paper, 11);
+        let run = || {
+            let judge = HashJudge { salt: 3, calls: Mutex::new(Vec::new()) };
+            revise_tree(&tree, &config, &Signals::default(), &judge).unwrap().0
+        };
+        prop_assert_eq!(run(), run());
+    }
+}
+
+#[test]
+fn random_trees_exercise_the_splicer() {
+    // Guards the generator above: most random trees must yield revision samples, or the
+    // properties would hold vacuously.
+    let config = config(Mode::AgentR, 0.5, PairCondition::Paper, 0);
+    let productive = (0..200u64)
+        .filter(|&seed| {
+            let judge = HashJudge {
+                salt: seed,
+                calls: Mutex::new(Vec::new()),
+            };
+            let (_, stats) = revise_tree(
+                &random_tree(seed, 5, 3),
+                &config,
+                &Signals::default(),
+                &judge,
+            )
+            .unwrap();
+            stats.pairs > 0 && stats.judge_labels.contains_key("bad")
+        })
+        .count();
+    assert!(
+        productive >= 80,
+        "only {productive}/200 random trees gave judged revision samples"
+    );
+}
