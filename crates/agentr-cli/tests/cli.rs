@@ -204,25 +204,32 @@ fn setup_without_python_explains_what_is_missing() {
     );
 }
 
+/// `agentr collect` on TextCraft with the noisy expert.
+fn collect_tasks(policy: &str, tasks: &str, out: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "collect",
+        "--env",
+        "textcraft",
+        "--policy",
+        policy,
+        "--tasks",
+        tasks,
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    agentr(&args, "")
+}
+
 #[test]
 fn collect_writes_one_tree_per_task_and_resumes() {
     let (one, two) = (temp_path("trees1"), temp_path("trees2"));
     for (dir, workers) in [(&one, "1"), (&two, "2")] {
-        let output = agentr(
-            &[
-                "collect",
-                "--env",
-                "textcraft",
-                "--policy",
-                "noisy-expert:0.3",
-                "--tasks",
-                "train[:4],500",
-                "--out",
-                dir.to_str().unwrap(),
-                "--workers",
-                workers,
-            ],
-            "",
+        let output = collect_tasks(
+            "noisy-expert:0.3",
+            "train[:4],500",
+            dir,
+            &["--workers", workers],
         );
         assert!(output.status.success(), "{}", text(&output.stderr));
         assert!(
@@ -250,20 +257,7 @@ fn collect_writes_one_tree_per_task_and_resumes() {
     }
     // Kill-and-restart: a removed tree is searched again, the rest are skipped.
     std::fs::remove_file(one.join("33.json")).unwrap();
-    let output = agentr(
-        &[
-            "collect",
-            "--env",
-            "textcraft",
-            "--policy",
-            "noisy-expert:0.3",
-            "--tasks",
-            "train[:4],500",
-            "--out",
-            one.to_str().unwrap(),
-        ],
-        "",
-    );
+    let output = collect_tasks("noisy-expert:0.3", "train[:4],500", &one, &[]);
     assert!(
         text(&output.stderr).contains("searched 1 tasks"),
         "{}",
@@ -323,20 +317,7 @@ fn collect_rejects_bad_arguments_clearly() {
 fn revise_turns_trees_into_samples_and_statistics() {
     let trees = temp_path("revise-trees");
     let out = temp_path("revise-samples.jsonl");
-    let collected = agentr(
-        &[
-            "collect",
-            "--env",
-            "textcraft",
-            "--policy",
-            "noisy-expert:0.5",
-            "--tasks",
-            "400..412",
-            "--out",
-            trees.to_str().unwrap(),
-        ],
-        "",
-    );
+    let collected = collect_tasks("noisy-expert:0.5", "400..412", &trees, &[]);
     assert!(collected.status.success(), "{}", text(&collected.stderr));
     for mode in ["agent-r", "direct"] {
         let output = agentr(

@@ -423,6 +423,12 @@ impl RecipeBook {
         &self.recipes[index]
     }
 
+    /// The command line of recipe `index`, as the agent sees it:
+    /// `craft <n> <output> using <c> <input>, ...`.
+    pub fn command(&self, index: usize) -> &str {
+        &self.command_lines[index]
+    }
+
     /// Every kept recipe.
     pub fn recipes(&self) -> &[Recipe] {
         &self.recipes

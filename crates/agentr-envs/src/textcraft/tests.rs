@@ -144,18 +144,8 @@ fn loading_rules() {
 fn ingredient_counts_and_command_lines() {
     let book = book();
     let line = |item: &str| {
-        let recipe = book.recipe(book.item_recipes(name(&book, item))[0]);
-        let inputs: Vec<String> = recipe
-            .inputs
-            .iter()
-            .map(|i| format!("{} {}", i.count, book.display(i.name)))
-            .collect();
-        format!(
-            "craft {} {} using {}",
-            recipe.count,
-            book.display(recipe.output),
-            inputs.join(", ")
-        )
+        book.command(book.item_recipes(name(&book, item))[0])
+            .to_owned()
     };
     assert_eq!(line("book"), "craft 1 book using 3 paper, 1 leather");
     assert_eq!(line("bowl"), "craft 4 bowl using 3 planks");
