@@ -29,6 +29,7 @@
 
 pub mod action;
 pub mod assets;
+pub mod atomic;
 pub mod chat;
 mod env;
 pub mod episode;

@@ -378,16 +378,14 @@ impl Tree {
         Ok(tree)
     }
 
-    /// Writes the tree as JSON atomically: a temporary file in the same folder, then a rename,
-    /// so a crash never leaves a half-written tree under the final name.
+    /// Writes the tree as JSON atomically (temporary file + rename), so a crash never leaves a
+    /// half-written tree under the final name.
     pub fn save(&self, path: &Path) -> Result<(), SearchError> {
         let io = |source| SearchError::Io {
             path: path.to_owned(),
             source,
         };
         let json = serde_json::to_vec(self).map_err(|e| io(std::io::Error::other(e)))?;
-        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-        fs::write(&tmp, json).map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)
+        agentr_envs::atomic::write(path, &json).map_err(io)
     }
 }

@@ -1,2 +1,14 @@
-//! agentr-train will hold the tokenizer, the Llama-family model, the SFT trainer and
-//! generation on candle. It has no content yet; see the project README's status table.
+//! The learning part of agentr (in progress): a byte-level BPE tokenizer with ChatML
+//! rendering, and a Llama-family decoder written with differentiable candle operations.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod error;
+mod loss;
+mod model;
+mod tokenizer;
+
+pub use error::TrainError;
+pub use loss::masked_cross_entropy;
+pub use model::{KvCache, Llama, ModelConfig};
+pub use tokenizer::{ChatTokenizer, END_OF_TEXT, IM_END, IM_START, Rendered};

@@ -1,0 +1,671 @@
+//! A Llama-family decoder written with candle operations that all have a backward pass.
+//!
+//! candle's fused `rms_norm`, `softmax_last_dim` and `rope` kernels have no backward and
+//! silently cut gradients (candle issue 2168), so RMSNorm, softmax and rotary embeddings are
+//! composed from elementary operations here; `every_parameter_receives_a_gradient` guards it.
+//!
+//! Weights use Hugging Face Llama tensor names (`model.layers.0.self_attn.q_proj.weight`, ...)
+//! and are stored as safetensors next to a `config.json`.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Module, Tensor, Var};
+use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// Architecture hyper-parameters (a subset of Hugging Face's `LlamaConfig`, same field names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Tokens in the vocabulary.
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Longest sequence the rotary tables cover.
+    pub max_position_embeddings: usize,
+    /// Rotary base.
+    pub rope_theta: f64,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Share the input embedding with the output projection.
+    pub tie_word_embeddings: bool,
+}
+
+impl ModelConfig {
+    /// A named preset for `vocab_size` tokens: `tiny-s` (about 5M parameters with a 2k
+    /// vocabulary) or `tiny-m` (about 20M).
+    pub fn preset(name: &str, vocab_size: usize) -> Option<Self> {
+        let (hidden_size, intermediate_size, num_hidden_layers) = match name {
+            "tiny-s" => (256, 704, 6),
+            "tiny-m" => (512, 1408, 6),
+            _ => return None,
+        };
+        Some(ModelConfig {
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads: 8,
+            num_key_value_heads: 4,
+            max_position_embeddings: 4096,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-5,
+            tie_word_embeddings: true,
+        })
+    }
+
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Checks the shapes fit together.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |message: String| Err(TrainError::Config(message));
+        if self.num_attention_heads == 0
+            || self.num_key_value_heads == 0
+            || self.hidden_size % self.num_attention_heads != 0
+        {
+            return bad(format!(
+                "hidden_size {} must split into num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return bad(format!(
+                "num_attention_heads {} must be a multiple of num_key_value_heads {}",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return bad("the head width must be even for rotary embeddings".into());
+        }
+        if self.vocab_size == 0 || self.num_hidden_layers == 0 {
+            return bad("vocab_size and num_hidden_layers must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// `x * rsqrt(mean(x^2) + eps) * weight`, from differentiable operations.
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let scale = (mean_square + eps)?.sqrt()?.recip()?;
+    x.broadcast_mul(&scale)?.broadcast_mul(weight)
+}
+
+/// Softmax over the last dimension, from differentiable operations (the maximum is detached:
+/// subtracting it changes nothing but the numerics).
+pub(crate) fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let exp = x.broadcast_sub(&max)?.exp()?;
+    let sum = exp.sum_keepdim(D::Minus1)?;
+    exp.broadcast_div(&sum)
+}
+
+/// Rotary tables: cos and sin of shape `[max_positions, head_dim / 2]`.
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    fn new(config: &ModelConfig, device: &Device) -> candle_core::Result<Self> {
+        let half = config.head_dim() / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                1.0 / config
+                    .rope_theta
+                    .powf(2.0 * i as f64 / config.head_dim() as f64) as f32
+            })
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let positions = Tensor::arange(0u32, config.max_position_embeddings as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((config.max_position_embeddings, 1))?;
+        let angles = positions.broadcast_mul(&inv_freq)?;
+        Ok(Rotary {
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+        })
+    }
+
+    /// Rotates `x` of shape `[batch, heads, seq, head_dim]` for positions `start..start+seq`
+    /// (the half-split layout of Hugging Face Llama checkpoints).
+    fn apply(&self, x: &Tensor, start: usize) -> candle_core::Result<Tensor> {
+        let (_, _, seq, dim) = x.dims4()?;
+        let half = dim / 2;
+        let cos = self.cos.narrow(0, start, seq)?;
+        let sin = self.sin.narrow(0, start, seq)?;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rotated_1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let rotated_2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+        Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+    }
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+struct Layer {
+    input_layernorm: Tensor,
+    attention: Attention,
+    post_attention_layernorm: Tensor,
+    mlp: Mlp,
+}
+
+/// Cached keys and values of every layer, for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    /// Number of positions cached.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .and_then(|(k, _)| k.dim(2).ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same cache repeated `n` times along the batch (a shared prefill for `n` samples).
+    pub fn repeat_batch(&self, n: usize) -> Result<Self, TrainError> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                layer
+                    .as_ref()
+                    .map(|(k, v)| -> candle_core::Result<(Tensor, Tensor)> {
+                        Ok((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))
+                    })
+                    .transpose()
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(KvCache { layers })
+    }
+}
+
+/// The decoder with its parameters.
+pub struct Llama {
+    config: ModelConfig,
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    rotary: Rotary,
+    varmap: VarMap,
+    device: Device,
+}
+
+impl Llama {
+    /// A freshly initialised model (candle's default initialisers, norms at 1).
+    pub fn new(config: ModelConfig, device: &Device) -> Result<Self, TrainError> {
+        config.validate()?;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        Self::build(config, vb, varmap, device)
+    }
+
+    /// Loads `config.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| TrainError::BadFile {
+            path: config_path,
+            message: e.to_string(),
+        })?;
+        let mut model = Self::new(config, device)?;
+        let weights = dir.join("model.safetensors");
+        model
+            .varmap
+            .load(&weights)
+            .map_err(|e| TrainError::BadFile {
+                path: weights,
+                message: e.to_string(),
+            })?;
+        Ok(model)
+    }
+
+    /// Writes `config.json` and `model.safetensors` into `dir` (created if missing).
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let config_path = dir.join("config.json");
+        let config = serde_json::to_vec_pretty(&self.config).map_err(std::io::Error::other);
+        config
+            .and_then(|bytes| agentr_envs::atomic::write(&config_path, &bytes))
+            .map_err(|source| TrainError::Io {
+                path: config_path,
+                source,
+            })?;
+        let weights = dir.join("model.safetensors");
+        let tmp = dir.join("model.safetensors.tmp");
+        self.varmap.save(&tmp)?;
+        std::fs::rename(&tmp, &weights).map_err(|source| TrainError::Io {
+            path: weights,
+            source,
+        })
+    }
+
+    fn build(
+        config: ModelConfig,
+        vb: VarBuilder,
+        varmap: VarMap,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let hidden = config.hidden_size;
+        let head_dim = config.head_dim();
+        let kv_width = config.num_key_value_heads * head_dim;
+        let model_vb = vb.pp("model");
+        let embed_tokens =
+            candle_nn::embedding(config.vocab_size, hidden, model_vb.pp("embed_tokens"))?;
+        let ones = candle_nn::Init::Const(1.0);
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for index in 0..config.num_hidden_layers {
+            let lvb = model_vb.pp(format!("layers.{index}"));
+            let avb = lvb.pp("self_attn");
+            let mvb = lvb.pp("mlp");
+            layers.push(Layer {
+                input_layernorm: lvb
+                    .pp("input_layernorm")
+                    .get_with_hints(hidden, "weight", ones)?,
+                attention: Attention {
+                    q_proj: candle_nn::linear_no_bias(hidden, hidden, avb.pp("q_proj"))?,
+                    k_proj: candle_nn::linear_no_bias(hidden, kv_width, avb.pp("k_proj"))?,
+                    v_proj: candle_nn::linear_no_bias(hidden, kv_width, avb.pp("v_proj"))?,
+                    o_proj: candle_nn::linear_no_bias(hidden, hidden, avb.pp("o_proj"))?,
+                    heads: config.num_attention_heads,
+                    kv_heads: config.num_key_value_heads,
+                    head_dim,
+                },
+                post_attention_layernorm: lvb
+                    .pp("post_attention_layernorm")
+                    .get_with_hints(hidden, "weight", ones)?,
+                mlp: Mlp {
+                    gate_proj: candle_nn::linear_no_bias(
+                        hidden,
+                        config.intermediate_size,
+                        mvb.pp("gate_proj"),
+                    )?,
+                    up_proj: candle_nn::linear_no_bias(
+                        hidden,
+                        config.intermediate_size,
+                        mvb.pp("up_proj"),
+                    )?,
+                    down_proj: candle_nn::linear_no_bias(
+                        config.intermediate_size,
+                        hidden,
+                        mvb.pp("down_proj"),
+                    )?,
+                },
+            });
+        }
+        let norm = model_vb.pp("norm").get_with_hints(hidden, "weight", ones)?;
+        let lm_head = if config.tie_word_embeddings {
+            embed_tokens.embeddings().clone()
+        } else {
+            vb.pp("lm_head").get_with_hints(
+                (config.vocab_size, hidden),
+                "weight",
+                candle_nn::init::DEFAULT_KAIMING_NORMAL,
+            )?
+        };
+        let rotary = Rotary::new(&config, device)?;
+        Ok(Llama {
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            varmap,
+            device: device.clone(),
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every trainable parameter with its Hugging Face name, sorted by name.
+    pub fn parameters(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        let mut params: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        params
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> usize {
+        self.parameters().iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` at positions
+    /// `cache.len()..`. With a cache, keys and values are appended to it.
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor, TrainError> {
+        Ok(self.forward_inner(ids, cache)?)
+    }
+
+    fn forward_inner(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, seq) = ids.dims2()?;
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        if start + seq > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds max_position_embeddings {}",
+                start + seq,
+                self.config.max_position_embeddings
+            );
+        }
+        if let Some(cache) = cache.as_mut() {
+            cache.layers.resize(self.layers.len(), None);
+        }
+        let mask = causal_mask(seq, start, &self.device)?;
+        let mut x = self.embed_tokens.forward(ids)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let normed = rms_norm(&x, &layer.input_layernorm, self.config.rms_norm_eps)?;
+            let slot = cache.as_mut().map(|c| &mut c.layers[index]);
+            let attended =
+                layer
+                    .attention
+                    .forward(&normed, &self.rotary, start, mask.as_ref(), slot)?;
+            x = (x + attended)?;
+            let normed = rms_norm(
+                &x,
+                &layer.post_attention_layernorm,
+                self.config.rms_norm_eps,
+            )?;
+            let gate = layer.mlp.gate_proj.forward(&normed)?;
+            let up = layer.mlp.up_proj.forward(&normed)?;
+            // SwiGLU: silu(gate) * up, with silu(x) = x * sigmoid(x) written out.
+            let silu = (&gate * candle_nn::ops::sigmoid(&gate)?)?;
+            x = (x + layer.mlp.down_proj.forward(&(silu * up)?)?)?;
+        }
+        let x = rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        let hidden = self.config.hidden_size;
+        x.reshape((batch * seq, hidden))?
+            .matmul(&self.lm_head.t()?)?
+            .reshape((batch, seq, self.config.vocab_size))
+    }
+}
+
+/// Additive mask `[seq, start + seq]`: 0 where a query may look, -inf above the diagonal.
+/// `None` for a single new token (it may look at everything cached).
+fn causal_mask(seq: usize, start: usize, device: &Device) -> candle_core::Result<Option<Tensor>> {
+    if seq == 1 {
+        return Ok(None);
+    }
+    let total = start + seq;
+    let values: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(values, (seq, total), device).map(Some)
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        start: usize,
+        mask: Option<&Tensor>,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, seq, hidden) = x.dims3()?;
+        let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
+            t.reshape((batch, seq, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = rotary.apply(&heads(self.q_proj.forward(x)?, self.heads)?, start)?;
+        let k = rotary.apply(&heads(self.k_proj.forward(x)?, self.kv_heads)?, start)?;
+        let v = heads(self.v_proj.forward(x)?, self.kv_heads)?;
+        let (k, v) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((past_k, past_v)) => (
+                        Tensor::cat(&[&past_k, &k], 2)?,
+                        Tensor::cat(&[&past_v, &v], 2)?,
+                    ),
+                    None => (k, v),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let group = self.heads / self.kv_heads;
+        let (k, v) = if group > 1 {
+            let total = k.dim(2)?;
+            let expand = |t: &Tensor| -> candle_core::Result<Tensor> {
+                t.unsqueeze(2)?
+                    .broadcast_as((batch, self.kv_heads, group, total, self.head_dim))?
+                    .reshape((batch, self.heads, total, self.head_dim))
+            };
+            (expand(&k)?, expand(&v)?)
+        } else {
+            (k, v)
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let weights = softmax_last_dim(&scores)?;
+        weights
+            .matmul(&v.contiguous()?)?
+            .transpose(1, 2)?
+            .reshape((batch, seq, hidden))
+            .and_then(|t| self.o_proj.forward(&t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masked_cross_entropy;
+
+    fn small(tie: bool) -> ModelConfig {
+        ModelConfig {
+            vocab_size: 61,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 64,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-5,
+            tie_word_embeddings: tie,
+        }
+    }
+
+    fn ids(batch: usize, seq: usize) -> Tensor {
+        let values: Vec<u32> = (0..batch * seq).map(|i| (i * 7 % 61) as u32).collect();
+        Tensor::from_vec(values, (batch, seq), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn every_parameter_receives_a_gradient() {
+        for tie in [true, false] {
+            let model = Llama::new(small(tie), &Device::Cpu).unwrap();
+            let input = ids(2, 9);
+            let logits = model.forward(&input, None).unwrap();
+            let targets = ids(2, 9);
+            let mask = Tensor::ones((2, 9), DType::F32, &Device::Cpu).unwrap();
+            let (loss, _) = masked_cross_entropy(&logits, &targets, &mask).unwrap();
+            let grads = loss.backward().unwrap();
+            let params = model.parameters();
+            let expected = 2 + 9 * 2 + usize::from(!tie);
+            assert_eq!(params.len(), expected);
+            for (name, var) in params {
+                let grad = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{name} received no gradient"));
+                let norm = grad
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    norm > 0.0 && norm.is_finite(),
+                    "{name}: gradient norm {norm}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_follow_hugging_face_llama() {
+        let model = Llama::new(small(false), &Device::Cpu).unwrap();
+        let names: Vec<String> = model.parameters().into_iter().map(|(n, _)| n).collect();
+        for name in [
+            "lm_head.weight",
+            "model.embed_tokens.weight",
+            "model.norm.weight",
+            "model.layers.1.self_attn.k_proj.weight",
+            "model.layers.0.mlp.gate_proj.weight",
+            "model.layers.0.post_attention_layernorm.weight",
+        ] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} missing from {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn incremental_decoding_matches_the_full_pass() {
+        let model = Llama::new(small(true), &Device::Cpu).unwrap();
+        let input = ids(1, 7);
+        let full = model.forward(&input, None).unwrap();
+        let mut cache = KvCache::default();
+        let prefix = model
+            .forward(&input.narrow(1, 0, 4).unwrap(), Some(&mut cache))
+            .unwrap();
+        assert_eq!(cache.len(), 4);
+        let mut pieces = vec![prefix];
+        for t in 4..7 {
+            pieces.push(
+                model
+                    .forward(&input.narrow(1, t, 1).unwrap(), Some(&mut cache))
+                    .unwrap(),
+            );
+        }
+        let stepped = Tensor::cat(&pieces, 1).unwrap();
+        let diff = (full - stepped)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max difference {diff}");
+        // A shared prefill repeated over a batch continues like separate runs.
+        let batch = cache.repeat_batch(3).unwrap();
+        assert_eq!(batch.len(), 7);
+    }
+
+    #[test]
+    fn save_and_load_give_identical_logits() {
+        let dir = std::env::temp_dir().join(format!("agentr-model-{}", std::process::id()));
+        let model = Llama::new(small(true), &Device::Cpu).unwrap();
+        model.save(&dir).unwrap();
+        let loaded = Llama::load(&dir, &Device::Cpu).unwrap();
+        assert_eq!(loaded.config(), model.config());
+        let input = ids(2, 5);
+        let a = model
+            .forward(&input, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = loaded
+            .forward(&input, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(a, b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn presets_have_the_advertised_sizes() {
+        let s = Llama::new(ModelConfig::preset("tiny-s", 2048).unwrap(), &Device::Cpu).unwrap();
+        let m = Llama::new(ModelConfig::preset("tiny-m", 2048).unwrap(), &Device::Cpu).unwrap();
+        let (s, m) = (s.parameter_count(), m.parameter_count());
+        assert!((4_000_000..6_000_000).contains(&s), "tiny-s has {s}");
+        assert!((17_000_000..23_000_000).contains(&m), "tiny-m has {m}");
+        assert!(ModelConfig::preset("huge", 10).is_none());
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        let mut config = small(true);
+        config.num_key_value_heads = 3;
+        assert!(matches!(
+            Llama::new(config, &Device::Cpu),
+            Err(TrainError::Config(_))
+        ));
+    }
+}
