@@ -6,9 +6,13 @@
 mod error;
 mod loss;
 mod model;
+mod optim;
+mod sft;
 mod tokenizer;
 
 pub use error::TrainError;
 pub use loss::masked_cross_entropy;
 pub use model::{KvCache, Llama, ModelConfig};
+pub use optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
+pub use sft::{RunFiles, SftConfig, StepReport, TrainData, TrainOutcome, train};
 pub use tokenizer::{ChatTokenizer, END_OF_TEXT, IM_END, IM_START, Rendered};

@@ -249,15 +249,16 @@ impl Llama {
             message: e.to_string(),
         })?;
         let mut model = Self::new(config, device)?;
-        let weights = dir.join("model.safetensors");
-        model
-            .varmap
-            .load(&weights)
-            .map_err(|e| TrainError::BadFile {
-                path: weights,
-                message: e.to_string(),
-            })?;
+        model.load_weights(&dir.join("model.safetensors"))?;
         Ok(model)
+    }
+
+    /// Replaces the weights with those of a safetensors file written by [`Llama::save`].
+    pub fn load_weights(&mut self, path: &Path) -> Result<(), TrainError> {
+        self.varmap.load(path).map_err(|e| TrainError::BadFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if missing).

@@ -1,0 +1,681 @@
+//! Supervised fine-tuning on rendered conversations: masked cross-entropy, AdamW, warm-up +
+//! cosine schedule, global-norm clipping, gradient accumulation, length-bucketed batches, the
+//! eta mixture with general chat data, atomic checkpoints and exact resume.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use agentr_envs::rng::Rng;
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
+use crate::{Llama, Rendered, TrainError, masked_cross_entropy};
+
+/// Settings of a fine-tuning run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SftConfig {
+    /// Passes over the agent data.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
+    pub min_lr: f64,
+    /// Share of optimizer steps spent warming up linearly.
+    pub warmup_ratio: f64,
+    /// AdamW settings (weight decay 0 by default).
+    pub optimizer: AdamWConfig,
+    /// Gradients are scaled down to this global L2 norm.
+    pub max_grad_norm: f64,
+    /// Padded tokens per micro-batch (batch size times the longest sequence in it).
+    pub batch_tokens: usize,
+    /// Micro-batches per optimizer step.
+    pub accumulation: usize,
+    /// Longer samples are cut to this many tokens.
+    pub max_seq_len: usize,
+    /// Share of agent data when general chat data is given (Agent-R's eta, 0.2 in the paper).
+    pub eta: f64,
+    /// Seed of shuffling, bucketing and the general-data draw.
+    pub seed: u64,
+    /// Write a checkpoint every this many optimizer steps (and at the end of each epoch).
+    pub checkpoint_every: u64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig {
+            epochs: 3,
+            lr: 1e-3,
+            min_lr: 0.0,
+            warmup_ratio: 0.03,
+            optimizer: AdamWConfig::default(),
+            max_grad_norm: 1.0,
+            batch_tokens: 8192,
+            accumulation: 1,
+            max_seq_len: 2048,
+            eta: 0.2,
+            seed: 0,
+            checkpoint_every: 200,
+        }
+    }
+}
+
+/// Training data: agent samples and optional general chat samples.
+#[derive(Debug, Clone, Default)]
+pub struct TrainData {
+    /// Agent trajectories (revision, good, judge, expert samples), rendered.
+    pub agent: Vec<Rendered>,
+    /// General chat data mixed in with share `1 - eta`; empty means no mixing.
+    pub general: Vec<Rendered>,
+}
+
+/// One optimizer step, as reported to the caller and written to the training log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Optimizer steps done, this one included.
+    pub step: u64,
+    /// Optimizer steps the run will take.
+    pub total_steps: u64,
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Mean masked loss of the step's micro-batches.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (padding excluded) processed in this step.
+    pub tokens: usize,
+    /// Tokens per second over the run so far (this process).
+    pub tokens_per_second: f64,
+    /// Seconds since the run (or resume) started.
+    pub elapsed_seconds: f64,
+}
+
+/// Where a run stands; saved with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Progress {
+    step: u64,
+    epoch: usize,
+    /// Next micro-batch of `epoch` to train on.
+    batch: usize,
+    /// Fingerprint of the data and settings, so a resume with other inputs is refused.
+    fingerprint: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOutcome {
+    /// Optimizer steps done in total (resumed ones included).
+    pub steps: u64,
+    /// Whether every epoch finished (false when the caller stopped the run).
+    pub finished: bool,
+    /// Samples skipped because nothing in them is trained after truncation.
+    pub skipped_samples: usize,
+}
+
+/// A sample prepared for batching: inputs, targets and mask, already shifted by one.
+struct Prepared {
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    mask: Vec<f32>,
+}
+
+fn prepare(sample: &Rendered, max_seq_len: usize) -> Option<Prepared> {
+    let len = sample.ids.len().min(max_seq_len + 1);
+    if len < 2 {
+        return None;
+    }
+    let mask: Vec<f32> = sample.mask[1..len]
+        .iter()
+        .map(|&m| f32::from(u8::from(m)))
+        .collect();
+    if mask.iter().all(|&m| m == 0.0) {
+        return None;
+    }
+    Some(Prepared {
+        inputs: sample.ids[..len - 1].to_vec(),
+        targets: sample.ids[1..len].to_vec(),
+        mask,
+    })
+}
+
+/// The micro-batches of every epoch, as indices into the prepared samples. A pure function of
+/// the data sizes and the settings, which is what makes resuming exact.
+fn plan_epochs(lengths: &[usize], agent: usize, config: &SftConfig) -> Vec<Vec<Vec<usize>>> {
+    let general: Vec<usize> = (agent..lengths.len()).collect();
+    let general_per_epoch = if general.is_empty() || config.eta >= 1.0 {
+        0
+    } else {
+        (agent as f64 * (1.0 - config.eta) / config.eta.max(1e-9)).round() as usize
+    };
+    let mut general_order = general.clone();
+    Rng::from_parts(&[config.seed, 0x6E]).shuffle(&mut general_order);
+    let mut general_cursor = 0;
+    (0..config.epochs)
+        .map(|epoch| {
+            let mut rng = Rng::from_parts(&[config.seed, epoch as u64]);
+            let mut indices: Vec<usize> = (0..agent).collect();
+            for _ in 0..general_per_epoch {
+                indices.push(general_order[general_cursor % general_order.len()]);
+                general_cursor += 1;
+            }
+            rng.shuffle(&mut indices);
+            // Length buckets: sort within windows of the shuffled order, pack by token budget.
+            let mut batches = Vec::new();
+            for window in indices.chunks(256) {
+                let mut window = window.to_vec();
+                window.sort_by_key(|&i| lengths[i]);
+                let mut batch: Vec<usize> = Vec::new();
+                let mut longest = 0;
+                for i in window {
+                    let candidate = longest.max(lengths[i]);
+                    if !batch.is_empty() && candidate * (batch.len() + 1) > config.batch_tokens {
+                        batches.push(std::mem::take(&mut batch));
+                        longest = 0;
+                    }
+                    longest = longest.max(lengths[i]);
+                    batch.push(i);
+                }
+                if !batch.is_empty() {
+                    batches.push(batch);
+                }
+            }
+            rng.shuffle(&mut batches);
+            batches
+        })
+        .collect()
+}
+
+fn fingerprint(lengths: &[usize], agent: usize, config: &SftConfig) -> u64 {
+    let mut parts = vec![agent as u64, lengths.len() as u64];
+    parts.extend(lengths.iter().map(|&l| l as u64));
+    let config_json = serde_json::to_string(config).unwrap_or_default();
+    parts.extend(config_json.bytes().map(u64::from));
+    Rng::from_parts(&parts).next_u64()
+}
+
+/// Files of a run directory.
+pub struct RunFiles {
+    dir: PathBuf,
+}
+
+impl RunFiles {
+    /// The run directory `dir`.
+    pub fn new(dir: &Path) -> Self {
+        RunFiles {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The latest checkpoint folder.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join("checkpoint")
+    }
+
+    /// The JSONL training log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("train_log.jsonl")
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Trains `model` in place on `data`, writing checkpoints and the log under `dir`.
+///
+/// With `resume`, a checkpoint in `dir` (from the same data and settings) is loaded and the
+/// run continues exactly where it stopped. `on_step` sees every optimizer step and returns
+/// whether to continue; stopping writes a checkpoint first. The final weights are left in
+/// `model` (the caller saves them).
+pub fn train(
+    model: &mut Llama,
+    data: &TrainData,
+    config: &SftConfig,
+    dir: &Path,
+    resume: bool,
+    on_step: &mut dyn FnMut(&StepReport) -> bool,
+) -> Result<TrainOutcome, TrainError> {
+    if config.batch_tokens == 0 || config.accumulation == 0 || config.max_seq_len == 0 {
+        return Err(TrainError::Config(
+            "batch_tokens, accumulation and max_seq_len must be positive".into(),
+        ));
+    }
+    if !(config.eta > 0.0 && config.eta <= 1.0) {
+        return Err(TrainError::Config(format!(
+            "eta must be in (0, 1], got {}",
+            config.eta
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let files = RunFiles::new(dir);
+    let mut prepared = Vec::new();
+    let mut skipped = 0;
+    let mut agent = 0;
+    for (index, sample) in data.agent.iter().chain(&data.general).enumerate() {
+        match prepare(sample, config.max_seq_len) {
+            Some(p) => {
+                prepared.push(p);
+                if index < data.agent.len() {
+                    agent += 1;
+                }
+            }
+            None => skipped += 1,
+        }
+    }
+    if agent == 0 {
+        return Err(TrainError::Config(
+            "no agent sample has a trained token (check the loss flags)".into(),
+        ));
+    }
+    let lengths: Vec<usize> = prepared.iter().map(|p| p.inputs.len()).collect();
+    let plan = plan_epochs(&lengths, agent, config);
+    let steps_per_epoch: Vec<u64> = plan
+        .iter()
+        .map(|batches| batches.len().div_ceil(config.accumulation) as u64)
+        .collect();
+    let total_steps: u64 = steps_per_epoch.iter().sum();
+    let warmup = (total_steps as f64 * config.warmup_ratio).round() as u64;
+    let fingerprint = fingerprint(&lengths, agent, config);
+
+    let mut optimizer = AdamW::new(model.parameters(), config.optimizer)?;
+    let mut progress = Progress {
+        step: 0,
+        epoch: 0,
+        batch: 0,
+        fingerprint,
+    };
+    let checkpoint = files.checkpoint();
+    // A crash between the two renames of `save_checkpoint` leaves only the previous one.
+    let latest = [checkpoint.clone(), checkpoint.with_extension("old")]
+        .into_iter()
+        .find(|c| c.join("state.json").exists());
+    if let Some(latest) = latest.filter(|_| resume) {
+        let state_path = latest.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
+        let saved: Progress = serde_json::from_str(&text).map_err(|e| TrainError::BadFile {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        if saved.fingerprint != fingerprint {
+            return Err(TrainError::Config(format!(
+                "the checkpoint in {} was made with other data or settings; use a new directory",
+                checkpoint.display()
+            )));
+        }
+        model.load_weights(&latest.join("model.safetensors"))?;
+        optimizer.load(
+            &latest.join("optimizer.safetensors"),
+            saved.step,
+            model.device(),
+        )?;
+        progress = saved;
+    }
+
+    let started = Instant::now();
+    let mut tokens_this_run = 0usize;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(files.log())
+        .map_err(io(&files.log()))?;
+    let device = model.device().clone();
+    let params: HashMap<String, candle_core::Var> = model.parameters().into_iter().collect();
+    while progress.epoch < plan.len() {
+        let batches = &plan[progress.epoch];
+        while progress.batch < batches.len() {
+            let group_end = (progress.batch + config.accumulation).min(batches.len());
+            let micro = &batches[progress.batch..group_end];
+            let mut grads: HashMap<String, Tensor> = HashMap::new();
+            let mut loss_sum = 0.0;
+            let mut tokens = 0;
+            for batch in micro {
+                let longest = batch
+                    .iter()
+                    .map(|&i| prepared[i].inputs.len())
+                    .max()
+                    .unwrap_or(0);
+                let pad = |values: &[u32]| {
+                    let mut row = values.to_vec();
+                    row.resize(longest, 0);
+                    row
+                };
+                let inputs: Vec<u32> = batch
+                    .iter()
+                    .flat_map(|&i| pad(&prepared[i].inputs))
+                    .collect();
+                let targets: Vec<u32> = batch
+                    .iter()
+                    .flat_map(|&i| pad(&prepared[i].targets))
+                    .collect();
+                let mask: Vec<f32> = batch
+                    .iter()
+                    .flat_map(|&i| {
+                        let mut row = prepared[i].mask.clone();
+                        row.resize(longest, 0.0);
+                        row
+                    })
+                    .collect();
+                tokens += batch
+                    .iter()
+                    .map(|&i| prepared[i].inputs.len())
+                    .sum::<usize>();
+                let shape = (batch.len(), longest);
+                let inputs = Tensor::from_vec(inputs, shape, &device)?;
+                let targets = Tensor::from_vec(targets, shape, &device)?;
+                let mask = Tensor::from_vec(mask, shape, &device)?;
+                let logits = model.forward(&inputs, None)?;
+                let (loss, _) = masked_cross_entropy(&logits, &targets, &mask)?;
+                let loss = (loss / micro.len() as f64)?;
+                loss_sum += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+                let store = loss.backward()?;
+                for (name, var) in &params {
+                    if let Some(grad) = store.get(var.as_tensor()) {
+                        let summed = match grads.remove(name) {
+                            Some(previous) => (previous + grad)?,
+                            None => grad.clone(),
+                        };
+                        grads.insert(name.clone(), summed);
+                    }
+                }
+            }
+            let epoch_of_step = progress.epoch;
+            let grad_norm = clip_global_norm(&mut grads, config.max_grad_norm)?;
+            let lr = learning_rate(progress.step, total_steps, warmup, config.lr, config.min_lr);
+            optimizer.step(&grads, lr)?;
+            progress.step += 1;
+            progress.batch = group_end;
+            if progress.batch >= batches.len() {
+                progress.epoch += 1;
+                progress.batch = 0;
+            }
+            tokens_this_run += tokens;
+            let elapsed = started.elapsed().as_secs_f64();
+            let report = StepReport {
+                step: progress.step,
+                total_steps,
+                epoch: epoch_of_step,
+                loss: loss_sum,
+                lr,
+                grad_norm,
+                tokens,
+                tokens_per_second: tokens_this_run as f64 / elapsed.max(1e-9),
+                elapsed_seconds: elapsed,
+            };
+            let line = serde_json::to_string(&report)
+                .map_err(std::io::Error::other)
+                .map_err(io(&files.log()))?;
+            writeln!(log, "{line}").map_err(io(&files.log()))?;
+            let epoch_ended = progress.batch == 0;
+            let keep_going = on_step(&report);
+            if !keep_going || epoch_ended || progress.step % config.checkpoint_every.max(1) == 0 {
+                save_checkpoint(model, &optimizer, &progress, &checkpoint)?;
+            }
+            if !keep_going {
+                return Ok(TrainOutcome {
+                    steps: progress.step,
+                    finished: false,
+                    skipped_samples: skipped,
+                });
+            }
+            if epoch_ended {
+                break;
+            }
+        }
+    }
+    Ok(TrainOutcome {
+        steps: progress.step,
+        finished: true,
+        skipped_samples: skipped,
+    })
+}
+
+/// Writes model, optimizer moments and progress into a fresh folder, then swaps it in, so an
+/// interrupted write never damages the previous checkpoint.
+fn save_checkpoint(
+    model: &Llama,
+    optimizer: &AdamW,
+    progress: &Progress,
+    checkpoint: &Path,
+) -> Result<(), TrainError> {
+    let staging = checkpoint.with_extension("new");
+    let old = checkpoint.with_extension("old");
+    let _ = std::fs::remove_dir_all(&staging);
+    model.save(&staging)?;
+    optimizer.save(&staging.join("optimizer.safetensors"))?;
+    let state = serde_json::to_vec_pretty(progress)
+        .map_err(std::io::Error::other)
+        .map_err(io(&staging))?;
+    agentr_envs::atomic::write(&staging.join("state.json"), &state).map_err(io(&staging))?;
+    let _ = std::fs::remove_dir_all(&old);
+    if checkpoint.exists() {
+        std::fs::rename(checkpoint, &old).map_err(io(checkpoint))?;
+    }
+    std::fs::rename(&staging, checkpoint).map_err(io(checkpoint))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ModelConfig, Rendered};
+    use candle_core::Device;
+
+    fn small() -> ModelConfig {
+        ModelConfig {
+            vocab_size: 40,
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 128,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-5,
+            tie_word_embeddings: true,
+        }
+    }
+
+    /// Counting sequences: after the prompt token the model must continue 1, 2, 3, ...
+    fn data(n: usize) -> TrainData {
+        let agent = (0..n)
+            .map(|i| {
+                let start = (i % 5) as u32 + 1;
+                let len = 6 + i % 7;
+                let ids: Vec<u32> = (0..len as u32).map(|k| (start + k) % 40).collect();
+                let mask = (0..len).map(|k| k >= 2).collect();
+                Rendered { ids, mask }
+            })
+            .collect();
+        TrainData {
+            agent,
+            general: Vec::new(),
+        }
+    }
+
+    fn config() -> SftConfig {
+        SftConfig {
+            epochs: 3,
+            lr: 1e-2,
+            warmup_ratio: 0.1,
+            batch_tokens: 64,
+            checkpoint_every: 1000,
+            ..SftConfig::default()
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("agentr-sft-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn weights(model: &Llama) -> Vec<f32> {
+        model
+            .parameters()
+            .iter()
+            .flat_map(|(_, v)| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn training_lowers_the_masked_loss() {
+        let dir = temp_dir("learn");
+        let mut model = Llama::new(small(), &Device::Cpu).unwrap();
+        let mut losses = Vec::new();
+        let outcome = train(&mut model, &data(40), &config(), &dir, false, &mut |r| {
+            losses.push(r.loss);
+            true
+        })
+        .unwrap();
+        assert!(outcome.finished);
+        assert_eq!(outcome.steps as usize, losses.len());
+        let first = losses[..3].iter().sum::<f64>() / 3.0;
+        let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+        assert!(
+            last < first * 0.5,
+            "loss went from {first:.3} to {last:.3}: {losses:?}"
+        );
+        let log = std::fs::read_to_string(RunFiles::new(&dir).log()).unwrap();
+        assert_eq!(log.lines().count(), losses.len());
+        let line: StepReport = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+        assert_eq!(line.step, outcome.steps);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stopped_run_resumes_exactly() {
+        let straight_dir = temp_dir("straight");
+        let mut straight = Llama::new(small(), &Device::Cpu).unwrap();
+        let initial = weights(&straight);
+        train(
+            &mut straight,
+            &data(24),
+            &config(),
+            &straight_dir,
+            false,
+            &mut |_| true,
+        )
+        .unwrap();
+
+        let resumed_dir = temp_dir("resumed");
+        let mut first_half = Llama::new(small(), &Device::Cpu).unwrap();
+        // Same initial weights as the straight run.
+        let mut index = 0;
+        for (_, var) in first_half.parameters() {
+            let count = var.elem_count();
+            let values = initial[index..index + count].to_vec();
+            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            index += count;
+        }
+        let stopped = train(
+            &mut first_half,
+            &data(24),
+            &config(),
+            &resumed_dir,
+            false,
+            &mut |r| r.step < 4,
+        )
+        .unwrap();
+        assert!(!stopped.finished);
+        assert_eq!(stopped.steps, 4);
+        // A fresh process: new model object, weights and optimizer from the checkpoint.
+        let mut second_half = Llama::new(small(), &Device::Cpu).unwrap();
+        let outcome = train(
+            &mut second_half,
+            &data(24),
+            &config(),
+            &resumed_dir,
+            true,
+            &mut |_| true,
+        )
+        .unwrap();
+        assert!(outcome.finished);
+        assert_eq!(weights(&second_half), weights(&straight));
+        let log = std::fs::read_to_string(RunFiles::new(&resumed_dir).log()).unwrap();
+        assert_eq!(log.lines().count() as u64, outcome.steps);
+
+        // Other data cannot resume this run.
+        let mut other = Llama::new(small(), &Device::Cpu).unwrap();
+        let err = train(
+            &mut other,
+            &data(10),
+            &config(),
+            &resumed_dir,
+            true,
+            &mut |_| true,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("other data or settings"), "{err}");
+        std::fs::remove_dir_all(&straight_dir).unwrap();
+        std::fs::remove_dir_all(&resumed_dir).unwrap();
+    }
+
+    #[test]
+    fn batches_respect_the_token_budget_and_eta_mixes_general_data() {
+        let lengths: Vec<usize> = (0..100).map(|i| 5 + i % 30).collect();
+        let config = SftConfig {
+            epochs: 2,
+            batch_tokens: 100,
+            eta: 0.25,
+            ..SftConfig::default()
+        };
+        // 40 agent samples, 60 general: each epoch takes all agent samples and 120 general draws.
+        let plan = plan_epochs(&lengths, 40, &config);
+        for epoch in &plan {
+            let all: Vec<usize> = epoch.iter().flatten().copied().collect();
+            assert_eq!(all.iter().filter(|&&i| i < 40).count(), 40);
+            assert_eq!(all.iter().filter(|&&i| i >= 40).count(), 120);
+            for batch in epoch {
+                let longest = batch.iter().map(|&i| lengths[i]).max().unwrap();
+                assert!(batch.len() == 1 || longest * batch.len() <= 100);
+            }
+        }
+        assert_eq!(
+            plan,
+            plan_epochs(&lengths, 40, &config),
+            "plans are deterministic"
+        );
+        let no_general = plan_epochs(&lengths[..40], 40, &config);
+        assert_eq!(no_general[0].iter().flatten().count(), 40);
+    }
+
+    #[test]
+    fn samples_without_trained_tokens_are_skipped_and_bad_settings_refused() {
+        let dir = temp_dir("skip");
+        let mut model = Llama::new(small(), &Device::Cpu).unwrap();
+        let untrained = TrainData {
+            agent: vec![Rendered {
+                ids: vec![1, 2, 3],
+                mask: vec![false; 3],
+            }],
+            general: Vec::new(),
+        };
+        let err = train(&mut model, &untrained, &config(), &dir, false, &mut |_| {
+            true
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no agent sample"), "{err}");
+        let bad = SftConfig {
+            eta: 0.0,
+            ..config()
+        };
+        assert!(train(&mut model, &data(4), &bad, &dir, false, &mut |_| true).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
