@@ -3,14 +3,18 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod agent;
 mod error;
+mod generate;
 mod loss;
 mod model;
 mod optim;
 mod sft;
 mod tokenizer;
 
+pub use agent::ModelAgent;
 pub use error::TrainError;
+pub use generate::{GenerationConfig, continuation_logprob, fit_conversation, generate};
 pub use loss::masked_cross_entropy;
 pub use model::{KvCache, Llama, ModelConfig};
 pub use optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};

@@ -216,6 +216,35 @@ impl KvCache {
     }
 }
 
+impl KvCache {
+    /// Keeps only the batch rows `rows` (in that order), for samples still generating.
+    pub fn select_batch(&self, rows: &[u32]) -> Result<Self, TrainError> {
+        let Some(device) = self
+            .layers
+            .iter()
+            .flatten()
+            .next()
+            .map(|(k, _)| k.device().clone())
+        else {
+            return Ok(self.clone());
+        };
+        let index = Tensor::new(rows, &device)?;
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                layer
+                    .as_ref()
+                    .map(|(k, v)| -> candle_core::Result<(Tensor, Tensor)> {
+                        Ok((k.index_select(&index, 0)?, v.index_select(&index, 0)?))
+                    })
+                    .transpose()
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(KvCache { layers })
+    }
+}
+
 /// The decoder with its parameters.
 pub struct Llama {
     config: ModelConfig,

@@ -1,0 +1,121 @@
+//! The model as an agent: a [`Policy`](agentr_mcts::Policy) for search and evaluation and a
+//! [`Judge`](agentr_revise::Judge) for first-error detection.
+
+use std::path::{Path, PathBuf};
+
+use agentr_envs::Message;
+use agentr_mcts::{Policy, SampleRequest};
+use agentr_revise::{Judge, JudgeRequest, Judgement, judge_prompt, parse_judgement};
+use candle_core::Device;
+
+use crate::{ChatTokenizer, GenerationConfig, Llama, TrainError, fit_conversation, generate};
+
+/// Tokens the judge may write (reasons plus the label line).
+const JUDGE_TOKENS: usize = 192;
+
+/// A model with its tokenizer and sampling settings.
+pub struct ModelAgent {
+    /// The decoder.
+    pub model: Llama,
+    /// Its tokenizer.
+    pub tokenizer: ChatTokenizer,
+    /// Sampling settings (temperature and seed come from each request).
+    pub generation: GenerationConfig,
+    /// Where the model was loaded from (recorded as the judge's name).
+    pub source: PathBuf,
+}
+
+impl ModelAgent {
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        let model = Llama::load(dir, device)?;
+        let tokenizer = ChatTokenizer::load(&dir.join("tokenizer.json"))?;
+        if tokenizer.vocab_size() > model.config().vocab_size {
+            return Err(TrainError::BadFile {
+                path: dir.join("tokenizer.json"),
+                message: format!(
+                    "the tokenizer has {} tokens but the model only {}",
+                    tokenizer.vocab_size(),
+                    model.config().vocab_size
+                ),
+            });
+        }
+        Ok(ModelAgent {
+            model,
+            tokenizer,
+            generation: GenerationConfig {
+                max_new_tokens: 128,
+                ..GenerationConfig::default()
+            },
+            source: dir.to_owned(),
+        })
+    }
+
+    /// Writes model and tokenizer into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        self.model.save(dir)?;
+        self.tokenizer.save(&dir.join("tokenizer.json"))
+    }
+
+    /// `n` responses to the conversation (the oldest turns are dropped when it does not fit).
+    pub fn respond(
+        &self,
+        conversation: &[Message],
+        n: usize,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<Vec<String>, TrainError> {
+        let budget = self.model.config().max_position_embeddings;
+        let generation = GenerationConfig {
+            temperature,
+            ..self.generation.clone()
+        };
+        let fitted = fit_conversation(
+            &self.tokenizer,
+            conversation,
+            budget,
+            generation.max_new_tokens,
+        )?;
+        let prompt = self.tokenizer.render_prompt(&fitted)?;
+        generate(&self.model, &self.tokenizer, &prompt, n, &generation, seed)
+    }
+}
+
+impl Policy for ModelAgent {
+    type Error = TrainError;
+
+    fn sample(&self, request: &SampleRequest<'_>) -> Result<Vec<String>, TrainError> {
+        self.respond(
+            request.conversation,
+            request.n,
+            request.temperature,
+            request.seed,
+        )
+    }
+}
+
+impl Judge for ModelAgent {
+    type Error = TrainError;
+
+    fn name(&self) -> String {
+        format!("model:{}", self.source.display())
+    }
+
+    fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, TrainError> {
+        // Like the policy's context budget: the oldest history steps go first.
+        let budget = self.model.config().max_position_embeddings;
+        let mut trimmed = request.clone();
+        let mut prompt = self.tokenizer.render_prompt(&judge_prompt(&trimmed))?;
+        while prompt.len() + JUDGE_TOKENS > budget && !trimmed.history.is_empty() {
+            trimmed.history.remove(0);
+            prompt = self.tokenizer.render_prompt(&judge_prompt(&trimmed))?;
+        }
+        let generation = GenerationConfig {
+            max_new_tokens: JUDGE_TOKENS,
+            temperature: 0.0,
+            ..self.generation.clone()
+        };
+        let answer = generate(&self.model, &self.tokenizer, &prompt, 1, &generation, 0)?;
+        Ok(parse_judgement(answer.first().map_or("", String::as_str)))
+    }
+}

@@ -1,0 +1,248 @@
+//! Sampling from the model: one shared prefill for `n` samples, a KV cache, temperature and
+//! top-p, stop tokens and stop strings, and the reference's context budget.
+
+use agentr_envs::Message;
+use agentr_envs::rng::Rng;
+use candle_core::{D, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{ChatTokenizer, KvCache, Llama, TrainError};
+
+/// How to sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerationConfig {
+    /// Most new tokens per sample.
+    pub max_new_tokens: usize,
+    /// 0 means greedy decoding.
+    pub temperature: f64,
+    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches this.
+    pub top_p: f64,
+    /// A sample ends when its text contains one of these (the stop string is cut off).
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            max_new_tokens: 256,
+            temperature: 1.0,
+            top_p: 1.0,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Picks a token from `logits` (one row) with temperature and top-p.
+fn sample_token(logits: &[f32], temperature: f64, top_p: f64, rng: &mut Rng) -> u32 {
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i as u32)
+    };
+    if temperature <= 0.0 {
+        return argmax();
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i, ((f64::from(l) - f64::from(max)) / temperature).exp()))
+        .collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    if !(total.is_finite() && total > 0.0) {
+        return argmax();
+    }
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut kept = 0.0;
+    let mut cut = probs.len();
+    for (index, (_, p)) in probs.iter().enumerate() {
+        kept += p / total;
+        if kept >= top_p {
+            cut = index + 1;
+            break;
+        }
+    }
+    let nucleus = &probs[..cut];
+    let mass: f64 = nucleus.iter().map(|p| p.1).sum();
+    let mut target = rng.unit_f64() * mass;
+    for &(index, p) in nucleus {
+        target -= p;
+        if target <= 0.0 {
+            return index as u32;
+        }
+    }
+    nucleus.last().map_or(0, |&(i, _)| i as u32)
+}
+
+/// Drops the oldest response/observation pairs after the first observation until the prompt
+/// leaves room for `reserve` new tokens within `budget` (the Agent-R reference's rule). The
+/// instruction, `Ok.` and first observation always stay.
+pub fn fit_conversation(
+    tokenizer: &ChatTokenizer,
+    messages: &[Message],
+    budget: usize,
+    reserve: usize,
+) -> Result<Vec<Message>, TrainError> {
+    let mut kept = messages.to_vec();
+    loop {
+        let length = tokenizer.render_prompt(&kept)?.len();
+        if length + reserve <= budget || kept.len() < 5 {
+            return Ok(kept);
+        }
+        kept.drain(3..5);
+    }
+}
+
+/// Generates `n` continuations of `prompt` (token ids) with one shared prefill.
+pub fn generate(
+    model: &Llama,
+    tokenizer: &ChatTokenizer,
+    prompt: &[u32],
+    n: usize,
+    config: &GenerationConfig,
+    seed: u64,
+) -> Result<Vec<String>, TrainError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if prompt.is_empty() {
+        return Err(TrainError::Config(
+            "generation needs a non-empty prompt".into(),
+        ));
+    }
+    let limit = model.config().max_position_embeddings;
+    if prompt.len() >= limit {
+        return Err(TrainError::Config(format!(
+            "the prompt has {} tokens; the model takes at most {limit}",
+            prompt.len()
+        )));
+    }
+    let max_new = config.max_new_tokens.min(limit - prompt.len());
+    let device = model.device();
+    let mut cache = KvCache::default();
+    let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), device)?;
+    let logits = model.forward(&input, Some(&mut cache))?;
+    let last = logits.narrow(1, prompt.len() - 1, 1)?.squeeze(1)?;
+    let mut rows: Vec<Vec<f32>> = vec![last.squeeze(0)?.to_vec1::<f32>()?; n];
+    let mut cache = cache.repeat_batch(n)?;
+    let mut rngs: Vec<Rng> = (0..n as u64).map(|i| Rng::from_parts(&[seed, i])).collect();
+    let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut texts: Vec<Option<String>> = vec![None; n];
+    // Rows of the batch still generating, by sample index.
+    let mut active: Vec<usize> = (0..n).collect();
+    let stop_tokens = [tokenizer.im_end(), tokenizer.end_of_text()];
+    for _ in 0..max_new {
+        let mut next = Vec::with_capacity(active.len());
+        let mut still: Vec<usize> = Vec::with_capacity(active.len());
+        let mut keep_rows: Vec<u32> = Vec::with_capacity(active.len());
+        for (row, &sample) in active.iter().enumerate() {
+            let token = sample_token(
+                &rows[row],
+                config.temperature,
+                config.top_p,
+                &mut rngs[sample],
+            );
+            if stop_tokens.contains(&token) {
+                texts[sample] = Some(tokenizer.decode(&outputs[sample])?);
+                continue;
+            }
+            outputs[sample].push(token);
+            if !config.stop.is_empty() {
+                let text = tokenizer.decode(&outputs[sample])?;
+                if let Some(at) = config
+                    .stop
+                    .iter()
+                    .filter_map(|s| text.find(s.as_str()))
+                    .min()
+                {
+                    texts[sample] = Some(text[..at].to_owned());
+                    continue;
+                }
+            }
+            next.push(token);
+            still.push(sample);
+            keep_rows.push(row as u32);
+        }
+        if still.is_empty() {
+            break;
+        }
+        if still.len() != active.len() {
+            cache = cache.select_batch(&keep_rows)?;
+        }
+        active = still;
+        let input = Tensor::from_vec(next, (active.len(), 1), device)?;
+        let logits = model.forward(&input, Some(&mut cache))?;
+        rows = logits
+            .squeeze(1)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?;
+    }
+    (0..n)
+        .map(|sample| match texts[sample].take() {
+            Some(text) => Ok(text),
+            None => tokenizer.decode(&outputs[sample]),
+        })
+        .collect()
+}
+
+/// Mean log-probability per token the model gives `continuation` after `prompt` (for tests and
+/// diagnostics).
+pub fn continuation_logprob(
+    model: &Llama,
+    prompt: &[u32],
+    continuation: &[u32],
+) -> Result<f64, TrainError> {
+    let all: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
+    let input = Tensor::from_vec(all.clone(), (1, all.len()), model.device())?;
+    let logits = model.forward(&input, None)?.squeeze(0)?;
+    let log_probs = {
+        let max = logits.max_keepdim(D::Minus1)?;
+        let shifted = logits.broadcast_sub(&max)?;
+        let norm = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        shifted.broadcast_sub(&norm)?.to_vec2::<f32>()?
+    };
+    let total: f64 = continuation
+        .iter()
+        .enumerate()
+        .map(|(k, &token)| f64::from(log_probs[prompt.len() - 1 + k][token as usize]))
+        .sum();
+    Ok(total / continuation.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{any, prop_assert, proptest};
+
+    #[test]
+    fn greedy_takes_the_argmax_and_top_p_restricts_the_choice() {
+        let mut rng = Rng::new(1);
+        assert_eq!(sample_token(&[0.1, 2.0, -1.0], 0.0, 1.0, &mut rng), 1);
+        // With top-p 0.5 only the dominant token can come out.
+        for _ in 0..100 {
+            assert_eq!(sample_token(&[5.0, 0.0, 0.0], 1.0, 0.5, &mut rng), 0);
+        }
+        // At temperature 1 over equal logits every token shows up.
+        let mut seen = [false; 3];
+        for _ in 0..200 {
+            seen[sample_token(&[1.0, 1.0, 1.0], 1.0, 1.0, &mut rng) as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    proptest! {
+        #[test]
+        fn sampling_never_panics(
+            logits in proptest::collection::vec(any::<f32>(), 1..20),
+            temperature in any::<f64>(),
+            top_p in any::<f64>(),
+            seed in any::<u64>(),
+        ) {
+            let token = sample_token(&logits, temperature, top_p, &mut Rng::new(seed));
+            prop_assert!((token as usize) < logits.len());
+        }
+    }
+}

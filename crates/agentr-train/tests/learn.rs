@@ -1,0 +1,142 @@
+//! End to end at toy scale: tokenizer, model, fine-tuning, generation, policy and judge.
+
+use agentr_envs::Message;
+use agentr_mcts::{Policy, SampleRequest};
+use agentr_revise::{Judge, JudgeRequest, Label, StepView};
+use agentr_train::{
+    ChatTokenizer, GenerationConfig, Llama, ModelAgent, ModelConfig, SftConfig, TrainData,
+    generate, train,
+};
+use candle_core::Device;
+
+fn conversation(i: usize) -> Vec<Message> {
+    vec![
+        Message::user(format!("Goal: craft item {i}.")),
+        Message::assistant(
+            format!(
+                "Thought: item {i} needs {} logs.\nAction: get {} logs",
+                i + 1,
+                i + 1
+            ),
+            true,
+        ),
+    ]
+}
+
+fn agent() -> ModelAgent {
+    let texts: Vec<String> = (0..20)
+        .flat_map(|i| conversation(i).into_iter().map(|m| m.content))
+        .collect();
+    let tokenizer = ChatTokenizer::train(texts.iter(), 300).unwrap();
+    let config = ModelConfig {
+        vocab_size: tokenizer.vocab_size(),
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 1024,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: true,
+    };
+    let mut model = Llama::new(config, &Device::Cpu).unwrap();
+    let data = TrainData {
+        agent: (0..20)
+            .map(|i| tokenizer.render(&conversation(i)).unwrap())
+            .collect(),
+        general: Vec::new(),
+    };
+    let dir = std::env::temp_dir().join(format!("agentr-learn-{}", std::process::id()));
+    let sft = SftConfig {
+        epochs: 40,
+        lr: 3e-3,
+        batch_tokens: 256,
+        checkpoint_every: 10_000,
+        ..SftConfig::default()
+    };
+    train(&mut model, &data, &sft, &dir, false, &mut |_| true).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    ModelAgent {
+        model,
+        tokenizer,
+        generation: GenerationConfig {
+            max_new_tokens: 40,
+            ..GenerationConfig::default()
+        },
+        source: "memory".into(),
+    }
+}
+
+#[test]
+fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
+    let agent = agent();
+    let greedy = GenerationConfig {
+        max_new_tokens: 40,
+        temperature: 0.0,
+        ..GenerationConfig::default()
+    };
+    for i in [3, 11, 17] {
+        let prompt = agent
+            .tokenizer
+            .render_prompt(&conversation(i)[..1])
+            .unwrap();
+        let out = generate(&agent.model, &agent.tokenizer, &prompt, 1, &greedy, 0).unwrap();
+        assert_eq!(out[0], conversation(i)[1].content, "item {i}");
+    }
+    // Several samples from one prefill; a stop string cuts them.
+    let prompt = agent
+        .tokenizer
+        .render_prompt(&conversation(5)[..1])
+        .unwrap();
+    let stop = GenerationConfig {
+        stop: vec!["\nAction:".into()],
+        ..greedy.clone()
+    };
+    let cut = generate(&agent.model, &agent.tokenizer, &prompt, 3, &stop, 0).unwrap();
+    assert_eq!(cut, vec!["Thought: item 5 needs 6 logs."; 3]);
+
+    // As a search policy: n responses, reproducible for a seed.
+    let request = SampleRequest {
+        conversation: &conversation(7)[..1],
+        n: 4,
+        temperature: 1.0,
+        seed: 9,
+    };
+    let first = agent.sample(&request).unwrap();
+    assert_eq!(first.len(), 4);
+    assert_eq!(first, agent.sample(&request).unwrap());
+
+    // As a judge it answers (this toy model never learned to judge, so the label is whatever
+    // its text parses to), and it records its name.
+    let judgement = agent
+        .judge(&JudgeRequest {
+            env: "textcraft",
+            task: agentr_envs::TaskId(0),
+            node: &[0],
+            task_description: "Goal: craft item 1.",
+            history: Vec::new(),
+            step: StepView {
+                response: "Action: get 2 logs",
+                action: "get 2 logs",
+                observation: "Got 2 logs",
+            },
+        })
+        .unwrap();
+    assert!(judgement.parsed || judgement.label == Label::Uncertain);
+    assert_eq!(agent.name(), "model:memory");
+
+    // Saved and loaded, it gives the same greedy answers.
+    let dir = std::env::temp_dir().join(format!("agentr-agent-{}", std::process::id()));
+    agent.save(&dir).unwrap();
+    let loaded = ModelAgent::load(&dir, &Device::Cpu).unwrap();
+    let prompt = agent
+        .tokenizer
+        .render_prompt(&conversation(11)[..1])
+        .unwrap();
+    assert_eq!(
+        generate(&loaded.model, &loaded.tokenizer, &prompt, 1, &greedy, 0).unwrap(),
+        generate(&agent.model, &agent.tokenizer, &prompt, 1, &greedy, 0).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
