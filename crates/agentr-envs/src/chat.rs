@@ -59,6 +59,12 @@ impl Message {
 /// The assistant's fixed acknowledgement after the instruction prompt.
 pub const ACKNOWLEDGEMENT: &str = "Ok.";
 
+/// The action of Agent-R's revision turn (`Thought: <revision signal>\nAction: wait`).
+pub const REVISION_ACTION: &str = "wait";
+
+/// What the agent is told after a revision turn, instead of an environment observation.
+pub const REVISION_ACK: &str = "ok.";
+
 /// The opening of every episode's conversation: the instruction prompt as a user turn, the
 /// assistant's `Ok.` (never trained), then the first observation.
 pub fn conversation_start(instruction: &str, first_observation: &str) -> Vec<Message> {

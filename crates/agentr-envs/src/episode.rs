@@ -3,8 +3,21 @@
 use serde_json::json;
 
 use crate::EnvError;
-use crate::chat::{Message, Sample, clean_observation, conversation_start};
+use crate::chat::{
+    Message, REVISION_ACK, REVISION_ACTION, Sample, clean_observation, conversation_start,
+};
 use crate::env::{Environment, TaskId};
+
+/// What happens to a revision turn (`Action: wait`) during an episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevisionTurns {
+    /// Not sent to the environment: the agent is answered `ok.`; the turn counts as a round.
+    #[default]
+    Acknowledge,
+    /// Sent to the environment like any action (the reference's behaviour; ScienceWorld then
+    /// really waits).
+    SendToEnvironment,
+}
 
 /// How an episode is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +27,8 @@ pub struct RolloutOptions {
     /// Replace newlines and tabs in observations by spaces, as the Agent-R reference did for
     /// its training data.
     pub clean_observations: bool,
+    /// Handling of revision turns.
+    pub revision_turns: RevisionTurns,
 }
 
 impl Default for RolloutOptions {
@@ -21,6 +36,7 @@ impl Default for RolloutOptions {
         RolloutOptions {
             max_rounds: 100,
             clean_observations: false,
+            revision_turns: RevisionTurns::default(),
         }
     }
 }
@@ -37,7 +53,7 @@ pub struct Episode {
     pub messages: Vec<Message>,
     /// The last step's reward (0 when no step was taken).
     pub reward: f64,
-    /// Number of actions taken.
+    /// Number of responses (rounds), revision turns included.
     pub steps: usize,
     /// Whether the environment ended the episode (as opposed to running out of rounds).
     pub done: bool,
@@ -106,15 +122,51 @@ where
     };
     while episode.steps < options.max_rounds && !episode.done {
         let response = respond(&episode.messages)?;
-        let step = env.step(&env.extract_action(&response))?;
+        let action = env.extract_action(&response);
         episode.messages.push(Message::assistant(response, true));
+        episode.steps += 1;
+        if action == REVISION_ACTION && options.revision_turns == RevisionTurns::Acknowledge {
+            episode.messages.push(Message::user(REVISION_ACK));
+            continue;
+        }
+        let step = env.step(&action)?;
         episode
             .messages
             .push(Message::user(clean(step.observation)));
-        episode.steps += 1;
         episode.reward = step.reward;
         episode.done = step.done;
         episode.disaster = step.disaster;
     }
     Ok(episode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::textcraft::tests::fixture_env;
+
+    #[test]
+    fn revision_turns_are_acknowledged_unless_sent() {
+        let script = ["Thought: oops.\nAction: wait", "Action: inventory"];
+        for (mode, second_observation) in [
+            (RevisionTurns::Acknowledge, "ok."),
+            (RevisionTurns::SendToEnvironment, "Could not execute wait"),
+        ] {
+            let mut env = fixture_env();
+            let mut turn = 0;
+            let options = RolloutOptions {
+                max_rounds: 2,
+                revision_turns: mode,
+                ..RolloutOptions::default()
+            };
+            let episode = rollout::<EnvError, _>(&mut env, TaskId(0), options, |_| {
+                turn += 1;
+                Ok(script[turn - 1].to_owned())
+            })
+            .unwrap();
+            assert_eq!(episode.steps, 2);
+            assert_eq!(episode.messages[4].content, second_observation);
+            assert!(episode.messages[6].content.starts_with("Inventory:"));
+        }
+    }
 }

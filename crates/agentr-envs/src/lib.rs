@@ -35,6 +35,7 @@ mod env;
 pub mod episode;
 mod error;
 mod expert;
+pub mod metrics;
 pub mod rng;
 mod tasks;
 pub mod textcraft;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
+use agentr_envs::metrics::is_rejection;
 use agentr_envs::{Message, TaskId};
 use serde::{Deserialize, Serialize};
 
@@ -207,18 +208,6 @@ pub enum NoError {}
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EnvFeedbackJudge;
 
-impl EnvFeedbackJudge {
-    fn rejection(env: &str, observation: &str) -> bool {
-        match env {
-            "textcraft" => {
-                observation.starts_with("Could not") || observation.starts_with("Wrong item format")
-            }
-            "sciworld" => observation.starts_with("No known action matches that input"),
-            _ => false,
-        }
-    }
-}
-
 impl Judge for EnvFeedbackJudge {
     type Error = NoError;
 
@@ -229,7 +218,7 @@ impl Judge for EnvFeedbackJudge {
     fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, NoError> {
         let step = request.step;
         let (label, rationale) =
-            if Self::rejection(request.env, step.observation) {
+            if is_rejection(request.env, step.observation) {
                 (
                     Label::Bad,
                     format!("The environment rejected the action: {}", step.observation),

@@ -9,12 +9,7 @@ use agentr_mcts::{NodeId, Tree};
 use crate::ReviseError;
 use crate::pairs::lowest_common_ancestor;
 
-/// The action of the revision turn. By default it is not sent to an environment at test time:
-/// the agent gets [`REVISION_ACK`] back.
-pub const REVISION_ACTION: &str = "wait";
-
-/// The user turn that answers the revision turn.
-pub const REVISION_ACK: &str = "ok.";
+pub use agentr_envs::chat::{REVISION_ACK, REVISION_ACTION};
 
 /// The default revision signals: short first-person notes that the current approach has gone
 /// wrong (own wording; `--signals FILE` loads another set, one per line).

@@ -258,12 +258,33 @@ pub struct Llama {
 }
 
 impl Llama {
-    /// A freshly initialised model (candle's default initialisers, norms at 1).
-    pub fn new(config: ModelConfig, device: &Device) -> Result<Self, TrainError> {
+    /// A freshly initialised model: projection and embedding weights drawn from N(0, 0.02²)
+    /// (Hugging Face Llama's `initializer_range`), norms at 1. The draw is a pure function of
+    /// `seed` and each tensor's name (candle's CPU generator cannot be seeded).
+    pub fn new(config: ModelConfig, device: &Device, seed: u64) -> Result<Self, TrainError> {
         config.validate()?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        Self::build(config, vb, varmap, device)
+        let model = Self::build(config, vb, varmap, device)?;
+        for (name, var) in model.parameters() {
+            if name.ends_with("norm.weight") {
+                continue;
+            }
+            let mut parts = vec![seed];
+            parts.extend(name.bytes().map(u64::from));
+            let mut rng = agentr_envs::rng::Rng::from_parts(&parts);
+            let values: Vec<f32> = (0..var.elem_count())
+                .map(|_| {
+                    // Box-Muller: two uniforms give one standard normal.
+                    let u1 = rng.unit_f64().max(f64::MIN_POSITIVE);
+                    let u2 = rng.unit_f64();
+                    let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                    (0.02 * normal) as f32
+                })
+                .collect();
+            var.set(&Tensor::from_vec(values, var.shape(), device)?)?;
+        }
+        Ok(model)
     }
 
     /// Loads `config.json` and `model.safetensors` from `dir`.
@@ -277,7 +298,7 @@ impl Llama {
             path: config_path,
             message: e.to_string(),
         })?;
-        let mut model = Self::new(config, device)?;
+        let mut model = Self::new(config, device, 0)?;
         model.load_weights(&dir.join("model.safetensors"))?;
         Ok(model)
     }
@@ -572,7 +593,7 @@ mod tests {
     #[test]
     fn every_parameter_receives_a_gradient() {
         for tie in [true, false] {
-            let model = Llama::new(small(tie), &Device::Cpu).unwrap();
+            let model = Llama::new(small(tie), &Device::Cpu, 1).unwrap();
             let input = ids(2, 9);
             let logits = model.forward(&input, None).unwrap();
             let targets = ids(2, 9);
@@ -603,7 +624,7 @@ mod tests {
 
     #[test]
     fn names_follow_hugging_face_llama() {
-        let model = Llama::new(small(false), &Device::Cpu).unwrap();
+        let model = Llama::new(small(false), &Device::Cpu, 1).unwrap();
         let names: Vec<String> = model.parameters().into_iter().map(|(n, _)| n).collect();
         for name in [
             "lm_head.weight",
@@ -622,7 +643,7 @@ mod tests {
 
     #[test]
     fn incremental_decoding_matches_the_full_pass() {
-        let model = Llama::new(small(true), &Device::Cpu).unwrap();
+        let model = Llama::new(small(true), &Device::Cpu, 1).unwrap();
         let input = ids(1, 7);
         let full = model.forward(&input, None).unwrap();
         let mut cache = KvCache::default();
@@ -656,7 +677,7 @@ mod tests {
     #[test]
     fn save_and_load_give_identical_logits() {
         let dir = std::env::temp_dir().join(format!("agentr-model-{}", std::process::id()));
-        let model = Llama::new(small(true), &Device::Cpu).unwrap();
+        let model = Llama::new(small(true), &Device::Cpu, 1).unwrap();
         model.save(&dir).unwrap();
         let loaded = Llama::load(&dir, &Device::Cpu).unwrap();
         assert_eq!(loaded.config(), model.config());
@@ -680,9 +701,42 @@ mod tests {
     }
 
     #[test]
+    fn initialisation_is_a_function_of_the_seed() {
+        let weights = |seed| {
+            Llama::new(small(true), &Device::Cpu, seed)
+                .unwrap()
+                .parameters()
+                .iter()
+                .flat_map(|(_, v)| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+                .collect::<Vec<f32>>()
+        };
+        assert_eq!(weights(3), weights(3));
+        assert_ne!(weights(3), weights(4));
+        let w = weights(3);
+        let std = (w.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
+        assert!(std < 0.1, "{std}");
+    }
+
+    #[test]
     fn presets_have_the_advertised_sizes() {
-        let s = Llama::new(ModelConfig::preset("tiny-s", 2048).unwrap(), &Device::Cpu).unwrap();
-        let m = Llama::new(ModelConfig::preset("tiny-m", 2048).unwrap(), &Device::Cpu).unwrap();
+        let s = Llama::new(
+            ModelConfig::preset("tiny-s", 2048).unwrap(),
+            &Device::Cpu,
+            0,
+        )
+        .unwrap();
+        let m = Llama::new(
+            ModelConfig::preset("tiny-m", 2048).unwrap(),
+            &Device::Cpu,
+            0,
+        )
+        .unwrap();
         let (s, m) = (s.parameter_count(), m.parameter_count());
         assert!((4_000_000..6_000_000).contains(&s), "tiny-s has {s}");
         assert!((17_000_000..23_000_000).contains(&m), "tiny-m has {m}");
@@ -694,7 +748,7 @@ mod tests {
         let mut config = small(true);
         config.num_key_value_heads = 3;
         assert!(matches!(
-            Llama::new(config, &Device::Cpu),
+            Llama::new(config, &Device::Cpu, 0),
             Err(TrainError::Config(_))
         ));
     }

@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn training_lowers_the_masked_loss() {
         let dir = temp_dir("learn");
-        let mut model = Llama::new(small(), &Device::Cpu).unwrap();
+        let mut model = Llama::new(small(), &Device::Cpu, 7).unwrap();
         let mut losses = Vec::new();
         let outcome = train(&mut model, &data(40), &config(), &dir, false, &mut |r| {
             losses.push(r.loss);
@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn a_stopped_run_resumes_exactly() {
         let straight_dir = temp_dir("straight");
-        let mut straight = Llama::new(small(), &Device::Cpu).unwrap();
+        let mut straight = Llama::new(small(), &Device::Cpu, 7).unwrap();
         let initial = weights(&straight);
         train(
             &mut straight,
@@ -573,16 +573,12 @@ mod tests {
         .unwrap();
 
         let resumed_dir = temp_dir("resumed");
-        let mut first_half = Llama::new(small(), &Device::Cpu).unwrap();
-        // Same initial weights as the straight run.
-        let mut index = 0;
-        for (_, var) in first_half.parameters() {
-            let count = var.elem_count();
-            let values = initial[index..index + count].to_vec();
-            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
-                .unwrap();
-            index += count;
-        }
+        let mut first_half = Llama::new(small(), &Device::Cpu, 7).unwrap();
+        assert_eq!(
+            weights(&first_half),
+            initial,
+            "same seed, same initial weights"
+        );
         let stopped = train(
             &mut first_half,
             &data(24),
@@ -595,7 +591,7 @@ mod tests {
         assert!(!stopped.finished);
         assert_eq!(stopped.steps, 4);
         // A fresh process: new model object, weights and optimizer from the checkpoint.
-        let mut second_half = Llama::new(small(), &Device::Cpu).unwrap();
+        let mut second_half = Llama::new(small(), &Device::Cpu, 7).unwrap();
         let outcome = train(
             &mut second_half,
             &data(24),
@@ -611,7 +607,7 @@ mod tests {
         assert_eq!(log.lines().count() as u64, outcome.steps);
 
         // Other data cannot resume this run.
-        let mut other = Llama::new(small(), &Device::Cpu).unwrap();
+        let mut other = Llama::new(small(), &Device::Cpu, 7).unwrap();
         let err = train(
             &mut other,
             &data(10),
@@ -658,7 +654,7 @@ mod tests {
     #[test]
     fn samples_without_trained_tokens_are_skipped_and_bad_settings_refused() {
         let dir = temp_dir("skip");
-        let mut model = Llama::new(small(), &Device::Cpu).unwrap();
+        let mut model = Llama::new(small(), &Device::Cpu, 7).unwrap();
         let untrained = TrainData {
             agent: vec![Rendered {
                 ids: vec![1, 2, 3],

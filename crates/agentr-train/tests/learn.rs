@@ -40,7 +40,7 @@ fn agent() -> ModelAgent {
         rms_norm_eps: 1e-5,
         tie_word_embeddings: true,
     };
-    let mut model = Llama::new(config, &Device::Cpu).unwrap();
+    let mut model = Llama::new(config, &Device::Cpu, 5).unwrap();
     let data = TrainData {
         agent: (0..20)
             .map(|i| tokenizer.render(&conversation(i)).unwrap())
@@ -49,8 +49,8 @@ fn agent() -> ModelAgent {
     };
     let dir = std::env::temp_dir().join(format!("agentr-learn-{}", std::process::id()));
     let sft = SftConfig {
-        epochs: 40,
-        lr: 3e-3,
+        epochs: 60,
+        lr: 5e-3,
         batch_tokens: 256,
         checkpoint_every: 10_000,
         ..SftConfig::default()

@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use agentr_envs::{NoisyExpert, TaskSpec};
 use agentr_mcts::collect::{TaskOutcome, TaskReport, collect};
-use agentr_mcts::{Restore, SearchConfig, SearchError};
+use agentr_mcts::{Policy, Restore, SearchConfig, SearchError};
+use agentr_train::ModelAgent;
 use anyhow::{Context, Result, bail};
+use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::envs::{EnvName, EnvOptions};
@@ -18,12 +20,15 @@ use crate::envs::{EnvName, EnvOptions};
 pub enum PolicySpec {
     /// `noisy-expert:<epsilon>`: the environment's expert with seeded mistakes.
     NoisyExpert(f64),
+    /// `model:DIR`: a model trained with `agentr train`.
+    Model(PathBuf),
 }
 
 impl FromStr for PolicySpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
+            Some(("model", dir)) if !dir.is_empty() => Ok(PolicySpec::Model(PathBuf::from(dir))),
             Some(("noisy-expert", eps)) => match eps.parse::<f64>() {
                 Ok(eps) if (0.0..=1.0).contains(&eps) => Ok(PolicySpec::NoisyExpert(eps)),
                 _ => Err(format!(
@@ -46,7 +51,7 @@ pub struct Args {
     /// The environment.
     #[arg(long)]
     env: EnvName,
-    /// The policy: noisy-expert:<epsilon>.
+    /// The policy: noisy-expert:<epsilon> or model:DIR.
     #[arg(long)]
     policy: PolicySpec,
     /// Tasks: train, test, all, train[:50], 0..50, 3,7,9 (comma-separated parts combine).
@@ -109,10 +114,26 @@ pub fn run(args: Args) -> Result<()> {
     if tasks.is_empty() {
         bail!("the task selection `{}` is empty", args.tasks);
     }
-    let policy = match args.policy {
-        PolicySpec::NoisyExpert(eps) => NoisyExpert::new(args.env.expert(), eps),
-    };
+    match &args.policy {
+        PolicySpec::NoisyExpert(eps) => {
+            let policy = NoisyExpert::new(args.env.expert(), *eps);
+            run_with(&args, &config, &tasks, &factory, &policy)
+        }
+        PolicySpec::Model(dir) => {
+            let policy = ModelAgent::load(dir, &Device::Cpu)
+                .with_context(|| format!("loading the policy model from {}", dir.display()))?;
+            run_with(&args, &config, &tasks, &factory, &policy)
+        }
+    }
+}
 
+fn run_with<P: Policy>(
+    args: &Args,
+    config: &SearchConfig,
+    tasks: &[agentr_envs::TaskId],
+    factory: &crate::envs::EnvFactory,
+    policy: &P,
+) -> Result<()> {
     let progress = ProgressBar::new(tasks.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {msg} [{elapsed}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -142,11 +163,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let started = Instant::now();
     collect(
-        &tasks,
+        tasks,
         &args.out,
         args.workers,
-        &config,
-        &policy,
+        config,
+        policy,
         || Ok::<_, SearchError>(factory()),
         &on_done,
     )
@@ -188,7 +209,17 @@ mod tests {
             "noisy-expert:0.3".parse::<PolicySpec>(),
             Ok(PolicySpec::NoisyExpert(0.3))
         );
-        for bad in ["noisy-expert", "noisy-expert:2", "noisy-expert:x", "model"] {
+        assert_eq!(
+            "model:runs/a".parse::<PolicySpec>(),
+            Ok(PolicySpec::Model("runs/a".into()))
+        );
+        for bad in [
+            "noisy-expert",
+            "noisy-expert:2",
+            "noisy-expert:x",
+            "model",
+            "model:",
+        ] {
             assert!(bad.parse::<PolicySpec>().is_err(), "{bad}");
         }
     }

@@ -41,6 +41,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = RolloutOptions {
         max_rounds: args.max_rounds,
         clean_observations: args.clean_observations,
+        ..RolloutOptions::default()
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(

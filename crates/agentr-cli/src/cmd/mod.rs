@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
 pub mod collect;
+pub mod eval;
+pub mod generate;
 pub mod gold;
 pub mod play;
 pub mod replay;
 pub mod revise;
 pub mod setup;
+pub mod train;

@@ -9,7 +9,9 @@ use agentr_revise::{
     EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Mode, NoError, PairCondition, ReviseConfig,
     ScriptedJudge, Signals, Stats, Thresholds, alpha_for_iteration, revise_tree,
 };
+use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
+use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Which judge finds the transition points in agent-r mode.
@@ -19,6 +21,8 @@ pub enum JudgeSpec {
     EnvFeedback,
     /// `scripted:FILE`: labels from a JSON file.
     Scripted(PathBuf),
+    /// `model:DIR`: a model trained with `agentr train`, prompted as a verifier.
+    Model(PathBuf),
 }
 
 impl FromStr for JudgeSpec {
@@ -29,8 +33,9 @@ impl FromStr for JudgeSpec {
             Some(("scripted", path)) if !path.is_empty() => {
                 Ok(JudgeSpec::Scripted(PathBuf::from(path)))
             }
+            Some(("model", dir)) if !dir.is_empty() => Ok(JudgeSpec::Model(PathBuf::from(dir))),
             _ => Err(format!(
-                "unknown judge `{s}` (available: env-feedback, scripted:FILE)"
+                "unknown judge `{s}` (available: env-feedback, scripted:FILE, model:DIR)"
             )),
         }
     }
@@ -40,20 +45,24 @@ impl FromStr for JudgeSpec {
 enum CliJudge {
     EnvFeedback(EnvFeedbackJudge),
     Scripted(ScriptedJudge),
+    Model(Box<ModelAgent>),
 }
 
 impl Judge for CliJudge {
-    type Error = NoError;
+    type Error = TrainError;
     fn name(&self) -> String {
         match self {
             CliJudge::EnvFeedback(judge) => judge.name(),
             CliJudge::Scripted(judge) => judge.name(),
+            CliJudge::Model(judge) => judge.name(),
         }
     }
-    fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, NoError> {
+    fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, TrainError> {
+        let never = |e: NoError| -> TrainError { match e {} };
         match self {
-            CliJudge::EnvFeedback(judge) => judge.judge(request),
-            CliJudge::Scripted(judge) => judge.judge(request),
+            CliJudge::EnvFeedback(judge) => judge.judge(request).map_err(never),
+            CliJudge::Scripted(judge) => judge.judge(request).map_err(never),
+            CliJudge::Model(judge) => judge.judge(request),
         }
     }
 }
@@ -67,7 +76,7 @@ pub struct Args {
     /// agent-r (t' = first step the judge calls bad) or direct (t' = end of the bad branch).
     #[arg(long)]
     mode: Mode,
-    /// Judge for agent-r mode: env-feedback or scripted:FILE.
+    /// Judge for agent-r mode: env-feedback, scripted:FILE or model:DIR.
     #[arg(long)]
     judge: Option<JudgeSpec>,
     /// Self-training iteration; sets alpha to 0.5, 0.7, 1.0 for iterations 1, 2, 3+.
@@ -130,6 +139,10 @@ pub fn run(args: Args) -> Result<()> {
             bail!("agent-r mode needs --judge (env-feedback or scripted:FILE)")
         }
         (Some(JudgeSpec::Scripted(path)), _) => CliJudge::Scripted(ScriptedJudge::load(path)?),
+        (Some(JudgeSpec::Model(dir)), _) => CliJudge::Model(Box::new(
+            ModelAgent::load(dir, &Device::Cpu)
+                .with_context(|| format!("loading the judge model from {}", dir.display()))?,
+        )),
         (_, _) => CliJudge::EnvFeedback(EnvFeedbackJudge),
     };
     let signals = match &args.signals {
@@ -233,7 +246,11 @@ mod tests {
             "scripted:a.json".parse::<JudgeSpec>(),
             Ok(JudgeSpec::Scripted("a.json".into()))
         );
-        for bad in ["scripted:", "model", ""] {
+        assert_eq!(
+            "model:m".parse::<JudgeSpec>(),
+            Ok(JudgeSpec::Model("m".into()))
+        );
+        for bad in ["scripted:", "model", "model:", ""] {
             assert!(bad.parse::<JudgeSpec>().is_err(), "{bad}");
         }
         assert_eq!(

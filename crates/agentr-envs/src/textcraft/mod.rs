@@ -393,4 +393,4 @@ fn matches_recipe(book: &RecipeBook, recipe: &Recipe, given: &[(Named, i64)]) ->
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -90,6 +90,11 @@ fn env() -> TextCraft {
     TextCraft::new(book())
 }
 
+/// A TextCraft environment over the hand-written fixture, for other modules' tests.
+pub(crate) fn fixture_env() -> TextCraft {
+    env()
+}
+
 fn name(book: &RecipeBook, id: &str) -> NameId {
     book.lookup(&format!("minecraft:{id}"))
         .unwrap_or_else(|| panic!("{id} is not interned"))

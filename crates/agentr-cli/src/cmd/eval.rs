@@ -1,0 +1,245 @@
+//! `agentr eval`: a model plays the test tasks; success, reward, steps, invalid actions and
+//! loop statistics, with the protocol recorded next to every number.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agentr_envs::episode::{Episode, RevisionTurns, RolloutOptions, rollout};
+use agentr_envs::metrics::{LoopStats, is_rejection};
+use agentr_envs::{Role, TaskSpec};
+use agentr_train::{ModelAgent, TrainError};
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::envs::{EnvName, EnvOptions};
+
+/// Arguments of `agentr eval`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The environment.
+    #[arg(long)]
+    env: EnvName,
+    /// Model folder from `agentr train`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Tasks to play (default: the environment's test ids).
+    #[arg(long, default_value = "test")]
+    tasks: TaskSpec,
+    /// Most rounds per episode (AgentGym's evaluation used 100).
+    #[arg(long, default_value_t = 100)]
+    max_rounds: usize,
+    /// Sampling temperature; 0 (the default) is greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Sampling seed (combined with the task id and round).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most new tokens per response.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Parallel workers (each with its own environment; the model is shared).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Send revision turns (`Action: wait`) to the environment, as the reference did, instead
+    /// of answering them `ok.`.
+    #[arg(long)]
+    send_revision_turns: bool,
+    /// Output folder: episodes.jsonl and summary.json.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    env_options: EnvOptions,
+}
+
+fn file_digest(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Error type of one episode: the model's or the environment's.
+#[derive(Debug)]
+enum EpisodeError {
+    Env(agentr_envs::EnvError),
+    Model(TrainError),
+}
+
+impl From<agentr_envs::EnvError> for EpisodeError {
+    fn from(e: agentr_envs::EnvError) -> Self {
+        EpisodeError::Env(e)
+    }
+}
+
+impl std::fmt::Display for EpisodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EpisodeError::Env(e) => write!(f, "environment: {e}"),
+            EpisodeError::Model(e) => write!(f, "model: {e}"),
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let factory = args.env.factory(&args.env_options)?;
+    let tasks = args.tasks.resolve(factory().as_ref());
+    if tasks.is_empty() {
+        bail!("the task selection `{}` is empty", args.tasks);
+    }
+    let mut agent = ModelAgent::load(&args.model, &Device::Cpu)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    agent.generation.max_new_tokens = args.max_tokens;
+    let model_digest = file_digest(&args.model.join("model.safetensors"))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let options = RolloutOptions {
+        max_rounds: args.max_rounds,
+        clean_observations: false,
+        revision_turns: if args.send_revision_turns {
+            RevisionTurns::SendToEnvironment
+        } else {
+            RevisionTurns::Acknowledge
+        },
+    };
+
+    let progress = ProgressBar::new(tasks.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} episodes, {msg} [{elapsed}<{eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Episode, String>>>> =
+        Mutex::new((0..tasks.len()).map(|_| None).collect());
+    let solved = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..args.workers.clamp(1, tasks.len()) {
+            scope.spawn(|| {
+                let mut env = factory();
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&task) = tasks.get(index) else {
+                        break;
+                    };
+                    let mut round = 0u64;
+                    let episode = rollout::<EpisodeError, _>(env.as_mut(), task, options, |chat| {
+                        round += 1;
+                        let seed = agentr_envs::rng::Rng::from_parts(&[args.seed, task.0, round])
+                            .next_u64();
+                        agent
+                            .respond(chat, 1, args.temperature, seed)
+                            .map_err(EpisodeError::Model)?
+                            .pop()
+                            .ok_or_else(|| {
+                                EpisodeError::Model(TrainError::Config("no response".into()))
+                            })
+                    })
+                    .map_err(|e| e.to_string());
+                    if episode.as_ref().is_ok_and(|e| e.reward >= 1.0) {
+                        solved.fetch_add(1, Ordering::Relaxed);
+                    }
+                    results.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(episode);
+                    progress.set_message(format!("{} solved", solved.load(Ordering::Relaxed)));
+                    progress.inc(1);
+                }
+            });
+        }
+    });
+    progress.finish_and_clear();
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+
+    let env_name = args.env.name();
+    let reader = factory();
+    let mut episodes_file = std::io::BufWriter::new(
+        std::fs::File::create(args.out.join("episodes.jsonl"))
+            .context("creating episodes.jsonl")?,
+    );
+    let mut rewards = Vec::new();
+    let mut steps = Vec::new();
+    let mut actions_per_episode = Vec::new();
+    let (mut actions, mut rejected) = (0usize, 0usize);
+    let mut failures = Vec::new();
+    for (task, result) in tasks.iter().zip(results) {
+        match result {
+            Some(Ok(episode)) => {
+                let mut sample = episode.to_sample();
+                sample.meta.insert("model".into(), json!(args.model));
+                serde_json::to_writer(&mut episodes_file, &sample)?;
+                episodes_file.write_all(b"\n")?;
+                rewards.push(episode.reward);
+                steps.push(episode.steps as f64);
+                let turns = &episode.messages[3..];
+                let mut episode_actions = Vec::new();
+                for pair in turns.chunks(2) {
+                    if let [response, observation] = pair {
+                        if response.role == Role::Assistant {
+                            actions += 1;
+                            rejected += usize::from(is_rejection(env_name, &observation.content));
+                            episode_actions.push(reader.extract_action(&response.content));
+                        }
+                    }
+                }
+                actions_per_episode.push(episode_actions);
+            }
+            Some(Err(message)) => failures.push(format!("task {task}: {message}")),
+            None => failures.push(format!("task {task}: not run")),
+        }
+    }
+    episodes_file.flush()?;
+    if !failures.is_empty() {
+        for failure in &failures {
+            eprintln!("{failure}");
+        }
+        bail!("{} episodes failed; see above", failures.len());
+    }
+    let n = rewards.len().max(1) as f64;
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / n;
+    let successes = rewards.iter().filter(|&&r| r >= 1.0).count();
+    let summary = json!({
+        "protocol": {
+            "env": env_name,
+            "tasks": args.tasks.to_string(),
+            "task_count": tasks.len(),
+            "max_rounds": args.max_rounds,
+            "decoding": if args.temperature <= 0.0 { "greedy".to_owned() } else { format!("temperature {}", args.temperature) },
+            "seed": args.seed,
+            "max_tokens": args.max_tokens,
+            "revision_turns": if args.send_revision_turns { "sent to the environment" } else { "answered ok." },
+            "model": args.model,
+            "model_sha256": model_digest,
+        },
+        "metrics": {
+            "average_reward_x100": 100.0 * mean(&rewards),
+            "success_rate_x100": 100.0 * successes as f64 / n,
+            "successes": successes,
+            "mean_steps": mean(&steps),
+            "invalid_action_rate": if actions == 0 { 0.0 } else { rejected as f64 / actions as f64 },
+            "loops": LoopStats::of(&actions_per_episode, 3),
+        },
+    });
+    std::fs::write(
+        args.out.join("summary.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )
+    .context("writing summary.json")?;
+    eprintln!(
+        "{env_name}, {} tasks ({}), max {} rounds, {}: success {successes}/{} ({:.1}%), average reward x100 {:.1}, mean steps {:.1}, invalid actions {:.1}%",
+        tasks.len(),
+        args.tasks,
+        args.max_rounds,
+        summary["protocol"]["decoding"].as_str().unwrap_or_default(),
+        tasks.len(),
+        100.0 * successes as f64 / n,
+        100.0 * mean(&rewards),
+        mean(&steps),
+        100.0
+            * summary["metrics"]["invalid_action_rate"]
+                .as_f64()
+                .unwrap_or_default(),
+    );
+    Ok(())
+}
