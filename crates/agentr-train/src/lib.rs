@@ -1,5 +1,6 @@
-//! The learning part of agentr (in progress): a byte-level BPE tokenizer with ChatML
-//! rendering, and a Llama-family decoder written with differentiable candle operations.
+//! The learning part of agentr: a byte-level BPE tokenizer with ChatML rendering and loss
+//! masks, a Llama-family decoder written with differentiable candle operations, an SFT trainer
+//! with exact resume, generation with a KV cache, and the model as search policy and judge.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -20,3 +21,8 @@ pub use model::{KvCache, Llama, ModelConfig};
 pub use optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
 pub use sft::{RunFiles, SftConfig, StepReport, TrainData, TrainOutcome, train};
 pub use tokenizer::{ChatTokenizer, END_OF_TEXT, IM_END, IM_START, Rendered};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
