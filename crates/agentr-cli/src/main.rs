@@ -70,3 +70,15 @@ fn main() -> Result<()> {
         Command::Eval(args) => cmd::eval::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Catches clashing argument names between a command and flattened option groups.
+        Cli::command().debug_assert();
+    }
+}

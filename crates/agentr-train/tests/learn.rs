@@ -140,3 +140,59 @@ fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn tiny_s_learns_a_fixed_sample_set_and_reloads_exactly() {
+    let texts: Vec<String> = (0..20)
+        .flat_map(|i| conversation(i).into_iter().map(|m| m.content))
+        .collect();
+    let tokenizer = ChatTokenizer::train(texts.iter(), 400).unwrap();
+    let config = ModelConfig::preset("tiny-s", tokenizer.vocab_size()).unwrap();
+    let mut model = Llama::new(config, &Device::Cpu, 11).unwrap();
+    let data = TrainData {
+        agent: (0..20)
+            .map(|i| tokenizer.render(&conversation(i)).unwrap())
+            .collect(),
+        general: Vec::new(),
+    };
+    let dir = std::env::temp_dir().join(format!("agentr-tiny-s-{}", std::process::id()));
+    let sft = SftConfig {
+        epochs: 8,
+        lr: 2e-3,
+        batch_tokens: 512,
+        checkpoint_every: 10_000,
+        ..SftConfig::default()
+    };
+    let mut losses = Vec::new();
+    train(&mut model, &data, &sft, &dir, false, &mut |r| {
+        losses.push(r.loss);
+        true
+    })
+    .unwrap();
+    let first = losses[0];
+    let last = *losses.last().unwrap();
+    assert!(
+        last < first / 3.0,
+        "masked loss went from {first:.3} to {last:.3}"
+    );
+
+    model.save(&dir).unwrap();
+    let loaded = Llama::load(&dir, &Device::Cpu).unwrap();
+    let ids = candle_core::Tensor::new(&[[1u32, 5, 9, 20, 33]], &Device::Cpu).unwrap();
+    let a = model
+        .forward(&ids, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = loaded
+        .forward(&ids, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -38,7 +38,7 @@ pub struct Args {
     temperature: f64,
     /// Sampling seed (combined with the task id and round).
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    sampling_seed: u64,
     /// Most new tokens per response.
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
@@ -128,8 +128,9 @@ pub fn run(args: Args) -> Result<()> {
                     let mut round = 0u64;
                     let episode = rollout::<EpisodeError, _>(env.as_mut(), task, options, |chat| {
                         round += 1;
-                        let seed = agentr_envs::rng::Rng::from_parts(&[args.seed, task.0, round])
-                            .next_u64();
+                        let seed =
+                            agentr_envs::rng::Rng::from_parts(&[args.sampling_seed, task.0, round])
+                                .next_u64();
                         agent
                             .respond(chat, 1, args.temperature, seed)
                             .map_err(EpisodeError::Model)?
@@ -206,7 +207,8 @@ pub fn run(args: Args) -> Result<()> {
             "task_count": tasks.len(),
             "max_rounds": args.max_rounds,
             "decoding": if args.temperature <= 0.0 { "greedy".to_owned() } else { format!("temperature {}", args.temperature) },
-            "seed": args.seed,
+            "sampling_seed": args.sampling_seed,
+            "textcraft_seed": args.env_options.seed,
             "max_tokens": args.max_tokens,
             "revision_turns": if args.send_revision_turns { "sent to the environment" } else { "answered ok." },
             "model": args.model,
