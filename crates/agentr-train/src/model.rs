@@ -200,23 +200,9 @@ impl KvCache {
 
     /// The same cache repeated `n` times along the batch (a shared prefill for `n` samples).
     pub fn repeat_batch(&self, n: usize) -> Result<Self, TrainError> {
-        let layers = self
-            .layers
-            .iter()
-            .map(|layer| {
-                layer
-                    .as_ref()
-                    .map(|(k, v)| -> candle_core::Result<(Tensor, Tensor)> {
-                        Ok((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))
-                    })
-                    .transpose()
-            })
-            .collect::<candle_core::Result<_>>()?;
-        Ok(KvCache { layers })
+        self.map_tensors(|t| t.repeat((n, 1, 1, 1)))
     }
-}
 
-impl KvCache {
     /// Keeps only the batch rows `rows` (in that order), for samples still generating.
     pub fn select_batch(&self, rows: &[u32]) -> Result<Self, TrainError> {
         let Some(device) = self
@@ -229,15 +215,21 @@ impl KvCache {
             return Ok(self.clone());
         };
         let index = Tensor::new(rows, &device)?;
+        self.map_tensors(|t| t.index_select(&index, 0))
+    }
+
+    /// Applies `f` to every cached key and value tensor.
+    fn map_tensors(
+        &self,
+        f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<Self, TrainError> {
         let layers = self
             .layers
             .iter()
             .map(|layer| {
                 layer
                     .as_ref()
-                    .map(|(k, v)| -> candle_core::Result<(Tensor, Tensor)> {
-                        Ok((k.index_select(&index, 0)?, v.index_select(&index, 0)?))
-                    })
+                    .map(|(k, v)| Ok::<_, candle_core::Error>((f(k)?, f(v)?)))
                     .transpose()
             })
             .collect::<candle_core::Result<_>>()?;
@@ -566,7 +558,7 @@ impl Attention {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::masked_cross_entropy;
 
@@ -700,22 +692,24 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Every parameter value, in name order (shared by this crate's tests).
+    pub(crate) fn flat_weights(model: &Llama) -> Vec<f32> {
+        model
+            .parameters()
+            .iter()
+            .flat_map(|(_, v)| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
     #[test]
     fn initialisation_is_a_function_of_the_seed() {
-        let weights = |seed| {
-            Llama::new(small(true), &Device::Cpu, seed)
-                .unwrap()
-                .parameters()
-                .iter()
-                .flat_map(|(_, v)| {
-                    v.as_tensor()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap()
-                })
-                .collect::<Vec<f32>>()
-        };
+        let weights = |seed| flat_weights(&Llama::new(small(true), &Device::Cpu, seed).unwrap());
         assert_eq!(weights(3), weights(3));
         assert_ne!(weights(3), weights(4));
         let w = weights(3);

@@ -518,19 +518,7 @@ mod tests {
         dir
     }
 
-    fn weights(model: &Llama) -> Vec<f32> {
-        model
-            .parameters()
-            .iter()
-            .flat_map(|(_, v)| {
-                v.as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .collect()
-    }
+    use crate::model::tests::flat_weights as weights;
 
     #[test]
     fn training_lowers_the_masked_loss() {
