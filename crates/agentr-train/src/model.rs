@@ -318,10 +318,11 @@ impl Llama {
                 source,
             })?;
         let weights = dir.join("model.safetensors");
-        let tmp = dir.join("model.safetensors.tmp");
-        self.varmap.save(&tmp)?;
-        std::fs::rename(&tmp, &weights).map_err(|source| TrainError::Io {
-            path: weights,
+        agentr_envs::atomic::write_with(&weights, |tmp| {
+            self.varmap.save(tmp).map_err(std::io::Error::other)
+        })
+        .map_err(|source| TrainError::Io {
+            path: weights.clone(),
             source,
         })
     }

@@ -99,9 +99,10 @@ impl AdamW {
             tensors.insert(format!("m.{name}"), self.first[name].clone());
             tensors.insert(format!("v.{name}"), self.second[name].clone());
         }
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&tensors, &tmp)?;
-        std::fs::rename(&tmp, path).map_err(|source| TrainError::Io {
+        agentr_envs::atomic::write_with(path, |tmp| {
+            candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
+        })
+        .map_err(|source| TrainError::Io {
             path: path.to_owned(),
             source,
         })

@@ -23,13 +23,45 @@ fn conversation(i: usize) -> Vec<Message> {
     ]
 }
 
-fn agent() -> ModelAgent {
+/// A tokenizer of `vocab` tokens and a model from `config` (given the vocabulary size),
+/// trained on the 20 conversations; `on_step` sees every step.
+fn trained(
+    vocab: usize,
+    config: impl FnOnce(usize) -> ModelConfig,
+    seed: u64,
+    sft: SftConfig,
+    on_step: &mut dyn FnMut(&agentr_train::StepReport) -> bool,
+) -> (ChatTokenizer, Llama) {
     let texts: Vec<String> = (0..20)
         .flat_map(|i| conversation(i).into_iter().map(|m| m.content))
         .collect();
-    let tokenizer = ChatTokenizer::train(texts.iter(), 300).unwrap();
-    let config = ModelConfig {
-        vocab_size: tokenizer.vocab_size(),
+    let tokenizer = ChatTokenizer::train(texts.iter(), vocab).unwrap();
+    let mut model = Llama::new(config(tokenizer.vocab_size()), &Device::Cpu, seed).unwrap();
+    let data = TrainData {
+        agent: (0..20)
+            .map(|i| tokenizer.render(&conversation(i)).unwrap())
+            .collect(),
+        general: Vec::new(),
+    };
+    let dir = std::env::temp_dir().join(format!("agentr-learn-{seed}-{}", std::process::id()));
+    train(&mut model, &data, &sft, &dir, false, on_step).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (tokenizer, model)
+}
+
+fn logits(model: &Llama, ids: &candle_core::Tensor) -> Vec<f32> {
+    model
+        .forward(ids, None)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+fn agent() -> ModelAgent {
+    let small = |vocab_size| ModelConfig {
+        vocab_size,
         hidden_size: 64,
         intermediate_size: 128,
         num_hidden_layers: 2,
@@ -40,14 +72,6 @@ fn agent() -> ModelAgent {
         rms_norm_eps: 1e-5,
         tie_word_embeddings: true,
     };
-    let mut model = Llama::new(config, &Device::Cpu, 5).unwrap();
-    let data = TrainData {
-        agent: (0..20)
-            .map(|i| tokenizer.render(&conversation(i)).unwrap())
-            .collect(),
-        general: Vec::new(),
-    };
-    let dir = std::env::temp_dir().join(format!("agentr-learn-{}", std::process::id()));
     let sft = SftConfig {
         epochs: 60,
         lr: 5e-3,
@@ -55,8 +79,7 @@ fn agent() -> ModelAgent {
         checkpoint_every: 10_000,
         ..SftConfig::default()
     };
-    train(&mut model, &data, &sft, &dir, false, &mut |_| true).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let (tokenizer, model) = trained(300, small, 5, sft, &mut |_| true);
     ModelAgent {
         model,
         tokenizer,
@@ -143,19 +166,6 @@ fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
 
 #[test]
 fn tiny_s_learns_a_fixed_sample_set_and_reloads_exactly() {
-    let texts: Vec<String> = (0..20)
-        .flat_map(|i| conversation(i).into_iter().map(|m| m.content))
-        .collect();
-    let tokenizer = ChatTokenizer::train(texts.iter(), 400).unwrap();
-    let config = ModelConfig::preset("tiny-s", tokenizer.vocab_size()).unwrap();
-    let mut model = Llama::new(config, &Device::Cpu, 11).unwrap();
-    let data = TrainData {
-        agent: (0..20)
-            .map(|i| tokenizer.render(&conversation(i)).unwrap())
-            .collect(),
-        general: Vec::new(),
-    };
-    let dir = std::env::temp_dir().join(format!("agentr-tiny-s-{}", std::process::id()));
     let sft = SftConfig {
         epochs: 8,
         lr: 2e-3,
@@ -164,11 +174,11 @@ fn tiny_s_learns_a_fixed_sample_set_and_reloads_exactly() {
         ..SftConfig::default()
     };
     let mut losses = Vec::new();
-    train(&mut model, &data, &sft, &dir, false, &mut |r| {
+    let tiny_s = |vocab| ModelConfig::preset("tiny-s", vocab).unwrap();
+    let (_, model) = trained(400, tiny_s, 11, sft, &mut |r| {
         losses.push(r.loss);
         true
-    })
-    .unwrap();
+    });
     let first = losses[0];
     let last = *losses.last().unwrap();
     assert!(
@@ -176,23 +186,10 @@ fn tiny_s_learns_a_fixed_sample_set_and_reloads_exactly() {
         "masked loss went from {first:.3} to {last:.3}"
     );
 
+    let dir = std::env::temp_dir().join(format!("agentr-tiny-s-{}", std::process::id()));
     model.save(&dir).unwrap();
     let loaded = Llama::load(&dir, &Device::Cpu).unwrap();
     let ids = candle_core::Tensor::new(&[[1u32, 5, 9, 20, 33]], &Device::Cpu).unwrap();
-    let a = model
-        .forward(&ids, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let b = loaded
-        .forward(&ids, None)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    assert_eq!(a, b);
+    assert_eq!(logits(&model, &ids), logits(&loaded, &ids));
     std::fs::remove_dir_all(&dir).unwrap();
 }

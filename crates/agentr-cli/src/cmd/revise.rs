@@ -171,29 +171,28 @@ pub fn run(args: Args) -> Result<()> {
         bail!("no tree files (*.json) in {}", args.trees.display());
     }
 
-    let tmp = args.out.with_extension("jsonl.tmp");
-    let mut sink = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-    );
     let progress = ProgressBar::new(files.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} trees, {msg} [{elapsed}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut stats = Stats::default();
-    for file in &files {
-        let tree = Tree::load(file)?;
-        let (samples, tree_stats) = revise_tree(&tree, &config, &signals, &judge)?;
-        for sample in samples {
-            serde_json::to_writer(&mut sink, &sample)?;
-            sink.write_all(b"\n")?;
+    agentr_envs::atomic::write_with(&args.out, |tmp| {
+        let mut sink = std::io::BufWriter::new(std::fs::File::create(tmp)?);
+        for file in &files {
+            let tree = Tree::load(file).map_err(std::io::Error::other)?;
+            let (samples, tree_stats) =
+                revise_tree(&tree, &config, &signals, &judge).map_err(std::io::Error::other)?;
+            for sample in samples {
+                serde_json::to_writer(&mut sink, &sample)?;
+                sink.write_all(b"\n")?;
+            }
+            stats.merge(&tree_stats);
+            progress.set_message(format!("{} samples", stats.samples.values().sum::<usize>()));
+            progress.inc(1);
         }
-        stats.merge(&tree_stats);
-        progress.set_message(format!("{} samples", stats.samples.values().sum::<usize>()));
-        progress.inc(1);
-    }
-    sink.flush()?;
-    drop(sink);
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+        sink.flush()
+    })
+    .with_context(|| format!("writing {}", args.out.display()))?;
     progress.finish_and_clear();
 
     let summary = serde_json::json!({
