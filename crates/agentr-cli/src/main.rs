@@ -37,26 +37,9 @@ enum Command {
     Eval(cmd::eval::Args),
 }
 
-/// candle allocates a buffer per operation; with glibc's default thresholds every large one is
-/// an mmap/munmap pair, which doubles CPU training time on these machines. Raising the mmap
-/// and trim thresholds keeps freed memory in the heap for reuse.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn raise_malloc_thresholds() {
-    const ONE_GIB: libc::c_int = 1 << 30;
-    // SAFETY: mallopt only changes allocator tuning; it is called before any other thread
-    // exists and its failure (return 0) leaves the defaults in place.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_GIB);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, ONE_GIB);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn raise_malloc_thresholds() {}
-
 fn main() -> Result<()> {
-    raise_malloc_thresholds();
+    // Before any other thread starts (see the function).
+    agentr_train::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Setup(args) => cmd::setup::run(args),

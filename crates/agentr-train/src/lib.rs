@@ -5,6 +5,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod agent;
+mod alloc;
+mod attention;
 mod error;
 mod generate;
 mod loss;
@@ -14,6 +16,7 @@ mod sft;
 mod tokenizer;
 
 pub use agent::ModelAgent;
+pub use alloc::tune_allocator;
 pub use error::TrainError;
 pub use generate::{GenerationConfig, continuation_logprob, fit_conversation, generate};
 pub use loss::masked_cross_entropy;

@@ -7,8 +7,10 @@
 //! Weights use Hugging Face Llama tensor names (`model.layers.0.self_attn.q_proj.weight`, ...)
 //! and are stored as safetensors next to a `config.json`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
@@ -422,6 +424,15 @@ impl Llama {
         params
     }
 
+    /// The gradient of every parameter found in `store`, by parameter name (the map
+    /// [`crate::AdamW::step`] and [`crate::clip_global_norm`] take).
+    pub fn gradients(&self, store: &GradStore) -> HashMap<String, Tensor> {
+        self.parameters()
+            .into_iter()
+            .filter_map(|(name, var)| store.get(var.as_tensor()).map(|g| (name, g.clone())))
+            .collect()
+    }
+
     /// Number of trainable scalars.
     pub fn parameter_count(&self) -> usize {
         self.parameters().iter().map(|(_, v)| v.elem_count()).sum()
@@ -450,15 +461,13 @@ impl Llama {
         if let Some(cache) = cache.as_mut() {
             cache.layers.resize(self.layers.len(), None);
         }
-        let mask = causal_mask(seq, start, &self.device)?;
         let mut x = self.embed_tokens.forward(ids)?;
         for (index, layer) in self.layers.iter().enumerate() {
             let normed = rms_norm(&x, &layer.input_layernorm, self.config.rms_norm_eps)?;
             let slot = cache.as_mut().map(|c| &mut c.layers[index]);
-            let attended =
-                layer
-                    .attention
-                    .forward(&normed, &self.rotary, start, mask.as_ref(), slot)?;
+            let attended = layer
+                .attention
+                .forward(&normed, &self.rotary, start, slot)?;
             x = (x + attended)?;
             let normed = rms_norm(
                 &x,
@@ -479,34 +488,12 @@ impl Llama {
     }
 }
 
-/// Additive mask `[seq, start + seq]`: 0 where a query may look, -inf above the diagonal.
-/// `None` for a single new token (it may look at everything cached).
-fn causal_mask(seq: usize, start: usize, device: &Device) -> candle_core::Result<Option<Tensor>> {
-    if seq == 1 {
-        return Ok(None);
-    }
-    let total = start + seq;
-    let values: Vec<f32> = (0..seq)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j > start + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(values, (seq, total), device).map(Some)
-}
-
 impl Attention {
     fn forward(
         &self,
         x: &Tensor,
         rotary: &Rotary,
         start: usize,
-        mask: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> candle_core::Result<Tensor> {
         let (batch, seq, hidden) = x.dims3()?;
@@ -532,26 +519,8 @@ impl Attention {
             }
             None => (k, v),
         };
-        let group = self.heads / self.kv_heads;
-        let (k, v) = if group > 1 {
-            let total = k.dim(2)?;
-            let expand = |t: &Tensor| -> candle_core::Result<Tensor> {
-                t.unsqueeze(2)?
-                    .broadcast_as((batch, self.kv_heads, group, total, self.head_dim))?
-                    .reshape((batch, self.heads, total, self.head_dim))
-            };
-            (expand(&k)?, expand(&v)?)
-        } else {
-            (k, v)
-        };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let weights = softmax_last_dim(&scores)?;
-        weights
-            .matmul(&v.contiguous()?)?
+        crate::attention::causal_attention(&q, &k, &v, scale)?
             .transpose(1, 2)?
             .reshape((batch, seq, hidden))
             .and_then(|t| self.o_proj.forward(&t))

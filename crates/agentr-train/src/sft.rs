@@ -327,7 +327,6 @@ pub fn train(
         .open(files.log())
         .map_err(io(&files.log()))?;
     let device = model.device().clone();
-    let params: HashMap<String, candle_core::Var> = model.parameters().into_iter().collect();
     while progress.epoch < plan.len() {
         let batches = &plan[progress.epoch];
         while progress.batch < batches.len() {
@@ -376,14 +375,12 @@ pub fn train(
                 let loss = (loss / micro.len() as f64)?;
                 loss_sum += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
                 let store = loss.backward()?;
-                for (name, var) in &params {
-                    if let Some(grad) = store.get(var.as_tensor()) {
-                        let summed = match grads.remove(name) {
-                            Some(previous) => (previous + grad)?,
-                            None => grad.clone(),
-                        };
-                        grads.insert(name.clone(), summed);
-                    }
+                for (name, grad) in model.gradients(&store) {
+                    let summed = match grads.remove(&name) {
+                        Some(previous) => (previous + grad)?,
+                        None => grad,
+                    };
+                    grads.insert(name, summed);
                 }
             }
             let epoch_of_step = progress.epoch;

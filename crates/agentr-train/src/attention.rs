@@ -1,0 +1,526 @@
+//! Causal scaled-dot-product attention with grouped-query heads: a fused CPU kernel with a
+//! hand-written backward pass, and the same computation composed from candle operations for
+//! other devices (and as the kernel's test oracle).
+//!
+//! Composed from tensor operations, attention materialises several `[batch, heads, T, T]`
+//! tensors per layer (scores, mask, exponentials, weights, and their gradients); at 8 x 512
+//! tokens that is hundreds of megabytes per step, and the CPU spends its time allocating,
+//! zeroing and streaming them. The fused kernel works one block of query rows at a time in a
+//! small scratch buffer, never builds the masked half, shares each key/value head between its
+//! query heads without copying, and recomputes the attention weights in the backward pass
+//! (flash-attention style) instead of storing them. The matrix products go through `gemm`,
+//! the kernel candle itself uses, so they get the same runtime SIMD dispatch.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Query rows per block: the scratch buffers hold `QUERY_BLOCK x keys` scores.
+const QUERY_BLOCK: usize = 64;
+
+/// `softmax(q kᵀ · scale + causal mask) v` for `q` `[batch, heads, tq, dim]` and `k`, `v`
+/// `[batch, kv_heads, tk, dim]` with `tk >= tq`: query row `i` sits at position `tk - tq + i`
+/// and sees keys `0..=tk - tq + i` (a prefill after a cached prefix, or a whole sequence when
+/// `tk == tq`). Query head `h` reads key/value head `h / (heads / kv_heads)`.
+pub(crate) fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    if q.device().is_cpu() && q.dtype() == candle_core::DType::F32 {
+        q.apply_op3(&k, &v, FusedAttention { scale })
+    } else {
+        composed_attention(&q, &k, &v, scale)
+    }
+}
+
+/// The same function from candle operations (differentiable through candle's autograd).
+pub(crate) fn composed_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
+    let (batch, heads, tq, dim) = q.dims4()?;
+    let (_, kv_heads, tk, _) = k.dims4()?;
+    let group = heads / kv_heads;
+    let expand = |t: &Tensor| -> candle_core::Result<Tensor> {
+        if group == 1 {
+            return Ok(t.clone());
+        }
+        t.unsqueeze(2)?
+            .broadcast_as((batch, kv_heads, group, tk, dim))?
+            .reshape((batch, heads, tk, dim))
+    };
+    let (k, v) = (expand(k)?, expand(v)?);
+    let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+    if tq > 1 {
+        let offset = tk - tq;
+        let mask: Vec<f32> = (0..tq)
+            .flat_map(|i| {
+                (0..tk).map(move |j| {
+                    if j > offset + i {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        scores = scores.broadcast_add(&Tensor::from_vec(mask, (tq, tk), q.device())?)?;
+    }
+    crate::model::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
+}
+
+struct FusedAttention {
+    scale: f64,
+}
+
+/// Sizes shared by the forward and backward kernels.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    heads: usize,
+    kv_heads: usize,
+    tq: usize,
+    tk: usize,
+    dim: usize,
+}
+
+impl Dims {
+    fn of(q: &Shape, k: &Shape, v: &Shape) -> candle_core::Result<Self> {
+        let (batch, heads, tq, dim) = q.dims4()?;
+        let (kb, kv_heads, tk, kd) = k.dims4()?;
+        if kb != batch || kd != dim || v.dims() != k.dims() {
+            candle_core::bail!("attention shapes do not fit: q {q:?}, k {k:?}, v {v:?}");
+        }
+        if kv_heads == 0 || heads % kv_heads != 0 || tk < tq {
+            candle_core::bail!(
+                "attention needs heads divisible by kv heads and tk >= tq: q {q:?}, k {k:?}"
+            );
+        }
+        Ok(Dims {
+            heads,
+            kv_heads,
+            tq,
+            tk,
+            dim,
+        })
+    }
+
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// Keys visible to query row `row` (in `0..tq`).
+    fn visible(&self, row: usize) -> usize {
+        self.tk - self.tq + row + 1
+    }
+}
+
+/// A read-only matrix inside a slice, addressed as `data[r * row_stride + c * col_stride]`
+/// (a transpose is a view with the strides swapped).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// A row-major `rows x cols` matrix starting at `data[0]` with row stride `row_stride`.
+    fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        View {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    fn t(self) -> Self {
+        View {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// `dst = scale · a · b`, or `dst += scale · a · b` with `accumulate`, where `dst` is row-major
+/// `a.rows x b.cols` with row stride `dst_stride`.
+fn matmul_into(dst: &mut [f32], dst_stride: usize, a: View, b: View, scale: f32, accumulate: bool) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert!(
+        a.cols == b.rows && a.fits() && b.fits(),
+        "matmul operands out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        dst_stride >= n && (m - 1) * dst_stride + n <= dst.len(),
+        "matmul destination out of bounds"
+    );
+    // SAFETY: the assertions above keep every element gemm reads inside `a.data` and `b.data`
+    // and every element it writes inside `dst`; rows of `dst` do not overlap (stride >= n),
+    // and `dst` cannot alias the inputs (a `&mut` beside two `&`).
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Turns the scores of query rows `first..first + rows.len() / width` (row stride `width`)
+/// into attention weights: a softmax over each row's visible keys, zeros after them.
+fn causal_softmax(scores: &mut [f32], width: usize, first: usize, dims: &Dims) {
+    for (r, row) in scores.chunks_mut(width).enumerate() {
+        let (visible, hidden) = row.split_at_mut(dims.visible(first + r));
+        let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for x in visible.iter_mut() {
+            *x = (*x - max).exp();
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        visible.iter_mut().for_each(|x| *x *= inv);
+        hidden.fill(0.0);
+    }
+}
+
+/// Attention weights of query rows `first..first + n` of one head into `scratch`
+/// (`n x width`, `width` = keys visible to the last of those rows).
+fn weights_block(
+    q_head: &[f32],
+    k_head: &[f32],
+    first: usize,
+    n: usize,
+    dims: &Dims,
+    scale: f32,
+    scratch: &mut [f32],
+) -> usize {
+    let width = dims.visible(first + n - 1);
+    let d = dims.dim;
+    let q_rows = View::rows(&q_head[first * d..], n, d, d);
+    let keys = View::rows(k_head, width, d, d);
+    matmul_into(scratch, width, q_rows, keys.t(), scale, false);
+    causal_softmax(&mut scratch[..n * width], width, first, dims);
+    width
+}
+
+fn storage_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    name: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("fused attention takes f32 tensors ({name})");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("fused attention takes contiguous tensors ({name})"),
+    }
+}
+
+fn forward(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Vec<f32> {
+    let Dims {
+        heads,
+        kv_heads,
+        tq,
+        tk,
+        dim,
+        ..
+    } = *dims;
+    let group = dims.group();
+    let mut out = vec![0.0f32; q.len()];
+    out.par_chunks_mut(tq * dim)
+        .enumerate()
+        .for_each(|(bh, out_head)| {
+            let (b, h) = (bh / heads, bh % heads);
+            let kv = (b * kv_heads + h / group) * tk * dim;
+            let (k_head, v_head) = (&k[kv..kv + tk * dim], &v[kv..kv + tk * dim]);
+            let q_head = &q[bh * tq * dim..(bh + 1) * tq * dim];
+            let mut scratch = vec![0.0f32; QUERY_BLOCK.min(tq) * tk];
+            for first in (0..tq).step_by(QUERY_BLOCK) {
+                let n = QUERY_BLOCK.min(tq - first);
+                let width = weights_block(q_head, k_head, first, n, dims, scale, &mut scratch);
+                let weights = View::rows(&scratch, n, width, width);
+                let values = View::rows(v_head, width, dim, dim);
+                matmul_into(
+                    &mut out_head[first * dim..],
+                    dim,
+                    weights,
+                    values,
+                    1.0,
+                    false,
+                );
+            }
+        });
+    out
+}
+
+/// Gradients of q, k and v, given the output and its gradient (same layouts as the inputs).
+struct Gradients {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+fn backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    grad_out: &[f32],
+    dims: &Dims,
+    scale: f32,
+) -> Gradients {
+    let Dims { tq, tk, dim, .. } = *dims;
+    let group = dims.group();
+    let head = tq * dim;
+    let mut grads = Gradients {
+        q: vec![0.0; q.len()],
+        k: vec![0.0; k.len()],
+        v: vec![0.0; v.len()],
+    };
+    // One task per key/value head: it owns that head's dk and dv and the dq of its query heads,
+    // so no two tasks write the same memory.
+    grads
+        .q
+        .par_chunks_mut(group * head)
+        .zip(grads.k.par_chunks_mut(tk * dim))
+        .zip(grads.v.par_chunks_mut(tk * dim))
+        .enumerate()
+        .for_each(|(kv_index, ((dq_group, dk), dv))| {
+            let kv = kv_index * tk * dim;
+            let (k_head, v_head) = (&k[kv..kv + tk * dim], &v[kv..kv + tk * dim]);
+            let rows = QUERY_BLOCK.min(tq);
+            let mut weights = vec![0.0f32; rows * tk];
+            let mut grad_scores = vec![0.0f32; rows * tk];
+            for g in 0..group {
+                let at = (kv_index * group + g) * head;
+                let q_head = &q[at..at + head];
+                let o_head = &out[at..at + head];
+                let do_head = &grad_out[at..at + head];
+                let dq_head = &mut dq_group[g * head..(g + 1) * head];
+                for first in (0..tq).step_by(QUERY_BLOCK) {
+                    let n = QUERY_BLOCK.min(tq - first);
+                    let width = weights_block(q_head, k_head, first, n, dims, scale, &mut weights);
+                    let p = View::rows(&weights, n, width, width);
+                    let d_out = View::rows(&do_head[first * dim..], n, dim, dim);
+                    // dv[..width] += pᵀ · d_out
+                    matmul_into(dv, dim, p.t(), d_out, 1.0, true);
+                    // d_p = d_out · vᵀ
+                    let values = View::rows(v_head, width, dim, dim);
+                    matmul_into(&mut grad_scores, width, d_out, values.t(), 1.0, false);
+                    // d_s = p ∘ (d_p − rowsum(d_out ∘ out)): the softmax backward.
+                    for r in 0..n {
+                        let o_row = &o_head[(first + r) * dim..(first + r + 1) * dim];
+                        let do_row = &do_head[(first + r) * dim..(first + r + 1) * dim];
+                        let centre: f32 = o_row.iter().zip(do_row).map(|(a, b)| a * b).sum();
+                        let p_row = &weights[r * width..(r + 1) * width];
+                        let ds_row = &mut grad_scores[r * width..(r + 1) * width];
+                        for (ds, &p) in ds_row.iter_mut().zip(p_row) {
+                            *ds = p * (*ds - centre);
+                        }
+                    }
+                    let d_scores = View::rows(&grad_scores, n, width, width);
+                    // dq = scale · d_s · k; dk[..width] += scale · d_sᵀ · q
+                    let keys = View::rows(k_head, width, dim, dim);
+                    matmul_into(
+                        &mut dq_head[first * dim..],
+                        dim,
+                        d_scores,
+                        keys,
+                        scale,
+                        false,
+                    );
+                    let q_rows = View::rows(&q_head[first * dim..], n, dim, dim);
+                    matmul_into(dk, dim, d_scores.t(), q_rows, scale, true);
+                }
+            }
+        });
+    grads
+}
+
+impl CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "agentr-causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = Dims::of(ql.shape(), kl.shape(), vl.shape())?;
+        let q = storage_f32(qs, ql, "q")?;
+        let k = storage_f32(ks, kl, "k")?;
+        let v = storage_f32(vs, vl, "v")?;
+        let out = forward(q, k, v, &dims, self.scale as f32);
+        Ok((CpuStorage::F32(out), ql.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dims = Dims::of(q.shape(), k.shape(), v.shape())?;
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let grads = backward(
+            &flat(q)?,
+            &flat(k)?,
+            &flat(v)?,
+            &flat(out)?,
+            &flat(grad_out)?,
+            &dims,
+            self.scale as f32,
+        );
+        let device = q.device();
+        // Gradients are leaves: no second-order terms are needed.
+        let leaf = |data: Vec<f32>, like: &Tensor| {
+            Tensor::from_vec(data, like.shape(), device).map(|t| t.detach())
+        };
+        Ok((
+            Some(leaf(grads.q, q)?),
+            Some(leaf(grads.k, k)?),
+            Some(leaf(grads.v, v)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use proptest::prelude::*;
+
+    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+        let mut rng = agentr_envs::rng::Rng::new(seed);
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let values: Vec<f32> = (0..n).map(|_| rng.unit_f64() as f32 * 2.0 - 1.0).collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Output and the gradients of `sum(out ∘ probe)` for q, k and v.
+    fn run(
+        attention: fn(&Tensor, &Tensor, &Tensor, f64) -> candle_core::Result<Tensor>,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        probe: &Tensor,
+    ) -> Vec<Tensor> {
+        let vars: Vec<Var> = [q, k, v]
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let out = attention(
+            vars[0].as_tensor(),
+            vars[1].as_tensor(),
+            vars[2].as_tensor(),
+            0.3,
+        )
+        .unwrap();
+        let grads = (&out * probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let mut results = vec![out];
+        for var in &vars {
+            results.push(grads.get(var.as_tensor()).unwrap().clone());
+        }
+        results
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The fused kernel and the composed operations agree on the output and on every
+        /// gradient, across query blocks, cached prefixes, single-token decoding and head
+        /// groupings.
+        #[test]
+        fn fused_matches_composed(
+            batch in 1usize..3,
+            kv_heads in 1usize..3,
+            group in prop::sample::select(vec![1usize, 2, 4]),
+            tq in 1usize..150,
+            prefix in prop::sample::select(vec![0usize, 1, 7, 70]),
+            dim in prop::sample::select(vec![2usize, 8, 16]),
+            seed in 0u64..1000,
+        ) {
+            let heads = kv_heads * group;
+            let tk = tq + prefix;
+            let q = random((batch, heads, tq, dim), seed);
+            let k = random((batch, kv_heads, tk, dim), seed + 1);
+            let v = random((batch, kv_heads, tk, dim), seed + 2);
+            let probe = random((batch, heads, tq, dim), seed + 3);
+            let fused = run(causal_attention, &q, &k, &v, &probe);
+            let composed = run(composed_attention, &q, &k, &v, &probe);
+            for (name, (a, b)) in ["out", "dq", "dk", "dv"].iter().zip(fused.iter().zip(&composed)) {
+                let diff = max_difference(a, b);
+                prop_assert!(diff < 2e-4, "{} differs by {}", name, diff);
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_errors_not_panics() {
+        let q = random((1, 4, 5, 8), 1);
+        let k = random((1, 3, 5, 8), 2);
+        assert!(causal_attention(&q, &k, &k, 1.0).is_err());
+        let short = random((1, 2, 3, 8), 3);
+        assert!(causal_attention(&q, &short, &short, 1.0).is_err());
+    }
+}
