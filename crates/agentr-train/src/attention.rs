@@ -432,58 +432,8 @@ impl CustomOp3 for FusedAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::fused::tests::{compare, random};
     use proptest::prelude::*;
-
-    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
-        let mut rng = agentr_envs::rng::Rng::new(seed);
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let values: Vec<f32> = (0..n).map(|_| rng.unit_f64() as f32 * 2.0 - 1.0).collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
-    /// Output and the gradients of `sum(out ∘ probe)` for q, k and v.
-    fn run(
-        attention: fn(&Tensor, &Tensor, &Tensor, f64) -> candle_core::Result<Tensor>,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        probe: &Tensor,
-    ) -> Vec<Tensor> {
-        let vars: Vec<Var> = [q, k, v]
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
-        let out = attention(
-            vars[0].as_tensor(),
-            vars[1].as_tensor(),
-            vars[2].as_tensor(),
-            0.3,
-        )
-        .unwrap();
-        let grads = (&out * probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let mut results = vec![out];
-        for var in &vars {
-            results.push(grads.get(var.as_tensor()).unwrap().clone());
-        }
-        results
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
@@ -502,14 +452,18 @@ mod tests {
         ) {
             let heads = kv_heads * group;
             let tk = tq + prefix;
-            let q = random((batch, heads, tq, dim), seed);
-            let k = random((batch, kv_heads, tk, dim), seed + 1);
-            let v = random((batch, kv_heads, tk, dim), seed + 2);
-            let probe = random((batch, heads, tq, dim), seed + 3);
-            let fused = run(causal_attention, &q, &k, &v, &probe);
-            let composed = run(composed_attention, &q, &k, &v, &probe);
-            for (name, (a, b)) in ["out", "dq", "dk", "dv"].iter().zip(fused.iter().zip(&composed)) {
-                let diff = max_difference(a, b);
+            let inputs = [
+                random(&[batch, heads, tq, dim], seed),
+                random(&[batch, kv_heads, tk, dim], seed + 1),
+                random(&[batch, kv_heads, tk, dim], seed + 2),
+            ];
+            let diffs = compare(
+                |t| causal_attention(&t[0], &t[1], &t[2], 0.3),
+                |t| composed_attention(&t[0], &t[1], &t[2], 0.3),
+                &inputs,
+                seed + 3,
+            );
+            for (name, diff) in ["out", "dq", "dk", "dv"].iter().zip(diffs) {
                 prop_assert!(diff < 2e-4, "{} differs by {}", name, diff);
             }
         }
@@ -517,10 +471,10 @@ mod tests {
 
     #[test]
     fn mismatched_shapes_are_errors_not_panics() {
-        let q = random((1, 4, 5, 8), 1);
-        let k = random((1, 3, 5, 8), 2);
+        let q = random(&[1, 4, 5, 8], 1);
+        let k = random(&[1, 3, 5, 8], 2);
         assert!(causal_attention(&q, &k, &k, 1.0).is_err());
-        let short = random((1, 2, 3, 8), 3);
+        let short = random(&[1, 2, 3, 8], 3);
         assert!(causal_attention(&q, &short, &short, 1.0).is_err());
     }
 }

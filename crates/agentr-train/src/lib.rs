@@ -8,6 +8,7 @@ mod agent;
 mod alloc;
 mod attention;
 mod error;
+mod fused;
 mod generate;
 mod loss;
 mod model;

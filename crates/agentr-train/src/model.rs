@@ -1,8 +1,10 @@
 //! A Llama-family decoder written with candle operations that all have a backward pass.
 //!
 //! candle's fused `rms_norm`, `softmax_last_dim` and `rope` kernels have no backward and
-//! silently cut gradients (candle issue 2168), so RMSNorm, softmax and rotary embeddings are
-//! composed from elementary operations here; `every_parameter_receives_a_gradient` guards it.
+//! silently cut gradients (candle issue 2168). On the CPU, RMSNorm, rotary embeddings, SwiGLU
+//! and attention are this crate's own fused kernels with hand-written backward passes
+//! (`fused.rs`, `attention.rs`); on other devices they are composed from elementary
+//! operations. `every_parameter_receives_a_gradient` guards both.
 //!
 //! Weights use Hugging Face Llama tensor names (`model.layers.0.self_attn.q_proj.weight`, ...)
 //! and are stored as safetensors next to a `config.json`.
@@ -98,13 +100,6 @@ impl ModelConfig {
     }
 }
 
-/// `x * rsqrt(mean(x^2) + eps) * weight`, from differentiable operations.
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let scale = (mean_square + eps)?.sqrt()?.recip()?;
-    x.broadcast_mul(&scale)?.broadcast_mul(weight)
-}
-
 /// Softmax over the last dimension, from differentiable operations (the maximum is detached:
 /// subtracting it changes nothing but the numerics).
 pub(crate) fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -144,15 +139,10 @@ impl Rotary {
     /// Rotates `x` of shape `[batch, heads, seq, head_dim]` for positions `start..start+seq`
     /// (the half-split layout of Hugging Face Llama checkpoints).
     fn apply(&self, x: &Tensor, start: usize) -> candle_core::Result<Tensor> {
-        let (_, _, seq, dim) = x.dims4()?;
-        let half = dim / 2;
+        let seq = x.dim(2)?;
         let cos = self.cos.narrow(0, start, seq)?;
         let sin = self.sin.narrow(0, start, seq)?;
-        let x1 = x.narrow(D::Minus1, 0, half)?;
-        let x2 = x.narrow(D::Minus1, half, half)?;
-        let rotated_1 = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-        let rotated_2 = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
-        Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+        crate::fused::rotary(x, &cos, &sin)
     }
 }
 
@@ -461,28 +451,36 @@ impl Llama {
         if let Some(cache) = cache.as_mut() {
             cache.layers.resize(self.layers.len(), None);
         }
-        let mut x = self.embed_tokens.forward(ids)?;
+        let hidden = self.config.hidden_size;
+        // The residual stream is kept as [batch * seq, hidden] so every projection is one
+        // matrix product (and its weight gradient one more), not a batched product over a
+        // broadcast weight.
+        let mut x = self
+            .embed_tokens
+            .forward(ids)?
+            .reshape((batch * seq, hidden))?;
         for (index, layer) in self.layers.iter().enumerate() {
-            let normed = rms_norm(&x, &layer.input_layernorm, self.config.rms_norm_eps)?;
+            let normed =
+                crate::fused::rms_norm(&x, &layer.input_layernorm, self.config.rms_norm_eps)?;
             let slot = cache.as_mut().map(|c| &mut c.layers[index]);
-            let attended = layer
-                .attention
-                .forward(&normed, &self.rotary, start, slot)?;
+            let attended =
+                layer
+                    .attention
+                    .forward(&normed, (batch, seq), &self.rotary, start, slot)?;
             x = (x + attended)?;
-            let normed = rms_norm(
+            let normed = crate::fused::rms_norm(
                 &x,
                 &layer.post_attention_layernorm,
                 self.config.rms_norm_eps,
             )?;
             let gate = layer.mlp.gate_proj.forward(&normed)?;
             let up = layer.mlp.up_proj.forward(&normed)?;
-            // SwiGLU: silu(gate) * up, with silu(x) = x * sigmoid(x) written out.
-            let silu = (&gate * candle_nn::ops::sigmoid(&gate)?)?;
-            x = (x + layer.mlp.down_proj.forward(&(silu * up)?)?)?;
+            x = (x + layer
+                .mlp
+                .down_proj
+                .forward(&crate::fused::swiglu(&gate, &up)?)?)?;
         }
-        let x = rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
-        let hidden = self.config.hidden_size;
-        x.reshape((batch * seq, hidden))?
+        crate::fused::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?
             .matmul(&self.lm_head.t()?)?
             .reshape((batch, seq, self.config.vocab_size))
     }
@@ -492,11 +490,12 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
+        (batch, seq): (usize, usize),
         rotary: &Rotary,
         start: usize,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> candle_core::Result<Tensor> {
-        let (batch, seq, hidden) = x.dims3()?;
+        let hidden = x.dim(1)?;
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
             t.reshape((batch, seq, n, self.head_dim))?
                 .transpose(1, 2)?
@@ -522,7 +521,7 @@ impl Attention {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         crate::attention::causal_attention(&q, &k, &v, scale)?
             .transpose(1, 2)?
-            .reshape((batch, seq, hidden))
+            .reshape((batch * seq, hidden))
             .and_then(|t| self.o_proj.forward(&t))
     }
 }

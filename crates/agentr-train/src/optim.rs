@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
 
 use crate::TrainError;
 
@@ -81,13 +81,40 @@ impl AdamW {
             let Some(grad) = grads.get(name) else {
                 continue;
             };
-            let m = ((&self.first[name] * beta1)? + (grad * (1.0 - beta1))?)?;
-            let v = ((&self.second[name] * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
-            let update = ((&m / bias1)? / ((&v / bias2)?.sqrt()? + eps)?)?;
-            let decayed = (var.as_tensor() * (1.0 - lr * weight_decay))?;
-            var.set(&(decayed - (update * lr)?)?)?;
-            self.first.insert(name.clone(), m);
-            self.second.insert(name.clone(), v);
+            let (m, v) = (&self.first[name], &self.second[name]);
+            if var.device().is_cpu() && var.dtype() == DType::F32 {
+                // In place, three passes over memory instead of about fifteen.
+                m.inplace_op2(
+                    grad,
+                    &MomentUpdate {
+                        decay: beta1 as f32,
+                        square: false,
+                    },
+                )?;
+                v.inplace_op2(
+                    grad,
+                    &MomentUpdate {
+                        decay: beta2 as f32,
+                        square: true,
+                    },
+                )?;
+                let update = ParameterUpdate {
+                    lr: lr as f32,
+                    keep: (1.0 - lr * weight_decay) as f32,
+                    bias1: bias1 as f32,
+                    bias2: bias2 as f32,
+                    eps: eps as f32,
+                };
+                var.as_tensor().inplace_op3(m, v, &update)?;
+            } else {
+                let m = ((m * beta1)? + (grad * (1.0 - beta1))?)?;
+                let v = ((v * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
+                let update = ((&m / bias1)? / ((&v / bias2)?.sqrt()? + eps)?)?;
+                let decayed = (var.as_tensor() * (1.0 - lr * weight_decay))?;
+                var.set(&(decayed - (update * lr)?)?)?;
+                self.first.insert(name.clone(), m);
+                self.second.insert(name.clone(), v);
+            }
         }
         Ok(())
     }
@@ -126,6 +153,95 @@ impl AdamW {
             }
         }
         self.updates = updates;
+        Ok(())
+    }
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => candle_core::bail!("the fused AdamW update takes contiguous f32 tensors"),
+    }
+}
+
+fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a mut [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(data), Some((start, end))) => Ok(&mut data[start..end]),
+        _ => candle_core::bail!("the fused AdamW update takes contiguous f32 tensors"),
+    }
+}
+
+/// `moment = decay · moment + (1 − decay) · g` (or `g²` with `square`), in place.
+struct MomentUpdate {
+    decay: f32,
+    square: bool,
+}
+
+impl InplaceOp2 for MomentUpdate {
+    fn name(&self) -> &'static str {
+        "agentr-adamw-moment"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        grad: &CpuStorage,
+        grad_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let moment = contiguous_f32_mut(dst, dst_l)?;
+        let grad = contiguous_f32(grad, grad_l)?;
+        if moment.len() != grad.len() {
+            candle_core::bail!(
+                "moment of {} for a gradient of {}",
+                moment.len(),
+                grad.len()
+            );
+        }
+        let rest = 1.0 - self.decay;
+        for (m, &g) in moment.iter_mut().zip(grad) {
+            let g = if self.square { g * g } else { g };
+            *m = self.decay * *m + rest * g;
+        }
+        Ok(())
+    }
+}
+
+/// `p = keep · p − lr · (m / bias1) / (sqrt(v / bias2) + eps)`, in place.
+struct ParameterUpdate {
+    lr: f32,
+    keep: f32,
+    bias1: f32,
+    bias2: f32,
+    eps: f32,
+}
+
+impl InplaceOp3 for ParameterUpdate {
+    fn name(&self) -> &'static str {
+        "agentr-adamw-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        m: &CpuStorage,
+        m_l: &Layout,
+        v: &CpuStorage,
+        v_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let param = contiguous_f32_mut(dst, dst_l)?;
+        let (m, v) = (contiguous_f32(m, m_l)?, contiguous_f32(v, v_l)?);
+        if param.len() != m.len() || param.len() != v.len() {
+            candle_core::bail!("AdamW moments do not match a parameter of {}", param.len());
+        }
+        for ((p, &m), &v) in param.iter_mut().zip(m).zip(v) {
+            let step = (m / self.bias1) / ((v / self.bias2).sqrt() + self.eps);
+            *p = self.keep * *p - self.lr * step;
+        }
         Ok(())
     }
 }
@@ -200,6 +316,39 @@ mod tests {
         let w = var.as_tensor().to_vec1::<f32>().unwrap();
         assert!(w.iter().all(|x| x.abs() < 0.05), "{w:?}");
         assert_eq!(opt.updates(), 300);
+    }
+
+    /// The in-place CPU update follows the AdamW formula, written out here for one tensor.
+    #[test]
+    fn fused_update_follows_the_formula() {
+        let device = Device::Cpu;
+        let init: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let var = Var::new(init.as_slice(), &device).unwrap();
+        let config = AdamWConfig {
+            weight_decay: 0.1,
+            ..AdamWConfig::default()
+        };
+        let mut opt = AdamW::new(vec![("w".into(), var.clone())], config).unwrap();
+        let (mut p, mut m, mut v) = (init.clone(), vec![0f32; 50], vec![0f32; 50]);
+        for step in 1..=3 {
+            let g: Vec<f32> = (0..50).map(|i| ((i * step) as f32 * 0.11).cos()).collect();
+            let grads =
+                HashMap::from([("w".to_owned(), Tensor::new(g.as_slice(), &device).unwrap())]);
+            opt.step(&grads, 0.01).unwrap();
+            let (b1, b2) = (
+                1.0 - 0.9f32.powi(step),
+                1.0 - 0.999f32.powi(step),
+            );
+            for i in 0..50 {
+                m[i] = 0.9 * m[i] + 0.1 * g[i];
+                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+                p[i] = p[i] * (1.0 - 0.01 * 0.1) - 0.01 * (m[i] / b1) / ((v[i] / b2).sqrt() + 1e-8);
+            }
+        }
+        let got = var.as_tensor().to_vec1::<f32>().unwrap();
+        for (a, b) in got.iter().zip(&p) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -1,0 +1,430 @@
+//! Fused CPU kernels with hand-written backward passes for the model's elementwise parts
+//! (RMSNorm, rotary embeddings, SwiGLU), each beside the same function composed from candle
+//! operations, which other devices use and the tests compare against.
+//!
+//! Composed, RMSNorm is seven tensor operations and rotary embeddings about ten, each
+//! allocating and streaming a full activation (and as many again in the backward pass); on
+//! two cores those passes cost as much as the matrix products. A fused kernel reads its inputs
+//! once and writes its output once.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Rows per parallel task in the row-wise kernels.
+const ROWS_PER_TASK: usize = 64;
+/// Elements per parallel task in the elementwise kernels.
+const ELEMENTS_PER_TASK: usize = 1 << 14;
+
+fn fused_on(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
+
+fn slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op} takes f32 tensors");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op} takes contiguous tensors"),
+    }
+}
+
+fn flat(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+/// A gradient as a leaf tensor shaped like `like` (no second-order terms are needed).
+fn leaf(data: Vec<f32>, like: &Tensor) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(data, like.shape(), like.device()).map(|t| t.detach())
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+/// `x * rsqrt(mean(x², last dim) + eps) * weight`.
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    if fused_on(x) {
+        x.contiguous()?
+            .apply_op2(&weight.contiguous()?, FusedRmsNorm { eps: eps as f32 })
+    } else {
+        composed_rms_norm(x, weight, eps)
+    }
+}
+
+pub(crate) fn composed_rms_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let scale = (mean_square + eps)?.sqrt()?.recip()?;
+    x.broadcast_mul(&scale)?.broadcast_mul(weight)
+}
+
+struct FusedRmsNorm {
+    eps: f32,
+}
+
+impl FusedRmsNorm {
+    fn inverse_rms(&self, row: &[f32]) -> f32 {
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+        1.0 / (mean + self.eps).sqrt()
+    }
+}
+
+impl CustomOp2 for FusedRmsNorm {
+    fn name(&self) -> &'static str {
+        "agentr-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w) = (slice(xs, xl, self.name())?, slice(ws, wl, self.name())?);
+        let width = w.len();
+        if width == 0 || xl.dims().last() != Some(&width) {
+            candle_core::bail!("rms_norm: weight of {width} for input {:?}", xl.dims());
+        }
+        let mut out = vec![0.0f32; x.len()];
+        out.par_chunks_mut(width * ROWS_PER_TASK)
+            .zip(x.par_chunks(width * ROWS_PER_TASK))
+            .for_each(|(out_rows, x_rows)| {
+                for (o, row) in out_rows.chunks_mut(width).zip(x_rows.chunks(width)) {
+                    let r = self.inverse_rms(row);
+                    for ((o, &v), &g) in o.iter_mut().zip(row).zip(w) {
+                        *o = v * r * g;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    /// With g = weight ∘ dy and r the inverse RMS of the row:
+    /// dx = r (g − x r² mean(g ∘ x)), dweight = Σ_rows dy ∘ x r.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (xs, w, dy) = (flat(x)?, flat(weight)?, flat(grad_out)?);
+        let width = w.len();
+        let mut dx = vec![0.0f32; xs.len()];
+        let dw = dx
+            .par_chunks_mut(width * ROWS_PER_TASK)
+            .zip(xs.par_chunks(width * ROWS_PER_TASK))
+            .zip(dy.par_chunks(width * ROWS_PER_TASK))
+            .map(|((dx_rows, x_rows), dy_rows)| {
+                let mut dw = vec![0.0f32; width];
+                for ((dx, x), dy) in dx_rows
+                    .chunks_mut(width)
+                    .zip(x_rows.chunks(width))
+                    .zip(dy_rows.chunks(width))
+                {
+                    let r = self.inverse_rms(x);
+                    let dot: f32 = (0..width).map(|i| w[i] * dy[i] * x[i]).sum();
+                    let centre = r * r * dot / width as f32;
+                    for i in 0..width {
+                        dx[i] = r * (w[i] * dy[i] - x[i] * centre);
+                        dw[i] += dy[i] * x[i] * r;
+                    }
+                }
+                dw
+            })
+            .reduce(
+                || vec![0.0f32; width],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        Ok((Some(leaf(dx, x)?), Some(leaf(dw, weight)?)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU
+
+/// `silu(gate) * up` with `silu(x) = x · sigmoid(x)`.
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    if fused_on(gate) {
+        gate.contiguous()?.apply_op2(&up.contiguous()?, FusedSwiGlu)
+    } else {
+        composed_swiglu(gate, up)
+    }
+}
+
+pub(crate) fn composed_swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    (gate * candle_nn::ops::sigmoid(gate)?)? * up
+}
+
+struct FusedSwiGlu;
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl CustomOp2 for FusedSwiGlu {
+    fn name(&self) -> &'static str {
+        "agentr-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (gate, up) = (slice(gs, gl, self.name())?, slice(us, ul, self.name())?);
+        if gl.dims() != ul.dims() {
+            candle_core::bail!("swiglu: gate {:?} and up {:?} differ", gl.dims(), ul.dims());
+        }
+        let mut out = vec![0.0f32; gate.len()];
+        out.par_chunks_mut(ELEMENTS_PER_TASK)
+            .zip(gate.par_chunks(ELEMENTS_PER_TASK))
+            .zip(up.par_chunks(ELEMENTS_PER_TASK))
+            .for_each(|((o, g), u)| {
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = g * sigmoid(g) * u;
+                }
+            });
+        Ok((CpuStorage::F32(out), gl.shape().clone()))
+    }
+
+    /// d up = dy · g s; d gate = dy · u · s (1 + g (1 − s)), with s = sigmoid(g).
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (g, u, dy) = (flat(gate)?, flat(up)?, flat(grad_out)?);
+        let mut dg = vec![0.0f32; g.len()];
+        let mut du = vec![0.0f32; g.len()];
+        dg.par_chunks_mut(ELEMENTS_PER_TASK)
+            .zip(du.par_chunks_mut(ELEMENTS_PER_TASK))
+            .zip(g.par_chunks(ELEMENTS_PER_TASK))
+            .zip(
+                u.par_chunks(ELEMENTS_PER_TASK)
+                    .zip(dy.par_chunks(ELEMENTS_PER_TASK)),
+            )
+            .for_each(|(((dg, du), g), (u, dy))| {
+                for i in 0..g.len() {
+                    let s = sigmoid(g[i]);
+                    du[i] = dy[i] * g[i] * s;
+                    dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+                }
+            });
+        Ok((Some(leaf(dg, gate)?), Some(leaf(du, up)?)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embeddings
+
+/// Rotates `x` `[batch, heads, seq, head_dim]` by the angles whose cosines and sines are
+/// `cos`, `sin` `[seq, head_dim / 2]` (the half-split layout of Hugging Face Llama).
+pub(crate) fn rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    if fused_on(x) {
+        let op = FusedRotary {
+            cos: flat(cos)?,
+            sin: flat(sin)?,
+        };
+        x.contiguous()?.apply_op1(op)
+    } else {
+        composed_rotary(x, cos, sin)
+    }
+}
+
+pub(crate) fn composed_rotary(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let rotated_1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let rotated_2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Tensor::cat(&[rotated_1, rotated_2], D::Minus1)
+}
+
+struct FusedRotary {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl FusedRotary {
+    /// Rotates every `[seq, dim]` block of `x` by `sign ·` the angles (−1 undoes it).
+    fn rotate(&self, x: &[f32], dims: &[usize], sign: f32) -> candle_core::Result<Vec<f32>> {
+        let [_, _, seq, dim] = dims else {
+            candle_core::bail!("rotary takes [batch, heads, seq, head_dim], got {dims:?}");
+        };
+        let (seq, half) = (*seq, dim / 2);
+        if self.cos.len() != seq * half || dim % 2 != 0 {
+            candle_core::bail!("rotary tables of {} for shape {dims:?}", self.cos.len());
+        }
+        let mut out = vec![0.0f32; x.len()];
+        out.par_chunks_mut(seq * dim)
+            .zip(x.par_chunks(seq * dim))
+            .for_each(|(out, x)| {
+                for t in 0..seq {
+                    let (row, o) = (&x[t * dim..(t + 1) * dim], &mut out[t * dim..(t + 1) * dim]);
+                    let (cos, sin) = (&self.cos[t * half..], &self.sin[t * half..]);
+                    for i in 0..half {
+                        let (c, s) = (cos[i], sign * sin[i]);
+                        o[i] = row[i] * c - row[half + i] * s;
+                        o[half + i] = row[half + i] * c + row[i] * s;
+                    }
+                }
+            });
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for FusedRotary {
+    fn name(&self) -> &'static str {
+        "agentr-rotary"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = self.rotate(slice(s, l, self.name())?, l.dims(), 1.0)?;
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    /// A rotation's transpose is the rotation by the opposite angle.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let dx = self.rotate(&flat(grad_out)?, grad_out.dims(), -1.0)?;
+        Ok(Some(leaf(dx, x)?))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    pub(crate) fn random(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = agentr_envs::rng::Rng::new(seed);
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.unit_f64() as f32 * 2.0 - 1.0).collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The largest absolute difference between `f` and `g` over the output and the gradients
+    /// of `sum(out ∘ probe)` with respect to every input, by name ("out", then one per input).
+    pub(crate) fn compare(
+        f: impl Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+        g: impl Fn(&[Tensor]) -> candle_core::Result<Tensor>,
+        inputs: &[Tensor],
+        seed: u64,
+    ) -> Vec<f32> {
+        let run = |h: &dyn Fn(&[Tensor]) -> candle_core::Result<Tensor>| {
+            let vars: Vec<Var> = inputs
+                .iter()
+                .map(|t| Var::from_tensor(t).unwrap())
+                .collect();
+            let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+            let out = h(&tensors).unwrap();
+            let probe = random(out.dims(), seed);
+            let grads = (&out * probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let mut results = vec![out];
+            results.extend(
+                vars.iter()
+                    .map(|v| grads.get(v.as_tensor()).unwrap().clone()),
+            );
+            results
+        };
+        let (a, b) = (run(&f), run(&g));
+        a.iter()
+            .zip(&b)
+            .map(|(a, b)| {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn assert_close(diffs: &[f32], what: &str) {
+        assert!(
+            diffs.iter().all(|d| *d < 1e-4),
+            "{what}: differences {diffs:?}"
+        );
+    }
+
+    #[test]
+    fn fused_rms_norm_matches_composed() {
+        for (rows, width, seed) in [(1, 4, 1), (3, 32, 2), (130, 16, 3)] {
+            let inputs = [random(&[rows, width], seed), random(&[width], seed + 1)];
+            let diffs = compare(
+                |t| rms_norm(&t[0], &t[1], 1e-5),
+                |t| composed_rms_norm(&t[0], &t[1], 1e-5),
+                &inputs,
+                seed,
+            );
+            assert_close(&diffs, &format!("rms_norm {rows}x{width}"));
+        }
+    }
+
+    #[test]
+    fn fused_swiglu_matches_composed() {
+        for (n, seed) in [(1, 1), (7, 2), (40_000, 3)] {
+            let inputs = [random(&[n], seed), random(&[n], seed + 1)];
+            let diffs = compare(
+                |t| swiglu(&t[0], &t[1]),
+                |t| composed_swiglu(&t[0], &t[1]),
+                &inputs,
+                seed,
+            );
+            assert_close(&diffs, &format!("swiglu {n}"));
+        }
+    }
+
+    #[test]
+    fn fused_rotary_matches_composed() {
+        for (shape, seed) in [([1, 1, 1, 2], 1u64), ([2, 3, 5, 8], 2), ([1, 2, 70, 16], 3)] {
+            let (seq, half) = (shape[2], shape[3] / 2);
+            let cos = random(&[seq, half], seed + 10);
+            let sin = random(&[seq, half], seed + 11);
+            let diffs = compare(
+                |t| rotary(&t[0], &cos, &sin),
+                |t| composed_rotary(&t[0], &cos, &sin),
+                &[random(&shape, seed)],
+                seed,
+            );
+            assert_close(&diffs, &format!("rotary {shape:?}"));
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let x = random(&[2, 8], 1);
+        assert!(rms_norm(&x, &random(&[4], 2), 1e-5).is_err());
+        assert!(swiglu(&x, &random(&[2, 4], 3)).is_err());
+        let tables = random(&[3, 4], 4);
+        assert!(rotary(&random(&[1, 1, 2, 8], 5), &tables, &tables).is_err());
+    }
+}
