@@ -25,6 +25,18 @@ pub struct EnvOptions {
     pub seed: u64,
 }
 
+impl EnvOptions {
+    /// The defaults of `env` (set-up assets, default seed).
+    pub fn default_for(env: EnvName) -> Self {
+        match env {
+            EnvName::Textcraft => EnvOptions {
+                recipes: None,
+                seed: textcraft::DEFAULT_SEED,
+            },
+        }
+    }
+}
+
 /// Makes fresh instances of one configured environment (one per worker); assets are loaded
 /// once.
 pub type EnvFactory = Box<dyn Fn() -> Box<dyn Environment> + Send + Sync>;

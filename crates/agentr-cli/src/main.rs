@@ -35,6 +35,9 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Evaluate a model on an environment's tasks.
     Eval(cmd::eval::Args),
+    /// The whole Agent-R loop in one resumable run directory: warm start, then search, revise,
+    /// train and evaluate for each iteration.
+    SelfTrain(cmd::self_train::Args),
 }
 
 fn main() -> Result<()> {
@@ -51,6 +54,7 @@ fn main() -> Result<()> {
         Command::Train(args) => cmd::train::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::SelfTrain(args) => cmd::self_train::run(args),
     }
 }
 

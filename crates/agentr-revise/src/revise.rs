@@ -26,6 +26,10 @@ pub enum Mode {
     /// Direct revision (the baseline): t' is the end of the bad branch. The judge is not asked.
     #[serde(rename = "direct")]
     Direct,
+    /// No revision samples at all: only the good trajectories (rejection-sampling fine-tuning,
+    /// the paper's ablation). The judge is not asked.
+    #[serde(rename = "good-only")]
+    GoodOnly,
 }
 
 impl fmt::Display for Mode {
@@ -33,6 +37,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::AgentR => "agent-r",
             Mode::Direct => "direct",
+            Mode::GoodOnly => "good-only",
         })
     }
 }
@@ -43,8 +48,9 @@ impl FromStr for Mode {
         match s {
             "agent-r" => Ok(Mode::AgentR),
             "direct" => Ok(Mode::Direct),
+            "good-only" => Ok(Mode::GoodOnly),
             other => Err(format!(
-                "unknown mode `{other}` (expected agent-r or direct)"
+                "unknown mode `{other}` (expected agent-r, direct or good-only)"
             )),
         }
     }
@@ -159,6 +165,9 @@ pub fn revise_tree<J: Judge + ?Sized>(
         }
     }
 
+    if config.mode == Mode::GoodOnly {
+        return Ok((samples, stats));
+    }
     let found = find_pairs(
         tree,
         &config.thresholds,
@@ -174,7 +183,7 @@ pub fn revise_tree<J: Judge + ?Sized>(
         let bad_path = tree.path_to_root(pair.bad);
         let continuation = &bad_path[tree.nodes[common].depth + 1..];
         let judged = match config.mode {
-            Mode::Direct => None,
+            Mode::Direct | Mode::GoodOnly => None,
             Mode::AgentR => first_bad_step(tree, continuation, judge, &mut verdicts, &mut stats)?,
         };
         let t_prime = judged.unwrap_or(pair.bad);

@@ -170,6 +170,7 @@ fn check_revision(
     )?;
     match mode {
         Mode::Direct => ensure(t_prime == bad, "direct mode puts t' at the bad leaf")?,
+        Mode::GoodOnly => return Err("good-only mode made a revision sample".into()),
         Mode::AgentR => {
             let continuation = &bad_path[tree.nodes[common].depth + 1..];
             let first_bad = continuation
@@ -256,12 +257,12 @@ proptest! {
         branching in 1u64..4,
         alpha_pick in 0usize..3,
         gap in any::<bool>(),
-        direct in any::<bool>(),
+        mode_pick in 0usize..3,
         cap in proptest::option::of(0usize..4),
     ) {
         let tree = random_tree(seed, depth_limit, branching);
         prop_assert_eq!(tree.validate(), Ok(()));
-        let mode = if direct { Mode::Direct } else { Mode::AgentR };
+        let mode = [Mode::AgentR, Mode::Direct, Mode::GoodOnly][mode_pick];
         let condition = if gap { PairCondition::Gap } else { PairCondition::Paper };
         let mut config = config(mode, [0.5, 0.7, 1.0][alpha_pick], condition, seed);
         config.max_pairs_per_tree = cap;
@@ -299,12 +300,16 @@ proptest! {
                 .filter(|&(g, b)| g != b && config.thresholds.pairs(tree.leaf_reward(g), tree.leaf_reward(b)))
                 .count()
         };
-        prop_assert_eq!(stats.pairs + stats.pairs_dropped_by_cap, qualifying);
-        // Each step is judged at most once per tree; direct mode never asks.
+        if mode == Mode::GoodOnly {
+            prop_assert_eq!(stats.pairs + stats.pairs_dropped_by_cap, 0);
+        } else {
+            prop_assert_eq!(stats.pairs + stats.pairs_dropped_by_cap, qualifying);
+        }
+        // Each step is judged at most once per tree; only agent-r mode asks.
         let calls = judge.calls.into_inner().unwrap();
         let distinct: HashSet<&Vec<usize>> = calls.iter().collect();
         prop_assert_eq!(distinct.len(), calls.len());
-        if direct {
+        if mode != Mode::AgentR {
             prop_assert!(calls.is_empty());
         }
     }

@@ -335,10 +335,7 @@ mod tests {
             let grads =
                 HashMap::from([("w".to_owned(), Tensor::new(g.as_slice(), &device).unwrap())]);
             opt.step(&grads, 0.01).unwrap();
-            let (b1, b2) = (
-                1.0 - 0.9f32.powi(step),
-                1.0 - 0.999f32.powi(step),
-            );
+            let (b1, b2) = (1.0 - 0.9f32.powi(step), 1.0 - 0.999f32.powi(step));
             for i in 0..50 {
                 m[i] = 0.9 * m[i] + 0.1 * g[i];
                 v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];

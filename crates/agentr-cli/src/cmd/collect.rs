@@ -50,45 +50,45 @@ impl FromStr for PolicySpec {
 pub struct Args {
     /// The environment.
     #[arg(long)]
-    env: EnvName,
+    pub(crate) env: EnvName,
     /// The policy: noisy-expert:<epsilon> or model:DIR.
     #[arg(long)]
-    policy: PolicySpec,
+    pub(crate) policy: PolicySpec,
     /// Tasks: train, test, all, train[:50], 0..50, 3,7,9 (comma-separated parts combine).
     #[arg(long)]
-    tasks: TaskSpec,
+    pub(crate) tasks: TaskSpec,
     /// Output folder; one <task>.json per task. Tasks already there are skipped.
     #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Parallel workers, each with its own environment.
     #[arg(long, default_value_t = 2)]
-    workers: usize,
+    pub(crate) workers: usize,
     /// Passes from the root per task.
     #[arg(long, default_value_t = 8)]
-    iterations: usize,
+    pub(crate) iterations: usize,
     /// Responses sampled per expansion.
     #[arg(long, default_value_t = 4)]
-    candidates: usize,
+    pub(crate) candidates: usize,
     /// Most actions on a branch.
     #[arg(long, default_value_t = 20)]
-    depth_limit: usize,
+    pub(crate) depth_limit: usize,
     /// UCT exploration constant.
     #[arg(long, default_value_t = 0.25)]
-    uct_c: f64,
+    pub(crate) uct_c: f64,
     /// Sampling temperature.
     #[arg(long, default_value_t = 1.0)]
-    temperature: f64,
+    pub(crate) temperature: f64,
     /// Search seed (combined with each task id).
     #[arg(long, default_value_t = 0)]
-    search_seed: u64,
+    pub(crate) search_seed: u64,
     /// Keep newlines and tabs in observations (the reference replaced them by spaces).
     #[arg(long)]
-    raw_observations: bool,
+    pub(crate) raw_observations: bool,
     /// Always restore states by reset + replay, even where snapshots exist.
     #[arg(long)]
-    replay_restore: bool,
+    pub(crate) replay_restore: bool,
     #[command(flatten)]
-    env_options: EnvOptions,
+    pub(crate) env_options: EnvOptions,
 }
 
 pub fn run(args: Args) -> Result<()> {

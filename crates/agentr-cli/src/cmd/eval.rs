@@ -23,37 +23,37 @@ use crate::envs::{EnvName, EnvOptions};
 pub struct Args {
     /// The environment.
     #[arg(long)]
-    env: EnvName,
+    pub(crate) env: EnvName,
     /// Model folder from `agentr train`.
     #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    pub(crate) model: PathBuf,
     /// Tasks to play (default: the environment's test ids).
     #[arg(long, default_value = "test")]
-    tasks: TaskSpec,
+    pub(crate) tasks: TaskSpec,
     /// Most rounds per episode (AgentGym's evaluation used 100).
     #[arg(long, default_value_t = 100)]
-    max_rounds: usize,
+    pub(crate) max_rounds: usize,
     /// Sampling temperature; 0 (the default) is greedy decoding.
     #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
+    pub(crate) temperature: f64,
     /// Sampling seed (combined with the task id and round).
     #[arg(long, default_value_t = 0)]
-    sampling_seed: u64,
+    pub(crate) sampling_seed: u64,
     /// Most new tokens per response.
     #[arg(long, default_value_t = 128)]
-    max_tokens: usize,
+    pub(crate) max_tokens: usize,
     /// Parallel workers (each with its own environment; the model is shared).
     #[arg(long, default_value_t = 1)]
-    workers: usize,
+    pub(crate) workers: usize,
     /// Send revision turns (`Action: wait`) to the environment, as the reference did, instead
     /// of answering them `ok.`.
     #[arg(long)]
-    send_revision_turns: bool,
+    pub(crate) send_revision_turns: bool,
     /// Output folder: episodes.jsonl and summary.json.
     #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     #[command(flatten)]
-    env_options: EnvOptions,
+    pub(crate) env_options: EnvOptions,
 }
 
 fn file_digest(path: &Path) -> Result<String> {

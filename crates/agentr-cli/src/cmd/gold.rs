@@ -1,10 +1,10 @@
-//! `agentr gold ENV --split S`: expert episodes as JSONL chat samples.
+//! `agentr gold ENV --tasks T`: expert episodes as JSONL chat samples.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use agentr_envs::episode::{RolloutOptions, rollout};
-use agentr_envs::{EnvError, Split};
+use agentr_envs::{EnvError, TaskSpec};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -14,30 +14,30 @@ use crate::envs::{EnvName, EnvOptions};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The environment.
-    env: EnvName,
-    /// Which task ids to play: test, train or all.
-    #[arg(long, default_value = "test")]
-    split: Split,
+    pub(crate) env: EnvName,
+    /// Tasks to play: test, train, all, train[:50], 0..50, 3,7,9 (`--split` is an alias).
+    #[arg(long, alias = "split", default_value = "test")]
+    pub(crate) tasks: TaskSpec,
     /// Output JSONL file (default: standard output).
     #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Most responses per episode.
     #[arg(long, default_value_t = 100)]
-    max_rounds: usize,
+    pub(crate) max_rounds: usize,
     /// Also write episodes that did not reach the goal.
     #[arg(long)]
-    include_failures: bool,
+    pub(crate) include_failures: bool,
     /// Replace newlines and tabs in observations by spaces (as the Agent-R reference did).
     #[arg(long)]
-    clean_observations: bool,
+    pub(crate) clean_observations: bool,
     #[command(flatten)]
-    env_options: EnvOptions,
+    pub(crate) env_options: EnvOptions,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let mut env = args.env.build(&args.env_options)?;
     let expert = args.env.expert();
-    let tasks = env.task_ids(args.split);
+    let tasks = args.tasks.resolve(env.as_ref());
     let options = RolloutOptions {
         max_rounds: args.max_rounds,
         clean_observations: args.clean_observations,
@@ -105,9 +105,9 @@ pub fn run(args: Args) -> Result<()> {
         steps_of_solved as f64 / solved as f64
     };
     eprintln!(
-        "{} expert, split {}: solved {solved}/{total} ({rate:.1}%), mean {mean_steps:.2} steps, max {max_steps}; {written} episodes written{}",
+        "{} expert, tasks {}: solved {solved}/{total} ({rate:.1}%), mean {mean_steps:.2} steps, max {max_steps}; {written} episodes written{}",
         args.env.name(),
-        args.split,
+        args.tasks,
         args.out
             .as_ref()
             .map(|p| format!(" to {}", p.display()))

@@ -7,5 +7,6 @@ pub mod gold;
 pub mod play;
 pub mod replay;
 pub mod revise;
+pub mod self_train;
 pub mod setup;
 pub mod train;

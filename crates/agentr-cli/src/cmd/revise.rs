@@ -72,45 +72,48 @@ impl Judge for CliJudge {
 pub struct Args {
     /// Folder of tree files written by `agentr collect`.
     #[arg(long, value_name = "DIR")]
-    trees: PathBuf,
-    /// agent-r (t' = first step the judge calls bad) or direct (t' = end of the bad branch).
+    pub(crate) trees: PathBuf,
+    /// agent-r (t' = first step the judge calls bad), direct (t' = end of the bad branch) or
+    /// good-only (no revision samples, only good trajectories).
     #[arg(long)]
-    mode: Mode,
+    pub(crate) mode: Mode,
     /// Judge for agent-r mode: env-feedback, scripted:FILE or model:DIR.
     #[arg(long)]
-    judge: Option<JudgeSpec>,
+    pub(crate) judge: Option<JudgeSpec>,
     /// Self-training iteration; sets alpha to 0.5, 0.7, 1.0 for iterations 1, 2, 3+.
     #[arg(long, default_value_t = 1)]
-    iteration: usize,
+    pub(crate) iteration: usize,
     /// Override alpha (a good leaf must exceed it; at 1.0 it must reach it).
     #[arg(long)]
-    alpha: Option<f64>,
+    pub(crate) alpha: Option<f64>,
     /// Beta, the reward that separates good from bad.
     #[arg(long, default_value_t = 0.2)]
-    beta: f64,
+    pub(crate) beta: f64,
     /// paper (r_bad < beta < r_good) or gap (r_good - r_bad > beta, the reference code's).
     #[arg(long, default_value = "paper")]
-    condition: ConditionArg,
+    pub(crate) condition: ConditionArg,
     /// Keep at most this many pairs per tree (after a seeded shuffle).
     #[arg(long)]
-    max_pairs_per_tree: Option<usize>,
+    pub(crate) max_pairs_per_tree: Option<usize>,
     /// Seed of the pair shuffle and the choice of revision signal.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Revision signals, one per line (default: the built-in ten).
     #[arg(long, value_name = "FILE")]
-    signals: Option<PathBuf>,
+    pub(crate) signals: Option<PathBuf>,
     /// Do not emit good trajectories as samples.
     #[arg(long)]
-    no_good: bool,
+    pub(crate) no_good: bool,
     /// Output JSONL file; statistics go to the same name with `.stats.json`.
     #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ConditionArg {
+pub enum ConditionArg {
+    /// r_bad < beta < r_good (the paper's rule).
     Paper,
+    /// r_good - r_bad > beta (the reference code's rule).
     Gap,
 }
 

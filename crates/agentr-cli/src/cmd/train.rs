@@ -16,52 +16,52 @@ use crate::samples::read_samples;
 pub struct Args {
     /// JSONL sample files (from `agentr gold`, `agentr revise`, ...).
     #[arg(long, required = true, num_args = 1..)]
-    samples: Vec<PathBuf>,
+    pub(crate) samples: Vec<PathBuf>,
     /// tiny-s or tiny-m (trained from scratch, with a new tokenizer), or a model folder.
     #[arg(long)]
-    model: String,
+    pub(crate) model: String,
     /// Output folder: the final model, tokenizer, checkpoint and training log.
     #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Passes over the samples.
     #[arg(long, default_value_t = 3)]
-    epochs: usize,
+    pub(crate) epochs: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    pub(crate) lr: f64,
     /// Padded tokens per micro-batch.
     #[arg(long, default_value_t = 8192)]
-    batch_tokens: usize,
+    pub(crate) batch_tokens: usize,
     /// Micro-batches per optimizer step.
     #[arg(long, default_value_t = 1)]
-    accumulation: usize,
+    pub(crate) accumulation: usize,
     /// Longer samples are cut.
     #[arg(long, default_value_t = 2048)]
-    max_seq_len: usize,
+    pub(crate) max_seq_len: usize,
     /// Share of warm-up steps.
     #[arg(long, default_value_t = 0.03)]
-    warmup_ratio: f64,
+    pub(crate) warmup_ratio: f64,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 0.0)]
-    weight_decay: f64,
+    pub(crate) weight_decay: f64,
     /// General chat data (JSONL samples) to mix in.
     #[arg(long, value_name = "FILE")]
-    general: Option<PathBuf>,
+    pub(crate) general: Option<PathBuf>,
     /// Share of agent data when --general is given (Agent-R's eta).
     #[arg(long, default_value_t = 0.2)]
-    eta: f64,
+    pub(crate) eta: f64,
     /// Seed of the data order and, for presets, of the initial weights.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Vocabulary size of a new tokenizer (presets only).
     #[arg(long, default_value_t = 2048)]
-    vocab_size: usize,
+    pub(crate) vocab_size: usize,
     /// Checkpoint every this many optimizer steps.
     #[arg(long, default_value_t = 200)]
-    checkpoint_every: u64,
+    pub(crate) checkpoint_every: u64,
     /// Continue from the checkpoint in --out.
     #[arg(long)]
-    resume: bool,
+    pub(crate) resume: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -1,0 +1,707 @@
+//! `agentr self-train`: the Agent-R loop in one run directory.
+//!
+//! Stages, each recorded in `manifest.json` when it finishes:
+//!
+//! 1. `bc/gold`, `bc/train`, `bc/eval`: behaviour cloning on expert episodes of a slice of the
+//!    behaviour-cloning pool (skipped with `--start-model`), then its test score (iteration 0);
+//! 2. for each iteration i: `iter-i/collect` (MCTS with the current model as policy on a fresh
+//!    slice of the self-play pool), `iter-i/revise` (samples for the arm), `iter-i/train`
+//!    (continue from the current model), `iter-i/eval`.
+//!
+//! The training goals are split once, with a fixed seed, into the two pools, so no run trains
+//! its warm start on the goals it later searches. A stopped run resumes at its first unfinished
+//! stage; inside a stage, finished trees and training checkpoints are kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use agentr_envs::TaskSpec;
+use agentr_envs::rng::Rng;
+use agentr_revise::Mode;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{collect, eval, gold, revise, train};
+use crate::envs::{EnvName, EnvOptions};
+
+/// Seed of the one split of the training goals into the behaviour-cloning and self-play pools.
+const POOL_SPLIT_SEED: u64 = 0x5eed_9001;
+
+/// What the self-training iterations train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arm {
+    /// Revision trajectories spliced at the judge's first bad step, plus good trajectories.
+    AgentR,
+    /// Revision trajectories spliced at the end of the bad branch, plus good trajectories.
+    DirectRevision,
+    /// Good trajectories only (rejection-sampling fine-tuning).
+    GoodOnly,
+    /// No iterations: the behaviour-cloning warm start alone.
+    BcOnly,
+}
+
+impl Arm {
+    fn revise_mode(self) -> Option<Mode> {
+        match self {
+            Arm::AgentR => Some(Mode::AgentR),
+            Arm::DirectRevision => Some(Mode::Direct),
+            Arm::GoodOnly => Some(Mode::GoodOnly),
+            Arm::BcOnly => None,
+        }
+    }
+}
+
+/// Which judge finds the first bad step in the agent-r arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeChoice {
+    /// Model-free: a step is bad when the environment rejected it or it made no progress.
+    EnvFeedback,
+    /// The current model, prompted as a verifier (the paper's setting; needs a model that
+    /// can follow the verifier prompt).
+    Model,
+}
+
+/// Settings presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// TextCraft, tiny-s from scratch, a scaled-down protocol for two CPU cores.
+    Quick,
+    /// The paper's search and training settings on all test tasks (many hours on a CPU).
+    Paper,
+}
+
+/// Arguments of `agentr self-train`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run directory; an existing one is resumed (its saved settings must match).
+    #[arg(long, value_name = "DIR", default_value = "runs/quick")]
+    out: PathBuf,
+    /// Settings preset.
+    #[arg(long, default_value = "quick")]
+    preset: Preset,
+    /// What the iterations train on.
+    #[arg(long, default_value = "agent-r")]
+    mode: Arm,
+    /// Judge of the agent-r arm.
+    #[arg(long, default_value = "env-feedback")]
+    judge: JudgeChoice,
+    /// Environments (one model across them).
+    #[arg(long, value_delimiter = ',', default_value = "textcraft")]
+    envs: Vec<EnvName>,
+    /// Self-training iterations (default: the preset's).
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Start from this model folder instead of behaviour cloning (for example another run's
+    /// `bc/model`, so several arms share one warm start).
+    #[arg(long, value_name = "DIR")]
+    start_model: Option<PathBuf>,
+    /// Seed of initial weights, data order, search and sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Parallel workers for search and evaluation.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+/// Behaviour-cloning warm start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BcSettings {
+    /// Goals taken from the behaviour-cloning pool.
+    pub tasks: usize,
+    /// TextCraft command-list seeds: each goal is played once per seed (more varied text).
+    pub textcraft_seeds: Vec<u64>,
+    /// Model preset trained from scratch.
+    pub model: String,
+    /// Training passes.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+}
+
+/// Search of each iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchSettings {
+    /// Self-play goals searched per iteration (a fresh slice of the pool each time).
+    pub tasks_per_iteration: usize,
+    /// Passes from the root per task.
+    pub passes: usize,
+    /// Responses sampled per expansion.
+    pub candidates: usize,
+    /// Most actions on a branch.
+    pub depth_limit: usize,
+    /// Sampling temperature.
+    pub temperature: f64,
+}
+
+/// Training of each iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationTraining {
+    /// Epochs of iteration 1, 2, ... (the last repeats).
+    pub epochs: Vec<usize>,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Beta of the pairing rule (alpha follows the iteration: 0.5, 0.7, 1.0).
+    pub beta: f64,
+    /// Revision pairs kept per tree.
+    pub max_pairs_per_tree: Option<usize>,
+}
+
+/// Evaluation after each stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Tasks (a task selection: `test`, `test[:30]`, ...).
+    pub tasks: String,
+    /// Most rounds per episode.
+    pub max_rounds: usize,
+    /// Most new tokens per response.
+    pub max_tokens: usize,
+}
+
+/// Every setting of a run, resolved and saved as `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The preset the rest was resolved from.
+    pub preset: Preset,
+    /// The arm.
+    pub mode: Arm,
+    /// The judge (agent-r arm only).
+    pub judge: Option<JudgeChoice>,
+    /// Environments.
+    pub envs: Vec<String>,
+    /// Seed of weights, data order, search and sampling.
+    pub seed: u64,
+    /// Model to start from instead of behaviour cloning.
+    pub start_model: Option<PathBuf>,
+    /// Warm start.
+    pub bc: BcSettings,
+    /// Self-training iterations.
+    pub iterations: usize,
+    /// Search per iteration.
+    pub search: SearchSettings,
+    /// Training per iteration.
+    pub train: IterationTraining,
+    /// Evaluation.
+    pub eval: EvalSettings,
+    /// Padded tokens per training micro-batch.
+    pub batch_tokens: usize,
+}
+
+impl RunConfig {
+    fn resolve(args: &Args) -> Self {
+        let quick = args.preset == Preset::Quick;
+        let mode = args.mode;
+        RunConfig {
+            preset: args.preset,
+            mode,
+            judge: (mode == Arm::AgentR).then_some(args.judge),
+            envs: args.envs.iter().map(|e| e.name().to_owned()).collect(),
+            seed: args.seed,
+            start_model: args.start_model.clone(),
+            bc: BcSettings {
+                tasks: if quick { 60 } else { 100 },
+                textcraft_seeds: if quick {
+                    vec![42, 1]
+                } else {
+                    vec![42, 1, 2, 3]
+                },
+                model: "tiny-s".into(),
+                epochs: if quick { 2 } else { 3 },
+                lr: 2e-3,
+            },
+            iterations: match mode {
+                Arm::BcOnly => 0,
+                _ => args.iterations.unwrap_or(if quick { 1 } else { 3 }),
+            },
+            search: SearchSettings {
+                tasks_per_iteration: if quick { 12 } else { 100 },
+                passes: if quick { 4 } else { 8 },
+                candidates: if quick { 2 } else { 4 },
+                depth_limit: if quick { 12 } else { 20 },
+                temperature: 1.0,
+            },
+            train: IterationTraining {
+                epochs: vec![3, 1],
+                lr: 1e-3,
+                beta: 0.2,
+                max_pairs_per_tree: Some(10),
+            },
+            eval: EvalSettings {
+                tasks: if quick {
+                    "test[:20]".into()
+                } else {
+                    "test".into()
+                },
+                max_rounds: if quick { 20 } else { 100 },
+                max_tokens: 96,
+            },
+            batch_tokens: 2048,
+        }
+    }
+}
+
+/// A finished stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FinishedStage {
+    stage: String,
+    seconds: f64,
+}
+
+/// `manifest.json`: the stages finished so far, in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Manifest {
+    finished: Vec<FinishedStage>,
+}
+
+impl Manifest {
+    fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Manifest::default());
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a manifest", path.display()))
+    }
+
+    fn is_done(&self, stage: &str) -> bool {
+        self.finished.iter().any(|s| s.stage == stage)
+    }
+
+    fn record(&mut self, path: &Path, stage: &str, seconds: f64) -> Result<()> {
+        self.finished.push(FinishedStage {
+            stage: stage.to_owned(),
+            seconds,
+        });
+        write_json(path, self)
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)?;
+    agentr_envs::atomic::write(path, &bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The run: its directory, settings and progress.
+struct Run {
+    dir: PathBuf,
+    config: RunConfig,
+    manifest: Manifest,
+    workers: usize,
+}
+
+impl Run {
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    /// Runs `work` unless `stage` is already finished; records it when it succeeds.
+    fn stage(&mut self, stage: &str, work: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
+        if self.manifest.is_done(stage) {
+            eprintln!("[{stage}] done earlier");
+            return Ok(());
+        }
+        eprintln!("[{stage}] ...");
+        let started = Instant::now();
+        work(self).with_context(|| format!("stage {stage}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!("[{stage}] finished in {seconds:.0}s");
+        let manifest_path = self.path("manifest.json");
+        self.manifest.record(&manifest_path, stage, seconds)
+    }
+}
+
+/// The behaviour-cloning and self-play pools of `env`'s training goals.
+fn pools(env: EnvName) -> Result<(Vec<u64>, Vec<u64>)> {
+    let instance = env.build(&EnvOptions::default_for(env))?;
+    let mut ids: Vec<u64> = instance
+        .task_ids(agentr_envs::Split::Train)
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    Rng::new(POOL_SPLIT_SEED).shuffle(&mut ids);
+    let self_play = ids.split_off(ids.len() / 2);
+    Ok((ids, self_play))
+}
+
+/// `count` ids of `pool` starting at `start`, wrapping around.
+fn slice_of(pool: &[u64], start: usize, count: usize) -> Vec<u64> {
+    if pool.is_empty() {
+        return Vec::new();
+    }
+    (0..count.min(pool.len()))
+        .map(|i| pool[(start + i) % pool.len()])
+        .collect()
+}
+
+fn task_spec(ids: &[u64]) -> Result<TaskSpec> {
+    let text: Vec<String> = ids.iter().map(u64::to_string).collect();
+    text.join(",")
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))
+}
+
+/// Training epochs of iteration `iteration` (1-based); the schedule's last entry repeats.
+fn epochs_of(config: &RunConfig, iteration: usize) -> usize {
+    let epochs = &config.train.epochs;
+    epochs
+        .get(iteration - 1)
+        .or(epochs.last())
+        .copied()
+        .unwrap_or(1)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.envs.is_empty() {
+        bail!("--envs names no environment");
+    }
+    let config = RunConfig::resolve(&args);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let config_path = args.out.join("config.json");
+    if config_path.exists() {
+        let text = std::fs::read_to_string(&config_path)?;
+        let saved: RunConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a run configuration", config_path.display()))?;
+        if saved != config {
+            bail!(
+                "{} holds a run with other settings; resume it with the same options or choose another --out\nsaved:    {}\nrequested: {}",
+                args.out.display(),
+                serde_json::to_string(&saved)?,
+                serde_json::to_string(&config)?
+            );
+        }
+        eprintln!("resuming the run in {}", args.out.display());
+    } else {
+        write_json(&config_path, &config)?;
+    }
+    let manifest = Manifest::load(&args.out.join("manifest.json"))?;
+    let mut run = Run {
+        dir: args.out.clone(),
+        config,
+        manifest,
+        workers: args.workers.max(1),
+    };
+    let overall = Instant::now();
+    let mut model = match run.config.start_model.clone() {
+        Some(dir) => dir,
+        None => warm_start(&mut run, &args.envs)?,
+    };
+    run.stage("bc/eval", |run| {
+        evaluate(run, &args.envs, &model, "bc/eval")
+    })?;
+    let mut self_play = BTreeMap::new();
+    for &env in &args.envs {
+        self_play.insert(env.name(), pools(env)?.1);
+    }
+    for iteration in 1..=run.config.iterations {
+        let dir = format!("iter-{iteration}");
+        let trees = |env: EnvName| format!("{dir}/trees/{}", env.name());
+        for &env in &args.envs {
+            let pool = &self_play[env.name()];
+            let per = run.config.search.tasks_per_iteration;
+            let ids = slice_of(pool, (iteration - 1) * per, per);
+            let policy = model.clone();
+            run.stage(&format!("{}/collect", trees(env)), |run| {
+                let search = &run.config.search;
+                collect::run(collect::Args {
+                    env,
+                    policy: collect::PolicySpec::Model(policy),
+                    tasks: task_spec(&ids)?,
+                    out: run.path(&trees(env)),
+                    workers: run.workers,
+                    iterations: search.passes,
+                    candidates: search.candidates,
+                    depth_limit: search.depth_limit,
+                    uct_c: 0.25,
+                    temperature: search.temperature,
+                    search_seed: run.config.seed,
+                    // Raw observations everywhere in a run: the model is trained, searched
+                    // and evaluated on the same text.
+                    raw_observations: true,
+                    replay_restore: false,
+                    env_options: EnvOptions::default_for(env),
+                })
+            })?;
+        }
+        let samples: Vec<PathBuf> = args
+            .envs
+            .iter()
+            .map(|env| run.path(&format!("{dir}/samples-{}.jsonl", env.name())))
+            .collect();
+        for (&env, out) in args.envs.iter().zip(&samples) {
+            let judge_model = model.clone();
+            run.stage(&format!("{dir}/revise/{}", env.name()), |run| {
+                let mode = run
+                    .config
+                    .mode
+                    .revise_mode()
+                    .context("bc-only has no iterations")?;
+                revise::run(revise::Args {
+                    trees: run.path(&trees(env)),
+                    mode,
+                    judge: match run.config.judge {
+                        Some(JudgeChoice::Model) => Some(revise::JudgeSpec::Model(judge_model)),
+                        Some(JudgeChoice::EnvFeedback) => Some(revise::JudgeSpec::EnvFeedback),
+                        None => None,
+                    },
+                    iteration,
+                    alpha: None,
+                    beta: run.config.train.beta,
+                    condition: revise::ConditionArg::Paper,
+                    max_pairs_per_tree: run.config.train.max_pairs_per_tree,
+                    seed: run.config.seed,
+                    signals: None,
+                    no_good: false,
+                    out: out.clone(),
+                })
+            })?;
+        }
+        let next = run.path(&format!("{dir}/model"));
+        let previous = model.clone();
+        run.stage(&format!("{dir}/train"), |run| {
+            let samples = samples.iter().filter(|p| has_samples(p)).cloned().collect();
+            train_stage(
+                run,
+                samples,
+                previous,
+                epochs_of(&run.config, iteration),
+                &next,
+            )
+        })?;
+        model = next;
+        let stage = format!("{dir}/eval");
+        run.stage(&stage, |run| evaluate(run, &args.envs, &model, &stage))?;
+    }
+    let summary = summarise(&run, &args.envs)?;
+    write_json(&run.path("results.json"), &summary)?;
+    print_table(&summary);
+    eprintln!(
+        "run finished in {:.0}s (this invocation); results in {}",
+        overall.elapsed().as_secs_f64(),
+        run.path("results.json").display()
+    );
+    Ok(())
+}
+
+fn has_samples(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+}
+
+/// Expert episodes of the behaviour-cloning slice, then a model trained on them.
+fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
+    let mut files = Vec::new();
+    for &env in envs {
+        let (bc_pool, _) = pools(env)?;
+        let ids = slice_of(&bc_pool, 0, run.config.bc.tasks);
+        let seeds = match env {
+            EnvName::Textcraft => run.config.bc.textcraft_seeds.clone(),
+        };
+        for seed in seeds {
+            let out = run.path(&format!("bc/gold-{}-seed{seed}.jsonl", env.name()));
+            let tasks = task_spec(&ids)?;
+            run.stage(&format!("bc/gold/{}/seed{seed}", env.name()), |_| {
+                gold::run(gold::Args {
+                    env,
+                    tasks,
+                    out: Some(out.clone()),
+                    max_rounds: 100,
+                    include_failures: false,
+                    clean_observations: false,
+                    env_options: EnvOptions {
+                        seed,
+                        ..EnvOptions::default_for(env)
+                    },
+                })
+            })?;
+            files.push(out);
+        }
+    }
+    let out = run.path("bc/model");
+    let bc = run.config.bc.clone();
+    run.stage("bc/train", |run| {
+        train::run(train::Args {
+            samples: files,
+            model: bc.model.clone(),
+            out: out.clone(),
+            epochs: bc.epochs,
+            lr: bc.lr,
+            batch_tokens: run.config.batch_tokens,
+            accumulation: 1,
+            max_seq_len: 2048,
+            warmup_ratio: 0.03,
+            weight_decay: 0.0,
+            general: None,
+            eta: 0.2,
+            seed: run.config.seed,
+            vocab_size: 2048,
+            checkpoint_every: 100,
+            resume: true,
+        })
+    })?;
+    Ok(out)
+}
+
+/// Fine-tunes `previous` on `samples` into `out` (resuming a stopped stage).
+fn train_stage(
+    run: &Run,
+    samples: Vec<PathBuf>,
+    previous: PathBuf,
+    epochs: usize,
+    out: &Path,
+) -> Result<()> {
+    if samples.is_empty() {
+        bail!(
+            "the search produced no training samples (no tree reached a reward); nothing to train on"
+        );
+    }
+    train::run(train::Args {
+        samples,
+        model: previous.to_string_lossy().into_owned(),
+        out: out.to_owned(),
+        epochs,
+        lr: run.config.train.lr,
+        batch_tokens: run.config.batch_tokens,
+        accumulation: 1,
+        max_seq_len: 2048,
+        warmup_ratio: 0.03,
+        weight_decay: 0.0,
+        general: None,
+        eta: 0.2,
+        seed: run.config.seed,
+        vocab_size: 2048,
+        checkpoint_every: 100,
+        resume: true,
+    })
+}
+
+fn evaluate(run: &Run, envs: &[EnvName], model: &Path, stage: &str) -> Result<()> {
+    for &env in envs {
+        let settings = &run.config.eval;
+        eval::run(eval::Args {
+            env,
+            model: model.to_owned(),
+            tasks: settings
+                .tasks
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!(e))?,
+            max_rounds: settings.max_rounds,
+            temperature: 0.0,
+            sampling_seed: run.config.seed,
+            max_tokens: settings.max_tokens,
+            workers: run.workers,
+            send_revision_turns: false,
+            out: run.path(&format!("{stage}/{}", env.name())),
+            env_options: EnvOptions::default_for(env),
+        })?;
+    }
+    Ok(())
+}
+
+/// One evaluation's headline numbers.
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    stage: String,
+    env: String,
+    success_rate_x100: f64,
+    average_reward_x100: f64,
+    mean_steps: f64,
+    invalid_action_rate: f64,
+    repeats_per_episode: Vec<f64>,
+}
+
+fn summarise(run: &Run, envs: &[EnvName]) -> Result<serde_json::Value> {
+    let mut stages = vec!["bc/eval".to_owned()];
+    stages.extend((1..=run.config.iterations).map(|i| format!("iter-{i}/eval")));
+    let mut rows = Vec::new();
+    for stage in &stages {
+        for env in envs {
+            let path = run.path(&format!("{stage}/{}/summary.json", env.name()));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let summary: serde_json::Value = serde_json::from_str(&text)?;
+            let metric = |name: &str| summary["metrics"][name].as_f64().unwrap_or(f64::NAN);
+            let repeats = summary["metrics"]["loops"]["repeats_per_episode"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                .unwrap_or_default();
+            rows.push(Row {
+                stage: stage.clone(),
+                env: env.name().to_owned(),
+                success_rate_x100: metric("success_rate_x100"),
+                average_reward_x100: metric("average_reward_x100"),
+                mean_steps: metric("mean_steps"),
+                invalid_action_rate: metric("invalid_action_rate"),
+                repeats_per_episode: repeats,
+            });
+        }
+    }
+    Ok(serde_json::json!({
+        "config": run.config,
+        "stages": run.manifest.finished,
+        "evaluations": rows,
+    }))
+}
+
+fn print_table(summary: &serde_json::Value) {
+    eprintln!(
+        "{:<14} {:<10} {:>9} {:>8} {:>7} {:>9}  repeats/episode (len 1,2,3)",
+        "stage", "env", "success%", "reward", "steps", "invalid%"
+    );
+    for row in summary["evaluations"].as_array().into_iter().flatten() {
+        let f = |name: &str| row[name].as_f64().unwrap_or(f64::NAN);
+        eprintln!(
+            "{:<14} {:<10} {:>9.1} {:>8.1} {:>7.1} {:>9.1}  {}",
+            row["stage"].as_str().unwrap_or_default(),
+            row["env"].as_str().unwrap_or_default(),
+            f("success_rate_x100"),
+            f("average_reward_x100"),
+            f("mean_steps"),
+            100.0 * f("invalid_action_rate"),
+            row["repeats_per_episode"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_wrap_and_respect_the_pool() {
+        let pool = [5, 6, 7];
+        assert_eq!(slice_of(&pool, 0, 2), vec![5, 6]);
+        assert_eq!(slice_of(&pool, 2, 2), vec![7, 5]);
+        assert_eq!(slice_of(&pool, 1, 10), vec![6, 7, 5]);
+        assert!(slice_of(&[], 0, 3).is_empty());
+        assert_eq!(task_spec(&[3, 9]).unwrap().to_string(), "3,9");
+    }
+
+    #[test]
+    fn epochs_follow_the_schedule_and_repeat_the_last() {
+        let args = Args {
+            out: "x".into(),
+            preset: Preset::Quick,
+            mode: Arm::AgentR,
+            judge: JudgeChoice::EnvFeedback,
+            envs: vec![EnvName::Textcraft],
+            iterations: Some(3),
+            start_model: None,
+            seed: 0,
+            workers: 1,
+        };
+        let config = RunConfig::resolve(&args);
+        assert_eq!(
+            (1..=3).map(|i| epochs_of(&config, i)).collect::<Vec<_>>(),
+            vec![3, 1, 1]
+        );
+        let bc_only = RunConfig::resolve(&Args {
+            mode: Arm::BcOnly,
+            ..args
+        });
+        assert_eq!(bc_only.iterations, 0);
+        assert_eq!(bc_only.judge, None);
+    }
+}
