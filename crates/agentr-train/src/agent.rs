@@ -8,10 +8,17 @@ use agentr_mcts::{Policy, SampleRequest};
 use agentr_revise::{Judge, JudgeRequest, Judgement, judge_prompt, parse_judgement};
 use candle_core::Device;
 
-use crate::{ChatTokenizer, GenerationConfig, Llama, TrainError, fit_conversation, generate};
+use crate::{
+    ChatTokenizer, GenerationConfig, Llama, PrefixCache, TrainError, fit_conversation,
+    generate_with_cache,
+};
 
 /// Tokens the judge may write (reasons plus the label line).
 const JUDGE_TOKENS: usize = 192;
+
+/// Prompts whose keys and values an agent keeps for reuse (a few MB each for tiny models):
+/// enough for the episodes of a few workers and the recent nodes of a search.
+const CACHED_PROMPTS: usize = 16;
 
 /// A model with its tokenizer and sampling settings.
 pub struct ModelAgent {
@@ -23,6 +30,7 @@ pub struct ModelAgent {
     pub generation: GenerationConfig,
     /// Where the model was loaded from (recorded as the judge's name).
     pub source: PathBuf,
+    prefixes: PrefixCache,
 }
 
 impl ModelAgent {
@@ -40,15 +48,21 @@ impl ModelAgent {
                 ),
             });
         }
-        Ok(ModelAgent {
+        Ok(Self::new(model, tokenizer, dir))
+    }
+
+    /// An agent from a model and its tokenizer; `source` names it in judge records.
+    pub fn new(model: Llama, tokenizer: ChatTokenizer, source: &Path) -> Self {
+        ModelAgent {
             model,
             tokenizer,
             generation: GenerationConfig {
                 max_new_tokens: 128,
                 ..GenerationConfig::default()
             },
-            source: dir.to_owned(),
-        })
+            source: source.to_owned(),
+            prefixes: PrefixCache::new(CACHED_PROMPTS),
+        }
     }
 
     /// Writes model and tokenizer into `dir`.
@@ -77,7 +91,15 @@ impl ModelAgent {
             generation.max_new_tokens,
         )?;
         let prompt = self.tokenizer.render_prompt(&fitted)?;
-        generate(&self.model, &self.tokenizer, &prompt, n, &generation, seed)
+        generate_with_cache(
+            &self.model,
+            &self.tokenizer,
+            &prompt,
+            n,
+            &generation,
+            seed,
+            &self.prefixes,
+        )
     }
 }
 
@@ -115,7 +137,15 @@ impl Judge for ModelAgent {
             temperature: 0.0,
             ..self.generation.clone()
         };
-        let answer = generate(&self.model, &self.tokenizer, &prompt, 1, &generation, 0)?;
+        let answer = generate_with_cache(
+            &self.model,
+            &self.tokenizer,
+            &prompt,
+            1,
+            &generation,
+            0,
+            &self.prefixes,
+        )?;
         Ok(parse_judgement(answer.first().map_or("", String::as_str)))
     }
 }

@@ -1,6 +1,8 @@
 //! Sampling from the model: one shared prefill for `n` samples, a KV cache, temperature and
 //! top-p, stop tokens and stop strings, and the reference's context budget.
 
+use std::sync::Mutex;
+
 use agentr_envs::Message;
 use agentr_envs::rng::Rng;
 use candle_core::{D, Tensor};
@@ -96,6 +98,62 @@ pub fn fit_conversation(
     }
 }
 
+/// Keys and values of recent prompts, so a prompt that extends one of them (the next round of
+/// an episode, a sibling in a search tree, anything after the instruction) only prefills its
+/// new tokens. Holds the `capacity` most recently used prompts; safe to share between threads.
+pub struct PrefixCache {
+    capacity: usize,
+    /// Least recently used first.
+    entries: Mutex<Vec<(Vec<u32>, KvCache)>>,
+}
+
+impl PrefixCache {
+    /// An empty cache of `capacity` prompts (0 disables it).
+    pub fn new(capacity: usize) -> Self {
+        PrefixCache {
+            capacity,
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The cached state of the longest prefix `prompt` shares with a cached prompt, cut so at
+    /// least one token of `prompt` is left to run (its logits start the generation).
+    fn lookup(&self, prompt: &[u32]) -> Result<Option<(usize, KvCache)>, TrainError> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let best = entries
+            .iter()
+            .enumerate()
+            .map(|(index, (tokens, _))| {
+                let shared = tokens
+                    .iter()
+                    .zip(prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (index, shared.min(prompt.len().saturating_sub(1)))
+            })
+            .max_by_key(|&(_, shared)| shared);
+        let Some((index, shared)) = best.filter(|&(_, shared)| shared > 0) else {
+            return Ok(None);
+        };
+        let entry = entries.remove(index);
+        let state = entry.1.truncate(shared)?;
+        entries.push(entry);
+        Ok(Some((shared, state)))
+    }
+
+    fn store(&self, prompt: &[u32], state: &KvCache) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|(tokens, _)| tokens.as_slice() != prompt);
+        if entries.len() >= self.capacity {
+            entries.remove(0);
+        }
+        entries.push((prompt.to_vec(), state.clone()));
+    }
+}
+
 /// Generates `n` continuations of `prompt` (token ids) with one shared prefill.
 pub fn generate(
     model: &Llama,
@@ -104,6 +162,28 @@ pub fn generate(
     n: usize,
     config: &GenerationConfig,
     seed: u64,
+) -> Result<Vec<String>, TrainError> {
+    generate_with_cache(
+        model,
+        tokenizer,
+        prompt,
+        n,
+        config,
+        seed,
+        &PrefixCache::new(0),
+    )
+}
+
+/// [`generate`], prefilling only what `prefixes` does not already hold, and remembering this
+/// prompt's state there.
+pub fn generate_with_cache(
+    model: &Llama,
+    tokenizer: &ChatTokenizer,
+    prompt: &[u32],
+    n: usize,
+    config: &GenerationConfig,
+    seed: u64,
+    prefixes: &PrefixCache,
 ) -> Result<Vec<String>, TrainError> {
     if n == 0 {
         return Ok(Vec::new());
@@ -122,10 +202,12 @@ pub fn generate(
     }
     let max_new = config.max_new_tokens.min(limit - prompt.len());
     let device = model.device();
-    let mut cache = KvCache::default();
-    let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), device)?;
+    let (reused, mut cache) = prefixes.lookup(prompt)?.unwrap_or_default();
+    let fresh = &prompt[reused..];
+    let input = Tensor::from_vec(fresh.to_vec(), (1, fresh.len()), device)?;
     let logits = model.forward(&input, Some(&mut cache))?;
-    let last = logits.narrow(1, prompt.len() - 1, 1)?.squeeze(1)?;
+    prefixes.store(prompt, &cache);
+    let last = logits.narrow(1, fresh.len() - 1, 1)?.squeeze(1)?;
     let mut rows: Vec<Vec<f32>> = vec![last.squeeze(0)?.to_vec1::<f32>()?; n];
     let mut cache = cache.repeat_batch(n)?;
     let mut rngs: Vec<Rng> = (0..n as u64).map(|i| Rng::from_parts(&[seed, i])).collect();
@@ -231,6 +313,50 @@ mod tests {
             seen[sample_token(&[1.0, 1.0, 1.0], 1.0, 1.0, &mut rng) as usize] = true;
         }
         assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn reused_prefixes_give_the_same_generations() {
+        let config = crate::ModelConfig {
+            vocab_size: 300,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 256,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-5,
+            tie_word_embeddings: true,
+        };
+        let model = Llama::new(config, &candle_core::Device::Cpu, 3).unwrap();
+        let tokenizer = ChatTokenizer::train(["get 2 oak logs and craft"].iter(), 300).unwrap();
+        let greedy = GenerationConfig {
+            max_new_tokens: 12,
+            temperature: 0.0,
+            ..GenerationConfig::default()
+        };
+        let cache = PrefixCache::new(2);
+        let base: Vec<u32> = (0..40).map(|i| 3 + (i * 7) % 250).collect();
+        let mut longer = base.clone();
+        longer.extend([9, 8, 7, 6]);
+        let mut other = base[..10].to_vec();
+        other.extend([5, 5, 5]);
+        for prompt in [&base, &longer, &base, &other, &longer, &base[..1].to_vec()] {
+            let fresh = generate(&model, &tokenizer, prompt, 2, &greedy, 0).unwrap();
+            let cached =
+                generate_with_cache(&model, &tokenizer, prompt, 2, &greedy, 0, &cache).unwrap();
+            assert_eq!(fresh, cached, "prompt of {} tokens", prompt.len());
+        }
+        // The longest shared prefix is found, and one token is always left to run.
+        let (shared, state) = cache.lookup(&longer).unwrap().unwrap();
+        assert_eq!((shared, state.len()), (longer.len() - 1, longer.len() - 1));
+        let mut extended = longer.clone();
+        extended.push(4);
+        assert_eq!(cache.lookup(&extended).unwrap().unwrap().0, longer.len());
+        assert!(cache.lookup(&[200]).unwrap().is_none());
+        // Capacity 2: the least recently used prompt went.
+        assert_eq!(cache.entries.lock().unwrap().len(), 2);
     }
 
     proptest! {

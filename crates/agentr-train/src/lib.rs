@@ -19,7 +19,10 @@ mod tokenizer;
 pub use agent::ModelAgent;
 pub use alloc::tune_allocator;
 pub use error::TrainError;
-pub use generate::{GenerationConfig, continuation_logprob, fit_conversation, generate};
+pub use generate::{
+    GenerationConfig, PrefixCache, continuation_logprob, fit_conversation, generate,
+    generate_with_cache,
+};
 pub use loss::masked_cross_entropy;
 pub use model::{KvCache, Llama, ModelConfig};
 pub use optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};

@@ -195,6 +195,11 @@ impl KvCache {
         self.map_tensors(|t| t.repeat((n, 1, 1, 1)))
     }
 
+    /// The first `len` positions (all of them when fewer are cached).
+    pub fn truncate(&self, len: usize) -> Result<Self, TrainError> {
+        self.map_tensors(|t| t.narrow(2, 0, len.min(t.dim(2)?)))
+    }
+
     /// Keeps only the batch rows `rows` (in that order), for samples still generating.
     pub fn select_batch(&self, rows: &[u32]) -> Result<Self, TrainError> {
         let Some(device) = self

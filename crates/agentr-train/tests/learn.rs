@@ -80,15 +80,9 @@ fn agent() -> ModelAgent {
         ..SftConfig::default()
     };
     let (tokenizer, model) = trained(300, small, 5, sft, &mut |_| true);
-    ModelAgent {
-        model,
-        tokenizer,
-        generation: GenerationConfig {
-            max_new_tokens: 40,
-            ..GenerationConfig::default()
-        },
-        source: "memory".into(),
-    }
+    let mut agent = ModelAgent::new(model, tokenizer, std::path::Path::new("memory"));
+    agent.generation.max_new_tokens = 40;
+    agent
 }
 
 #[test]
