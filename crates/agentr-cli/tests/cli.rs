@@ -414,3 +414,93 @@ fn revise_reports_a_broken_tree_file_by_name() {
         "{message}"
     );
 }
+
+/// A run of `agentr self-train` small enough for a test: an untrained-scale model whose
+/// searches find no reward, so the first training stage must stop with a clear error; the
+/// finished stages are recorded and skipped on resume, and other settings are refused.
+#[test]
+fn self_train_records_stages_resumes_and_refuses_other_settings() {
+    let dir = temp_path("self-train");
+    let config = serde_json::json!({
+        "preset": "quick",
+        "mode": "agent-r",
+        "judge": "env-feedback",
+        "envs": ["textcraft"],
+        "seed": 0,
+        "start_model": null,
+        "bc": {"tasks": 3, "textcraft_seeds": [42], "model": "tiny-xs", "epochs": 1, "lr": 0.002},
+        "iterations": 1,
+        "search": {"tasks_per_iteration": 2, "passes": 2, "candidates": 2, "depth_limit": 3, "temperature": 1.0},
+        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10},
+        "eval": {"tasks": "test[:2]", "max_rounds": 2, "max_tokens": 16},
+        "batch_tokens": 4096
+    });
+    let config_path = temp_path("self-train-config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "self-train",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        agentr(&args, "")
+    };
+    let first = run(&[]);
+    let stderr = text(&first.stderr);
+    assert!(!first.status.success(), "{stderr}");
+    assert!(stderr.contains("stage iter-1/train"), "{stderr}");
+    assert!(stderr.contains("no training samples"), "{stderr}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let stages: Vec<&str> = manifest["finished"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "bc/gold/textcraft/seed42",
+            "bc/train",
+            "bc/eval",
+            "iter-1/trees/textcraft/collect",
+            "iter-1/revise/textcraft",
+        ]
+    );
+    for file in [
+        "config.json",
+        "bc/model/model.safetensors",
+        "bc/eval/textcraft/summary.json",
+        "iter-1/samples-textcraft.stats.json",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.join("iter-1/trees/textcraft"))
+            .unwrap()
+            .count(),
+        2
+    );
+    // Resuming skips every finished stage and stops at the same place.
+    let again = run(&[]);
+    let stderr = text(&again.stderr);
+    assert_eq!(stderr.matches("done earlier").count(), 5, "{stderr}");
+    assert!(stderr.contains("no training samples"), "{stderr}");
+    // The same directory with other settings is refused.
+    let other = agentr(
+        &["self-train", "--out", dir.to_str().unwrap(), "--seed", "1"],
+        "",
+    );
+    assert!(!other.status.success());
+    assert!(
+        text(&other.stderr).contains("holds a run with other settings"),
+        "{}",
+        text(&other.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&config_path).unwrap();
+}

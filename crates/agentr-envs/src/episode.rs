@@ -97,21 +97,14 @@ pub fn rollout<E, F>(
     env: &mut dyn Environment,
     task: TaskId,
     options: RolloutOptions,
-    mut respond: F,
+    respond: F,
 ) -> Result<Episode, E>
 where
     E: From<EnvError>,
     F: FnMut(&[Message]) -> Result<String, E>,
 {
-    let clean = |text: String| {
-        if options.clean_observations {
-            clean_observation(&text)
-        } else {
-            text
-        }
-    };
-    let first = clean(env.reset(task)?);
-    let mut episode = Episode {
+    let first = options.clean(env.reset(task)?);
+    let episode = Episode {
         env: env.name(),
         task,
         messages: conversation_start(env.instruction(), &first),
@@ -120,6 +113,99 @@ where
         done: false,
         disaster: false,
     };
+    play_on(env, episode, options, respond)
+}
+
+/// Restores the state after a recorded conversation of `task` (instruction, `Ok.`, first
+/// observation, then response/observation pairs, recorded with the same `options`) by replaying
+/// its actions, and plays on for at most `options.max_rounds` more responses. The returned
+/// episode holds the whole conversation; its `steps` count the recorded responses too.
+///
+/// Every replayed observation must equal the recorded one
+/// ([`EnvError::ReplayDiverged`] otherwise), so the continuation really starts where the
+/// recording left off.
+pub fn continue_from<E, F>(
+    env: &mut dyn Environment,
+    task: TaskId,
+    recorded: &[Message],
+    options: RolloutOptions,
+    respond: F,
+) -> Result<Episode, E>
+where
+    E: From<EnvError>,
+    F: FnMut(&[Message]) -> Result<String, E>,
+{
+    let first = options.clean(env.reset(task)?);
+    let start = conversation_start(env.instruction(), &first);
+    let name = env.name();
+    let diverged = |response: usize| EnvError::ReplayDiverged {
+        env: name,
+        task: task.0,
+        response,
+    };
+    if recorded.len() < start.len() || recorded[..start.len()] != start[..] {
+        return Err(diverged(0).into());
+    }
+    let mut episode = Episode {
+        env: env.name(),
+        task,
+        messages: start,
+        reward: 0.0,
+        steps: 0,
+        done: false,
+        disaster: false,
+    };
+    for pair in recorded[episode.messages.len()..].chunks(2) {
+        let [response, observation] = pair else {
+            return Err(diverged(episode.steps + 1).into());
+        };
+        episode.steps += 1;
+        let action = env.extract_action(&response.content);
+        let expected =
+            if action == REVISION_ACTION && options.revision_turns == RevisionTurns::Acknowledge {
+                REVISION_ACK.to_owned()
+            } else {
+                let step = env.step(&action)?;
+                episode.reward = step.reward;
+                episode.done = step.done;
+                episode.disaster = step.disaster;
+                options.clean(step.observation)
+            };
+        if expected != observation.content {
+            return Err(diverged(episode.steps).into());
+        }
+        episode.messages.push(response.clone());
+        episode.messages.push(observation.clone());
+    }
+    let limit = RolloutOptions {
+        max_rounds: episode.steps + options.max_rounds,
+        ..options
+    };
+    play_on(env, episode, limit, respond)
+}
+
+impl RolloutOptions {
+    fn clean(&self, text: String) -> String {
+        if self.clean_observations {
+            clean_observation(&text)
+        } else {
+            text
+        }
+    }
+}
+
+/// Asks for responses and steps the environment until the episode ends or has
+/// `options.max_rounds` responses.
+fn play_on<E, F>(
+    env: &mut dyn Environment,
+    mut episode: Episode,
+    options: RolloutOptions,
+    mut respond: F,
+) -> Result<Episode, E>
+where
+    E: From<EnvError>,
+    F: FnMut(&[Message]) -> Result<String, E>,
+{
     while episode.steps < options.max_rounds && !episode.done {
         let response = respond(&episode.messages)?;
         let action = env.extract_action(&response);
@@ -132,7 +218,7 @@ where
         let step = env.step(&action)?;
         episode
             .messages
-            .push(Message::user(clean(step.observation)));
+            .push(Message::user(options.clean(step.observation)));
         episode.reward = step.reward;
         episode.done = step.done;
         episode.disaster = step.disaster;
@@ -144,6 +230,55 @@ where
 mod tests {
     use super::*;
     use crate::textcraft::tests::fixture_env;
+
+    #[test]
+    fn a_continued_episode_starts_where_the_recording_stopped() {
+        let script = [
+            "Action: inventory",
+            "Thought: hm.\nAction: wait",
+            "Action: inventory",
+        ];
+        let mut env = fixture_env();
+        let mut turn = 0;
+        let options = RolloutOptions {
+            max_rounds: 3,
+            ..RolloutOptions::default()
+        };
+        let full = rollout::<EnvError, _>(&mut env, TaskId(0), options, |_| {
+            turn += 1;
+            Ok(script[turn - 1].to_owned())
+        })
+        .unwrap();
+        // Cut after two responses, continue with the third: the same episode comes out.
+        let cut = &full.messages[..3 + 2 * 2];
+        let one_more = RolloutOptions {
+            max_rounds: 1,
+            ..options
+        };
+        let continued = continue_from::<EnvError, _>(&mut env, TaskId(0), cut, one_more, |chat| {
+            assert_eq!(chat, cut);
+            Ok(script[2].to_owned())
+        })
+        .unwrap();
+        assert_eq!(continued, full);
+        // A recording from another task does not replay.
+        let mut tampered = cut.to_vec();
+        tampered[4].content.push('!');
+        let err = continue_from::<EnvError, _>(&mut env, TaskId(0), &tampered, one_more, |_| {
+            Ok(String::new())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, EnvError::ReplayDiverged { response: 1, .. }),
+            "{err}"
+        );
+        let other_task =
+            continue_from::<EnvError, _>(&mut env, TaskId(1), cut, one_more, |_| Ok(String::new()));
+        assert!(matches!(
+            other_task,
+            Err(EnvError::ReplayDiverged { response: 0, .. })
+        ));
+    }
 
     #[test]
     fn revision_turns_are_acknowledged_unless_sent() {

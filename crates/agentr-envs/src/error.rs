@@ -72,6 +72,19 @@ pub enum EnvError {
         /// Why planning failed.
         message: String,
     },
+    /// Replaying a recorded conversation gave another observation than the recorded one (the
+    /// recording came from another environment version, seed or task).
+    #[error(
+        "{env} task {task}: replaying the recorded actions gave another observation at response {response}"
+    )]
+    ReplayDiverged {
+        /// The environment's name.
+        env: &'static str,
+        /// The task replayed.
+        task: u64,
+        /// 1-based index of the response whose observation differs.
+        response: usize,
+    },
     /// Fetching or unpacking assets failed.
     #[error("setup of {what} failed: {message}")]
     Setup {

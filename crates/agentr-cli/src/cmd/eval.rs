@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agentr_envs::episode::{Episode, RevisionTurns, RolloutOptions, rollout};
+use agentr_envs::episode::{Episode, RevisionTurns, RolloutOptions, continue_from, rollout};
 use agentr_envs::metrics::{LoopStats, is_rejection};
-use agentr_envs::{Role, TaskSpec};
+use agentr_envs::rng::Rng;
+use agentr_envs::{Message, Role, TaskId, TaskSpec};
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
@@ -17,6 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::envs::{EnvName, EnvOptions};
+use crate::samples::read_samples;
 
 /// Arguments of `agentr eval`.
 #[derive(Debug, clap::Args)]
@@ -49,6 +51,17 @@ pub struct Args {
     /// of answering them `ok.`.
     #[arg(long)]
     pub(crate) send_revision_turns: bool,
+    /// The self-reflection test: instead of fresh episodes, take the failed episodes of this
+    /// file (a base model's `episodes.jsonl`), cut each after a seeded random number of
+    /// responses, and let the evaluated model continue for at most --continue-rounds rounds.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) reflection_from: Option<PathBuf>,
+    /// Seed of the cut points of the self-reflection test.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) cut_seed: u64,
+    /// Most new rounds after the cut in the self-reflection test.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) continue_rounds: usize,
     /// Output folder: episodes.jsonl and summary.json.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
@@ -86,12 +99,75 @@ impl std::fmt::Display for EpisodeError {
     }
 }
 
+/// One episode to play: a fresh task, or a recorded conversation to continue.
+struct Job {
+    task: TaskId,
+    /// The recorded conversation up to the cut, and the number of responses kept.
+    prefix: Option<(Vec<Message>, usize)>,
+}
+
+/// The self-reflection jobs: every failed episode of `path` (for `env`), cut after a number
+/// of responses drawn uniformly from 1 to its length (to its length - 1 when the environment
+/// had ended it), seeded by `seed` and the task.
+fn reflection_jobs(path: &Path, env: &str, seed: u64) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    for sample in read_samples(path)? {
+        if sample.meta.get("env").and_then(|v| v.as_str()) != Some(env) {
+            continue;
+        }
+        let reward = sample.meta.get("reward").and_then(|v| v.as_f64());
+        let task = sample.meta.get("task").and_then(|v| v.as_u64());
+        let (Some(reward), Some(task)) = (reward, task) else {
+            bail!(
+                "{}: an episode without meta.reward or meta.task",
+                path.display()
+            );
+        };
+        if reward >= 1.0 {
+            continue;
+        }
+        let responses = sample.messages.len().saturating_sub(3) / 2;
+        let ended = sample.meta.get("done").and_then(|v| v.as_bool()) == Some(true);
+        let choices = if ended {
+            responses.saturating_sub(1)
+        } else {
+            responses
+        };
+        if choices == 0 {
+            continue;
+        }
+        let cut = 1 + Rng::from_parts(&[seed, task]).index(choices);
+        let prefix = sample.messages[..3 + 2 * cut].to_vec();
+        jobs.push(Job {
+            task: TaskId(task),
+            prefix: Some((prefix, cut)),
+        });
+    }
+    Ok(jobs)
+}
+
 pub fn run(args: Args) -> Result<()> {
     let factory = args.env.factory(&args.env_options)?;
-    let tasks = args.tasks.resolve(factory().as_ref());
-    if tasks.is_empty() {
-        bail!("the task selection `{}` is empty", args.tasks);
+    let jobs: Vec<Job> = match &args.reflection_from {
+        Some(path) => reflection_jobs(path, args.env.name(), args.cut_seed)?,
+        None => args
+            .tasks
+            .resolve(factory().as_ref())
+            .into_iter()
+            .map(|task| Job { task, prefix: None })
+            .collect(),
+    };
+    if jobs.is_empty() {
+        match &args.reflection_from {
+            Some(path) => bail!(
+                "{} holds no failed {} episode to continue",
+                path.display(),
+                args.env.name()
+            ),
+            None => bail!("the task selection `{}` is empty", args.tasks),
+        }
     }
+    let tasks: Vec<TaskId> = jobs.iter().map(|j| j.task).collect();
     let mut agent = ModelAgent::load(&args.model, &Device::Cpu)
         .with_context(|| format!("loading {}", args.model.display()))?;
     agent.generation.max_new_tokens = args.max_tokens;
@@ -122,11 +198,12 @@ pub fn run(args: Args) -> Result<()> {
                 let mut env = factory();
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&task) = tasks.get(index) else {
+                    let Some(job) = jobs.get(index) else {
                         break;
                     };
+                    let task = job.task;
                     let mut round = 0u64;
-                    let episode = rollout::<EpisodeError, _>(env.as_mut(), task, options, |chat| {
+                    let respond = |chat: &[Message]| {
                         round += 1;
                         let seed =
                             agentr_envs::rng::Rng::from_parts(&[args.sampling_seed, task.0, round])
@@ -138,7 +215,17 @@ pub fn run(args: Args) -> Result<()> {
                             .ok_or_else(|| {
                                 EpisodeError::Model(TrainError::Config("no response".into()))
                             })
-                    })
+                    };
+                    let episode = match &job.prefix {
+                        None => rollout::<EpisodeError, _>(env.as_mut(), task, options, respond),
+                        Some((prefix, _)) => {
+                            let more = RolloutOptions {
+                                max_rounds: args.continue_rounds,
+                                ..options
+                            };
+                            continue_from(env.as_mut(), task, prefix, more, respond)
+                        }
+                    }
                     .map_err(|e| e.to_string());
                     if episode.as_ref().is_ok_and(|e| e.reward >= 1.0) {
                         solved.fetch_add(1, Ordering::Relaxed);
@@ -164,16 +251,22 @@ pub fn run(args: Args) -> Result<()> {
     let mut actions_per_episode = Vec::new();
     let (mut actions, mut rejected) = (0usize, 0usize);
     let mut failures = Vec::new();
-    for (task, result) in tasks.iter().zip(results) {
+    for ((task, job), result) in tasks.iter().zip(&jobs).zip(results) {
         match result {
             Some(Ok(episode)) => {
+                // In the self-reflection test only the responses after the cut are the
+                // evaluated model's; the metrics count those.
+                let cut = job.prefix.as_ref().map_or(0, |(_, cut)| *cut);
                 let mut sample = episode.to_sample();
                 sample.meta.insert("model".into(), json!(args.model));
+                if job.prefix.is_some() {
+                    sample.meta.insert("cut".into(), json!(cut));
+                }
                 serde_json::to_writer(&mut episodes_file, &sample)?;
                 episodes_file.write_all(b"\n")?;
                 rewards.push(episode.reward);
-                steps.push(episode.steps as f64);
-                let turns = &episode.messages[3..];
+                steps.push((episode.steps - cut) as f64);
+                let turns = &episode.messages[3 + 2 * cut..];
                 let mut episode_actions = Vec::new();
                 for pair in turns.chunks(2) {
                     if let [response, observation] = pair {
@@ -200,10 +293,14 @@ pub fn run(args: Args) -> Result<()> {
     let n = rewards.len().max(1) as f64;
     let mean = |values: &[f64]| values.iter().sum::<f64>() / n;
     let successes = rewards.iter().filter(|&&r| r >= 1.0).count();
+    let selection = match &args.reflection_from {
+        Some(path) => format!("the failed episodes of {}", path.display()),
+        None => args.tasks.to_string(),
+    };
     let summary = json!({
         "protocol": {
             "env": env_name,
-            "tasks": args.tasks.to_string(),
+            "tasks": selection,
             "task_count": tasks.len(),
             "max_rounds": args.max_rounds,
             "decoding": if args.temperature <= 0.0 { "greedy".to_owned() } else { format!("temperature {}", args.temperature) },
@@ -211,6 +308,12 @@ pub fn run(args: Args) -> Result<()> {
             "textcraft_seed": args.env_options.seed,
             "max_tokens": args.max_tokens,
             "revision_turns": if args.send_revision_turns { "sent to the environment" } else { "answered ok." },
+            "self_reflection": args.reflection_from.as_ref().map(|path| json!({
+                "failed_episodes_of": path,
+                "cut": "after 1..=n responses, uniform, seeded by cut_seed and task",
+                "cut_seed": args.cut_seed,
+                "continue_rounds": args.continue_rounds,
+            })),
             "model": args.model,
             "model_sha256": model_digest,
         },
@@ -231,8 +334,12 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!(
         "{env_name}, {} tasks ({}), max {} rounds, {}: success {successes}/{} ({:.1}%), average reward x100 {:.1}, mean steps {:.1}, invalid actions {:.1}%",
         tasks.len(),
-        args.tasks,
-        args.max_rounds,
+        selection,
+        if args.reflection_from.is_some() {
+            args.continue_rounds
+        } else {
+            args.max_rounds
+        },
         summary["protocol"]["decoding"].as_str().unwrap_or_default(),
         tasks.len(),
         100.0 * successes as f64 / n,

@@ -20,6 +20,7 @@ use agentr_envs::TaskSpec;
 use agentr_envs::rng::Rng;
 use agentr_revise::Mode;
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::{collect, eval, gold, revise, train};
@@ -105,6 +106,10 @@ pub struct Args {
     /// Parallel workers for search and evaluation.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Take every setting from this JSON file (the `config.json` layout of a run directory)
+    /// instead of the preset and the options above.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Behaviour-cloning warm start.
@@ -354,12 +359,24 @@ fn epochs_of(config: &RunConfig, iteration: usize) -> usize {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.envs.is_empty() {
-        bail!("--envs names no environment");
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a run configuration", path.display()))?
+        }
+        None => RunConfig::resolve(&args),
+    };
+    let envs: Vec<EnvName> = config
+        .envs
+        .iter()
+        .map(|name| EnvName::from_str(name, true).map_err(|e| anyhow::anyhow!(e)))
+        .collect::<Result<_>>()?;
+    if envs.is_empty() {
+        bail!("the run names no environment");
     }
-    let config = RunConfig::resolve(&args);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    create_dir(&args.out)?;
     let config_path = args.out.join("config.json");
     if config_path.exists() {
         let text = std::fs::read_to_string(&config_path)?;
@@ -387,19 +404,18 @@ pub fn run(args: Args) -> Result<()> {
     let overall = Instant::now();
     let mut model = match run.config.start_model.clone() {
         Some(dir) => dir,
-        None => warm_start(&mut run, &args.envs)?,
+        None => warm_start(&mut run, &envs)?,
     };
-    run.stage("bc/eval", |run| {
-        evaluate(run, &args.envs, &model, "bc/eval")
-    })?;
+    run.stage("bc/eval", |run| evaluate(run, &envs, &model, "bc/eval"))?;
     let mut self_play = BTreeMap::new();
-    for &env in &args.envs {
+    for &env in &envs {
         self_play.insert(env.name(), pools(env)?.1);
     }
     for iteration in 1..=run.config.iterations {
         let dir = format!("iter-{iteration}");
+        create_dir(&run.path(&dir))?;
         let trees = |env: EnvName| format!("{dir}/trees/{}", env.name());
-        for &env in &args.envs {
+        for &env in &envs {
             let pool = &self_play[env.name()];
             let per = run.config.search.tasks_per_iteration;
             let ids = slice_of(pool, (iteration - 1) * per, per);
@@ -431,7 +447,7 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .map(|env| run.path(&format!("{dir}/samples-{}.jsonl", env.name())))
             .collect();
-        for (&env, out) in args.envs.iter().zip(&samples) {
+        for (&env, out) in envs.iter().zip(&samples) {
             let judge_model = model.clone();
             run.stage(&format!("{dir}/revise/{}", env.name()), |run| {
                 let mode = run
@@ -473,9 +489,9 @@ pub fn run(args: Args) -> Result<()> {
         })?;
         model = next;
         let stage = format!("{dir}/eval");
-        run.stage(&stage, |run| evaluate(run, &args.envs, &model, &stage))?;
+        run.stage(&stage, |run| evaluate(run, &envs, &model, &stage))?;
     }
-    let summary = summarise(&run, &args.envs)?;
+    let summary = summarise(&run, &envs)?;
     write_json(&run.path("results.json"), &summary)?;
     print_table(&summary);
     eprintln!(
@@ -486,12 +502,17 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
 fn has_samples(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
 }
 
 /// Expert episodes of the behaviour-cloning slice, then a model trained on them.
 fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
+    create_dir(&run.path("bc"))?;
     let mut files = Vec::new();
     for &env in envs {
         let (bc_pool, _) = pools(env)?;
@@ -593,6 +614,9 @@ fn evaluate(run: &Run, envs: &[EnvName], model: &Path, stage: &str) -> Result<()
             max_tokens: settings.max_tokens,
             workers: run.workers,
             send_revision_turns: false,
+            reflection_from: None,
+            cut_seed: run.config.seed,
+            continue_rounds: 50,
             out: run.path(&format!("{stage}/{}", env.name())),
             env_options: EnvOptions::default_for(env),
         })?;
@@ -691,6 +715,7 @@ mod tests {
             start_model: None,
             seed: 0,
             workers: 1,
+            config: None,
         };
         let config = RunConfig::resolve(&args);
         assert_eq!(

@@ -17,7 +17,7 @@ pub struct Args {
     /// JSONL sample files (from `agentr gold`, `agentr revise`, ...).
     #[arg(long, required = true, num_args = 1..)]
     pub(crate) samples: Vec<PathBuf>,
-    /// tiny-s or tiny-m (trained from scratch, with a new tokenizer), or a model folder.
+    /// tiny-xs, tiny-s or tiny-m (trained from scratch, with a new tokenizer), or a model folder.
     #[arg(long)]
     pub(crate) model: String,
     /// Output folder: the final model, tokenizer, checkpoint and training log.
