@@ -319,7 +319,8 @@ fn revise_turns_trees_into_samples_and_statistics() {
     let out = temp_path("revise-samples.jsonl");
     let collected = collect_tasks("noisy-expert:0.5", "400..412", &trees, &[]);
     assert!(collected.status.success(), "{}", text(&collected.stderr));
-    for mode in ["agent-r", "direct"] {
+    for mode in ["agent-r", "direct", "good-only"] {
+        let judge_samples = if mode == "agent-r" { "1" } else { "0" };
         let output = agentr(
             &[
                 "revise",
@@ -331,6 +332,8 @@ fn revise_turns_trees_into_samples_and_statistics() {
                 "env-feedback",
                 "--max-pairs-per-tree",
                 "3",
+                "--judge-samples",
+                judge_samples,
                 "--out",
                 out.to_str().unwrap(),
             ],
@@ -346,7 +349,10 @@ fn revise_turns_trees_into_samples_and_statistics() {
             .iter()
             .filter(|s| s["meta"]["kind"] == "revision")
             .collect();
-        assert!(!revisions.is_empty(), "mode {mode}: no revision samples");
+        let count = |kind: &str| samples.iter().filter(|s| s["meta"]["kind"] == kind).count();
+        assert!(count("good") > 0, "mode {mode}: no good samples");
+        assert_eq!(revisions.is_empty(), mode == "good-only", "mode {mode}");
+        assert_eq!(count("judge") > 0, mode == "agent-r", "mode {mode}");
         for sample in &revisions {
             assert_eq!(sample["meta"]["mode"], mode);
             let messages = sample["messages"].as_array().unwrap();
@@ -360,7 +366,12 @@ fn revise_turns_trees_into_samples_and_statistics() {
             serde_json::from_slice(&std::fs::read(out.with_extension("stats.json")).unwrap())
                 .unwrap();
         assert_eq!(stats["stats"]["trees"], 12);
-        assert_eq!(stats["stats"]["samples"]["revision"], revisions.len());
+        if mode != "good-only" {
+            assert_eq!(stats["stats"]["samples"]["revision"], revisions.len());
+        }
+        if mode == "agent-r" {
+            assert_eq!(stats["stats"]["samples"]["judge"], count("judge"));
+        }
         assert_eq!(
             stats["judge"],
             if mode == "agent-r" {
@@ -431,7 +442,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         "bc": {"tasks": 3, "textcraft_seeds": [42], "model": "tiny-xs", "epochs": 1, "lr": 0.002},
         "iterations": 1,
         "search": {"tasks_per_iteration": 2, "passes": 2, "candidates": 2, "depth_limit": 3, "temperature": 1.0},
-        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10},
+        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10, "judge_samples_per_label": 2},
         "eval": {"tasks": "test[:2]", "max_rounds": 2, "max_tokens": 16},
         "batch_tokens": 4096
     });

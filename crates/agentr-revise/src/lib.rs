@@ -8,7 +8,9 @@
 //! * [`revise_tree`]: finds the transition point t' (first step judged Bad, or the end of the
 //!   bad branch in direct mode) and splices revision trajectories: shared prefix and bad steps
 //!   up to t' without loss, the revision turn `Thought: <signal>\nAction: wait` and the good
-//!   continuation with loss. Good trajectories become samples too.
+//!   continuation with loss. Good trajectories become samples too;
+//! * [`judge_samples`]: verifier prompts with answers labelled from the tree's statistics
+//!   ([`tree_label`]), so a model trained from scratch also learns to judge.
 //!
 //! Samples are the JSONL records of [`agentr_envs::Sample`]: OpenAI-style messages with
 //! per-message `loss` flags, plus metadata (`kind`, `t_prime`, `r_good`, `r_bad`, the judge's
@@ -40,6 +42,7 @@ mod judge;
 mod pairs;
 mod revise;
 mod splice;
+mod teach;
 
 #[cfg(test)]
 mod tests;
@@ -58,6 +61,7 @@ pub use splice::{
     DEFAULT_SIGNALS, REVISION_ACK, REVISION_ACTION, Signals, Splice, good_messages,
     revision_messages,
 };
+pub use teach::{judge_samples, tree_label};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -227,6 +227,31 @@ pub fn revise_tree<J: Judge + ?Sized>(
     Ok((samples, stats))
 }
 
+/// The judge's view of step `id` of `tree` (`positions` are its child positions).
+pub(crate) fn step_request<'a>(
+    tree: &'a Tree,
+    id: NodeId,
+    positions: &'a [usize],
+) -> JudgeRequest<'a> {
+    let path = tree.path_to_root(id);
+    let view = |n: NodeId| {
+        let node = &tree.nodes[n];
+        StepView {
+            response: &node.response,
+            action: &node.action,
+            observation: &node.observation,
+        }
+    };
+    JudgeRequest {
+        env: &tree.env,
+        task: tree.task,
+        node: positions,
+        task_description: &tree.root().observation,
+        history: path[1..path.len() - 1].iter().map(|&n| view(n)).collect(),
+        step: view(id),
+    }
+}
+
 /// The first step of `continuation` the judge labels Bad, judging each node at most once.
 fn first_bad_step<J: Judge + ?Sized>(
     tree: &Tree,
@@ -237,24 +262,8 @@ fn first_bad_step<J: Judge + ?Sized>(
 ) -> Result<Option<NodeId>, ReviseError> {
     for &id in continuation {
         if let Entry::Vacant(slot) = verdicts.entry(id) {
-            let path = tree.path_to_root(id);
-            let view = |n: NodeId| {
-                let node = &tree.nodes[n];
-                StepView {
-                    response: &node.response,
-                    action: &node.action,
-                    observation: &node.observation,
-                }
-            };
             let node_positions = tree.child_positions(id);
-            let request = JudgeRequest {
-                env: &tree.env,
-                task: tree.task,
-                node: &node_positions,
-                task_description: &tree.root().observation,
-                history: path[1..path.len() - 1].iter().map(|&n| view(n)).collect(),
-                step: view(id),
-            };
+            let request = step_request(tree, id, &node_positions);
             let verdict = judge.judge(&request).map_err(|source| ReviseError::Judge {
                 task: tree.task,
                 node: node_positions.clone(),

@@ -10,7 +10,10 @@ use proptest::prelude::{ProptestConfig, any, prop_assert, prop_assert_eq, propte
 
 use crate::judge::{Judge, JudgeRequest, Judgement, Label, NoError};
 use crate::pairs::lowest_common_ancestor;
-use crate::{Mode, PairCondition, ReviseConfig, Signals, Thresholds, revise_tree};
+use crate::{
+    Mode, PairCondition, ReviseConfig, Signals, Thresholds, judge_samples, parse_judgement,
+    revise_tree, tree_label,
+};
 
 /// A random tree with every invariant of `agentr_mcts::Tree`: random branching, terminal
 /// leaves with rewards from {0, 0.1, 0.5, 1}, some disasters and some open leaves.
@@ -314,6 +317,56 @@ proptest! {
         }
     }
 
+    /// Judge samples carry the label the tree's statistics give, parse back to it, respect
+    /// the per-label cap, train only the answer, and depend only on the seed.
+    #[test]
+    fn judge_samples_follow_the_tree(
+        seed in any::<u64>(),
+        depth_limit in 1usize..6,
+        branching in 1u64..4,
+        per_label in 0usize..4,
+    ) {
+        let tree = random_tree(seed, depth_limit, branching);
+        let thresholds = Thresholds { alpha: 0.5, beta: 0.2, condition: PairCondition::Paper };
+        let samples = judge_samples(&tree, &thresholds, per_label, seed);
+        prop_assert_eq!(&samples, &judge_samples(&tree, &thresholds, per_label, seed));
+        let mut per = std::collections::HashMap::new();
+        for sample in &samples {
+            let id = node_at(&tree, &positions(&sample.meta["node"]));
+            let label = tree_label(&tree, id, &thresholds).unwrap();
+            let mean = tree.nodes[id].mean_value();
+            let parent = tree.nodes[id].parent.unwrap();
+            let sibling_good = tree.nodes[parent].children.iter().any(|&s| {
+                s != id && tree.nodes[s].visits > 0 && tree.nodes[s].mean_value() > 0.5
+            });
+            let expected = if mean > 0.5 {
+                Label::Good
+            } else if mean < 0.2 && sibling_good {
+                Label::Bad
+            } else {
+                Label::Uncertain
+            };
+            prop_assert_eq!(label, expected);
+            prop_assert_eq!(&sample.meta["label"], &serde_json::json!(label));
+            let answer = sample.messages.last().unwrap();
+            prop_assert_eq!(answer.role, Role::Assistant);
+            prop_assert_eq!(answer.loss, Some(true));
+            prop_assert!(sample.messages[..sample.messages.len() - 1].iter().all(|m| m.loss != Some(true)));
+            let parsed = parse_judgement(&answer.content);
+            prop_assert!(parsed.parsed);
+            prop_assert_eq!(parsed.label, label);
+            *per.entry(label).or_insert(0usize) += 1;
+        }
+        prop_assert!(per.values().all(|&n| n <= per_label));
+        // Every label the tree offers is used up to the cap.
+        for label in [Label::Bad, Label::Good, Label::Uncertain] {
+            let available = (0..tree.nodes.len())
+                .filter(|&id| tree_label(&tree, id, &thresholds) == Some(label))
+                .count();
+            prop_assert_eq!(per.get(&label).copied().unwrap_or(0), available.min(per_label));
+        }
+    }
+
     #[test]
     fn the_same_seed_gives_the_same_samples(seed in any::<u64>()) {
         let tree = random_tree(seed, 5, 3);
@@ -351,4 +404,21 @@ fn random_trees_exercise_the_splicer() {
         productive >= 80,
         "only {productive}/200 random trees gave judged revision samples"
     );
+}
+
+#[test]
+fn random_trees_give_every_judge_label() {
+    // Guards the generator for `judge_samples_follow_the_tree`: all three labels must occur.
+    let thresholds = Thresholds {
+        alpha: 0.5,
+        beta: 0.2,
+        condition: PairCondition::Paper,
+    };
+    let mut seen = HashSet::new();
+    for seed in 0..200u64 {
+        for sample in judge_samples(&random_tree(seed, 5, 3), &thresholds, 2, seed) {
+            seen.insert(sample.meta["label"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
 }

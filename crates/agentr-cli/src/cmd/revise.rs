@@ -7,7 +7,7 @@ use std::str::FromStr;
 use agentr_mcts::Tree;
 use agentr_revise::{
     EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Mode, NoError, PairCondition, ReviseConfig,
-    ScriptedJudge, Signals, Stats, Thresholds, alpha_for_iteration, revise_tree,
+    ScriptedJudge, Signals, Stats, Thresholds, alpha_for_iteration, judge_samples, revise_tree,
 };
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
@@ -101,6 +101,10 @@ pub struct Args {
     /// Revision signals, one per line (default: the built-in ten).
     #[arg(long, value_name = "FILE")]
     pub(crate) signals: Option<PathBuf>,
+    /// Also emit up to this many judge samples per label and tree (verifier prompts answered
+    /// with labels from the tree's statistics), so the model learns to judge.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) judge_samples: usize,
     /// Do not emit good trajectories as samples.
     #[arg(long)]
     pub(crate) no_good: bool,
@@ -185,8 +189,12 @@ pub fn run(args: Args) -> Result<()> {
             let tree = Tree::load(file).map_err(std::io::Error::other)?;
             let (samples, tree_stats) =
                 revise_tree(&tree, &config, &signals, &judge).map_err(std::io::Error::other)?;
-            for sample in samples {
-                serde_json::to_writer(&mut sink, &sample)?;
+            let judged = judge_samples(&tree, &config.thresholds, args.judge_samples, args.seed);
+            if !judged.is_empty() {
+                *stats.samples.entry("judge".into()).or_default() += judged.len();
+            }
+            for sample in samples.iter().chain(&judged) {
+                serde_json::to_writer(&mut sink, sample)?;
                 sink.write_all(b"\n")?;
             }
             stats.merge(&tree_stats);

@@ -153,6 +153,9 @@ pub struct IterationTraining {
     pub beta: f64,
     /// Revision pairs kept per tree.
     pub max_pairs_per_tree: Option<usize>,
+    /// Judge samples per label and tree when the judge is the model (it learns to judge from
+    /// the trees' statistics; 0 leaves the model to judge untaught).
+    pub judge_samples_per_label: usize,
 }
 
 /// Evaluation after each stage.
@@ -233,6 +236,7 @@ impl RunConfig {
                 lr: 1e-3,
                 beta: 0.2,
                 max_pairs_per_tree: Some(10),
+                judge_samples_per_label: 2,
             },
             eval: EvalSettings {
                 tasks: if quick {
@@ -470,6 +474,10 @@ pub fn run(args: Args) -> Result<()> {
                     max_pairs_per_tree: run.config.train.max_pairs_per_tree,
                     seed: run.config.seed,
                     signals: None,
+                    judge_samples: match run.config.judge {
+                        Some(JudgeChoice::Model) => run.config.train.judge_samples_per_label,
+                        _ => 0,
+                    },
                     no_good: false,
                     out: out.clone(),
                 })
