@@ -655,10 +655,17 @@ fn summarise(run: &Run, envs: &[EnvName]) -> Result<serde_json::Value> {
                 .with_context(|| format!("reading {}", path.display()))?;
             let summary: serde_json::Value = serde_json::from_str(&text)?;
             let metric = |name: &str| summary["metrics"][name].as_f64().unwrap_or(f64::NAN);
-            let repeats = summary["metrics"]["loops"]["repeats_per_episode"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+            // `mean_repeats` maps run lengths "1", "2", ... to repeats per episode.
+            let mut repeats: Vec<(usize, f64)> = summary["metrics"]["loops"]["mean_repeats"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_f64()?)))
+                        .collect()
+                })
                 .unwrap_or_default();
+            repeats.sort_by_key(|&(len, _)| len);
+            let repeats = repeats.into_iter().map(|(_, v)| v).collect();
             rows.push(Row {
                 stage: stage.clone(),
                 env: env.name().to_owned(),
