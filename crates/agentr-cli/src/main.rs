@@ -42,7 +42,7 @@ enum Command {
 
 fn main() -> Result<()> {
     // Before any other thread starts (see the function).
-    agentr_train::tune_allocator();
+    agentr_train::tune_runtime();
     let cli = Cli::parse();
     match cli.command {
         Command::Setup(args) => cmd::setup::run(args),

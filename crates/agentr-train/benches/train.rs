@@ -25,7 +25,7 @@ fn model() -> Llama {
 }
 
 fn train_step(c: &mut Criterion) {
-    agentr_train::tune_allocator();
+    agentr_train::tune_runtime();
     let device = Device::Cpu;
     let model = model();
     let mut optimizer = AdamW::new(model.parameters(), AdamWConfig::default()).expect("adamw");
@@ -53,7 +53,7 @@ fn train_step(c: &mut Criterion) {
 }
 
 fn generation(c: &mut Criterion) {
-    agentr_train::tune_allocator();
+    agentr_train::tune_runtime();
     let model = model();
     let tokenizer =
         ChatTokenizer::train(["craft 4 stick using 2 planks"].iter(), 300).expect("tokenizer");

@@ -5,7 +5,6 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod agent;
-mod alloc;
 mod attention;
 mod error;
 mod fused;
@@ -13,11 +12,11 @@ mod generate;
 mod loss;
 mod model;
 mod optim;
+mod runtime;
 mod sft;
 mod tokenizer;
 
 pub use agent::ModelAgent;
-pub use alloc::tune_allocator;
 pub use error::TrainError;
 pub use generate::{
     GenerationConfig, PrefixCache, continuation_logprob, fit_conversation, generate,
@@ -26,6 +25,7 @@ pub use generate::{
 pub use loss::masked_cross_entropy;
 pub use model::{KvCache, Llama, ModelConfig};
 pub use optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
+pub use runtime::tune_runtime;
 pub use sft::{RunFiles, SftConfig, StepReport, TrainData, TrainOutcome, train};
 pub use tokenizer::{ChatTokenizer, END_OF_TEXT, IM_END, IM_START, Rendered};
 
