@@ -519,7 +519,10 @@ impl Attention {
                     ),
                     None => (k, v),
                 };
-                *slot = Some((k.clone(), v.clone()));
+                // Detached: a cached tensor would otherwise keep its whole computation graph
+                // (every activation of the pass that made it, and through `cat` every earlier
+                // pass) alive for as long as the cache lives.
+                *slot = Some((k.detach(), v.detach()));
                 (k, v)
             }
             None => (k, v),
@@ -626,6 +629,15 @@ pub(crate) mod tests {
                     .unwrap(),
             );
         }
+        // Regression: cached tensors carried their computation graph, so a prefix cache kept
+        // every earlier pass's activations alive (an evaluation grew past 20 GB).
+        assert!(
+            cache
+                .layers
+                .iter()
+                .flatten()
+                .all(|(k, v)| !k.track_op() && !v.track_op())
+        );
         let stepped = Tensor::cat(&pieces, 1).unwrap();
         let diff = (full - stepped)
             .unwrap()
