@@ -11,6 +11,10 @@
 /// * `RAYON_NUM_THREADS` is set to the available parallelism when unset: candle asks for the
 ///   thread count on every matrix product, and without the variable it parses
 ///   `/proc/cpuinfo` each time (a tenth of decoding time for tiny models).
+/// * `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set to 0 when unset: candle's worker threads then
+///   sleep as soon as an operation ends instead of spinning, which on two cores steals the
+///   time the next operation's threads need (13-22 % faster training steps and generation
+///   on the development machine; see BENCHMARKS.md).
 #[allow(unsafe_code)]
 pub fn tune_runtime() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -23,10 +27,15 @@ pub fn tune_runtime() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, ONE_GIB);
         }
     }
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // SAFETY: the caller promises no other thread exists yet, so nothing reads the
-        // environment concurrently.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (name, value) in [
+        ("RAYON_NUM_THREADS", threads.to_string()),
+        ("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0".to_owned()),
+    ] {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: the caller promises no other thread exists yet, so nothing reads the
+            // environment concurrently.
+            unsafe { std::env::set_var(name, value) };
+        }
     }
 }

@@ -210,14 +210,16 @@ impl RunConfig {
             seed: args.seed,
             start_model: args.start_model.clone(),
             bc: BcSettings {
-                tasks: if quick { 60 } else { 100 },
+                // The paper preset clones the whole behaviour-cloning pool (half the training
+                // goals) with four command-list seeds.
+                tasks: if quick { 120 } else { 222 },
                 textcraft_seeds: if quick {
                     vec![42, 1]
                 } else {
                     vec![42, 1, 2, 3]
                 },
                 model: "tiny-s".into(),
-                epochs: if quick { 2 } else { 3 },
+                epochs: 2,
                 lr: 2e-3,
             },
             iterations: match mode {
@@ -225,10 +227,11 @@ impl RunConfig {
                 _ => args.iterations.unwrap_or(if quick { 1 } else { 3 }),
             },
             search: SearchSettings {
-                tasks_per_iteration: if quick { 12 } else { 100 },
+                // Three iterations of 74 use the 222 goals of the self-play pool once each.
+                tasks_per_iteration: if quick { 16 } else { 74 },
                 passes: if quick { 4 } else { 8 },
-                candidates: if quick { 2 } else { 4 },
-                depth_limit: if quick { 12 } else { 20 },
+                candidates: 4,
+                depth_limit: if quick { 15 } else { 20 },
                 temperature: 1.0,
             },
             train: IterationTraining {
@@ -240,14 +243,16 @@ impl RunConfig {
             },
             eval: EvalSettings {
                 tasks: if quick {
-                    "test[:20]".into()
+                    "test[:30]".into()
                 } else {
                     "test".into()
                 },
-                max_rounds: if quick { 20 } else { 100 },
+                max_rounds: if quick { 25 } else { 100 },
                 max_tokens: 96,
             },
-            batch_tokens: 2048,
+            // About one episode per optimizer step in the quick preset: more steps for the
+            // same tokens.
+            batch_tokens: if quick { 1024 } else { 2048 },
         }
     }
 }
