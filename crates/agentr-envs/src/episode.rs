@@ -62,6 +62,19 @@ pub struct Episode {
 }
 
 impl Episode {
+    /// An episode of `task` before any response: instruction, `Ok.`, first observation.
+    fn start(env: &dyn Environment, task: TaskId, first_observation: &str) -> Self {
+        Episode {
+            env: env.name(),
+            task,
+            messages: conversation_start(env.instruction(), first_observation),
+            reward: 0.0,
+            steps: 0,
+            done: false,
+            disaster: false,
+        }
+    }
+
     /// The episode as a JSONL sample with `meta: {env, task, reward, steps, done}`.
     pub fn to_sample(&self) -> Sample {
         let meta = json!({
@@ -104,15 +117,7 @@ where
     F: FnMut(&[Message]) -> Result<String, E>,
 {
     let first = options.clean(env.reset(task)?);
-    let episode = Episode {
-        env: env.name(),
-        task,
-        messages: conversation_start(env.instruction(), &first),
-        reward: 0.0,
-        steps: 0,
-        done: false,
-        disaster: false,
-    };
+    let episode = Episode::start(env, task, &first);
     play_on(env, episode, options, respond)
 }
 
@@ -136,26 +141,18 @@ where
     F: FnMut(&[Message]) -> Result<String, E>,
 {
     let first = options.clean(env.reset(task)?);
-    let start = conversation_start(env.instruction(), &first);
+    let mut episode = Episode::start(env, task, &first);
+    let start = episode.messages.len();
     let name = env.name();
     let diverged = |response: usize| EnvError::ReplayDiverged {
         env: name,
         task: task.0,
         response,
     };
-    if recorded.len() < start.len() || recorded[..start.len()] != start[..] {
+    if recorded.len() < start || recorded[..start] != episode.messages[..] {
         return Err(diverged(0).into());
     }
-    let mut episode = Episode {
-        env: env.name(),
-        task,
-        messages: start,
-        reward: 0.0,
-        steps: 0,
-        done: false,
-        disaster: false,
-    };
-    for pair in recorded[episode.messages.len()..].chunks(2) {
+    for pair in recorded[start..].chunks(2) {
         let [response, observation] = pair else {
             return Err(diverged(episode.steps + 1).into());
         };

@@ -34,6 +34,14 @@ pub struct Args {
     pub(crate) env_options: EnvOptions,
 }
 
+/// A task selection as written, or its length when it is a long list of ids.
+fn short_selection(text: &str) -> String {
+    if text.len() <= 60 {
+        return text.to_owned();
+    }
+    format!("{} ids", text.split(',').count())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let mut env = args.env.build(&args.env_options)?;
     let expert = args.env.expert();
@@ -107,11 +115,23 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!(
         "{} expert, tasks {}: solved {solved}/{total} ({rate:.1}%), mean {mean_steps:.2} steps, max {max_steps}; {written} episodes written{}",
         args.env.name(),
-        args.tasks,
+        short_selection(&args.tasks.to_string()),
         args.out
             .as_ref()
             .map(|p| format!(" to {}", p.display()))
             .unwrap_or_default()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_id_lists_are_summarised() {
+        assert_eq!(short_selection("train[:50],7"), "train[:50],7");
+        let ids: Vec<String> = (100..140).map(|i| i.to_string()).collect();
+        assert_eq!(short_selection(&ids.join(",")), "40 ids");
+    }
 }

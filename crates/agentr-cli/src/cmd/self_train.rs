@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use agentr_envs::TaskSpec;
 use agentr_envs::rng::Rng;
+use agentr_envs::{TaskId, TaskSpec};
 use agentr_revise::Mode;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
@@ -184,6 +184,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// Model to start from instead of behaviour cloning.
     pub start_model: Option<PathBuf>,
+    /// Training goals the two pools are drawn from (a task selection; test goals in it are
+    /// ignored). `None`: the environment's whole training split.
+    pub goals: Option<String>,
     /// Warm start.
     pub bc: BcSettings,
     /// Self-training iterations.
@@ -209,17 +212,16 @@ impl RunConfig {
             envs: args.envs.iter().map(|e| e.name().to_owned()).collect(),
             seed: args.seed,
             start_model: args.start_model.clone(),
+            // Quick: TextCraft's depth-1 training goals (ids 0-139 are the depth-1 block, the
+            // test split takes 0-30), which a model cloned for a few minutes can learn.
+            goals: quick.then(|| "31..140".to_owned()),
             bc: BcSettings {
                 // The paper preset clones the whole behaviour-cloning pool (half the training
                 // goals) with four command-list seeds.
-                tasks: if quick { 120 } else { 222 },
-                textcraft_seeds: if quick {
-                    vec![42, 1]
-                } else {
-                    vec![42, 1, 2, 3]
-                },
+                tasks: if quick { 54 } else { 222 },
+                textcraft_seeds: vec![42, 1, 2, 3],
                 model: "tiny-s".into(),
-                epochs: 2,
+                epochs: if quick { 8 } else { 2 },
                 lr: 2e-3,
             },
             iterations: match mode {
@@ -228,11 +230,13 @@ impl RunConfig {
             },
             search: SearchSettings {
                 // Three iterations of 74 use the 222 goals of the self-play pool once each.
-                tasks_per_iteration: if quick { 16 } else { 74 },
+                tasks_per_iteration: if quick { 20 } else { 74 },
                 passes: if quick { 4 } else { 8 },
                 candidates: 4,
-                depth_limit: if quick { 15 } else { 20 },
-                temperature: 1.0,
+                depth_limit: if quick { 10 } else { 20 },
+                // Quick: a weak model sampled at temperature 1 almost never reaches a goal
+                // (20 trees, no success, in the first calibration run).
+                temperature: if quick { 0.7 } else { 1.0 },
             },
             train: IterationTraining {
                 epochs: vec![3, 1],
@@ -242,12 +246,13 @@ impl RunConfig {
                 judge_samples_per_label: 2,
             },
             eval: EvalSettings {
+                // Quick: the 31 depth-1 test goals.
                 tasks: if quick {
-                    "test[:30]".into()
+                    "test[:31]".into()
                 } else {
                     "test".into()
                 },
-                max_rounds: if quick { 25 } else { 100 },
+                max_rounds: if quick { 20 } else { 100 },
                 max_tokens: 96,
             },
             // About one episode per optimizer step in the quick preset: more steps for the
@@ -328,13 +333,29 @@ impl Run {
 }
 
 /// The behaviour-cloning and self-play pools of `env`'s training goals.
-fn pools(env: EnvName) -> Result<(Vec<u64>, Vec<u64>)> {
+/// With `goals`, only the training goals it selects (never a test goal) enter the pools.
+fn pools(env: EnvName, goals: Option<&str>) -> Result<(Vec<u64>, Vec<u64>)> {
     let instance = env.build(&EnvOptions::default_for(env))?;
-    let mut ids: Vec<u64> = instance
-        .task_ids(agentr_envs::Split::Train)
-        .into_iter()
-        .map(|t| t.0)
-        .collect();
+    let train = instance.task_ids(agentr_envs::Split::Train);
+    let chosen: Vec<TaskId> = match goals {
+        Some(text) => {
+            let spec: TaskSpec = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            spec.resolve(instance.as_ref())
+                .into_iter()
+                .filter(|id| train.contains(id))
+                .collect()
+        }
+        None => train,
+    };
+    if chosen.len() < 2 {
+        bail!(
+            "{}: the goals `{}` hold {} training goals; the two pools need at least 2",
+            env.name(),
+            goals.unwrap_or("train"),
+            chosen.len()
+        );
+    }
+    let mut ids: Vec<u64> = chosen.into_iter().map(|t| t.0).collect();
     Rng::new(POOL_SPLIT_SEED).shuffle(&mut ids);
     let self_play = ids.split_off(ids.len() / 2);
     Ok((ids, self_play))
@@ -418,7 +439,7 @@ pub fn run(args: Args) -> Result<()> {
     run.stage("bc/eval", |run| evaluate(run, &envs, &model, "bc/eval"))?;
     let mut self_play = BTreeMap::new();
     for &env in &envs {
-        self_play.insert(env.name(), pools(env)?.1);
+        self_play.insert(env.name(), pools(env, run.config.goals.as_deref())?.1);
     }
     for iteration in 1..=run.config.iterations {
         let dir = format!("iter-{iteration}");
@@ -490,17 +511,29 @@ pub fn run(args: Args) -> Result<()> {
         }
         let next = run.path(&format!("{dir}/model"));
         let previous = model.clone();
-        run.stage(&format!("{dir}/train"), |run| {
-            let samples = samples.iter().filter(|p| has_samples(p)).cloned().collect();
-            train_stage(
-                run,
-                samples,
-                previous,
-                epochs_of(&run.config, iteration),
-                &next,
-            )
-        })?;
-        model = next;
+        let usable: Vec<PathBuf> = samples.iter().filter(|p| has_samples(p)).cloned().collect();
+        if usable.is_empty() {
+            // Nothing to learn from: the iteration keeps its model, and says so.
+            eprintln!(
+                "[{dir}/train] no tree reached a reward, so there are no training samples; \
+                 the model stays {}",
+                model.display()
+            );
+        } else {
+            run.stage(&format!("{dir}/train"), |run| {
+                let epochs = epochs_of(&run.config, iteration);
+                let previous = previous.to_string_lossy().into_owned();
+                train::run(train_args(
+                    run,
+                    usable,
+                    previous,
+                    &next,
+                    epochs,
+                    run.config.train.lr,
+                ))
+            })?;
+            model = next;
+        }
         let stage = format!("{dir}/eval");
         run.stage(&stage, |run| evaluate(run, &envs, &model, &stage))?;
     }
@@ -528,7 +561,7 @@ fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
     create_dir(&run.path("bc"))?;
     let mut files = Vec::new();
     for &env in envs {
-        let (bc_pool, _) = pools(env)?;
+        let (bc_pool, _) = pools(env, run.config.goals.as_deref())?;
         let ids = slice_of(&bc_pool, 0, run.config.bc.tasks);
         let seeds = match env {
             EnvName::Textcraft => run.config.bc.textcraft_seeds.clone(),
@@ -556,47 +589,34 @@ fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
     let out = run.path("bc/model");
     let bc = run.config.bc.clone();
     run.stage("bc/train", |run| {
-        train::run(train::Args {
-            samples: files,
-            model: bc.model.clone(),
-            out: out.clone(),
-            epochs: bc.epochs,
-            lr: bc.lr,
-            batch_tokens: run.config.batch_tokens,
-            accumulation: 1,
-            max_seq_len: 2048,
-            warmup_ratio: 0.03,
-            weight_decay: 0.0,
-            general: None,
-            eta: 0.2,
-            seed: run.config.seed,
-            vocab_size: 2048,
-            checkpoint_every: 100,
-            resume: true,
-        })
+        train::run(train_args(
+            run,
+            files,
+            bc.model.clone(),
+            &out,
+            bc.epochs,
+            bc.lr,
+        ))
     })?;
     Ok(out)
 }
 
-/// Fine-tunes `previous` on `samples` into `out` (resuming a stopped stage).
-fn train_stage(
+/// `agentr train` settings of a stage: `model` (a preset or a model folder) trained on
+/// `samples` into `out`, resuming a stopped stage from its checkpoint.
+fn train_args(
     run: &Run,
     samples: Vec<PathBuf>,
-    previous: PathBuf,
-    epochs: usize,
+    model: String,
     out: &Path,
-) -> Result<()> {
-    if samples.is_empty() {
-        bail!(
-            "the search produced no training samples (no tree reached a reward); nothing to train on"
-        );
-    }
-    train::run(train::Args {
+    epochs: usize,
+    lr: f64,
+) -> train::Args {
+    train::Args {
         samples,
-        model: previous.to_string_lossy().into_owned(),
+        model,
         out: out.to_owned(),
         epochs,
-        lr: run.config.train.lr,
+        lr,
         batch_tokens: run.config.batch_tokens,
         accumulation: 1,
         max_seq_len: 2048,
@@ -608,7 +628,7 @@ fn train_stage(
         vocab_size: 2048,
         checkpoint_every: 100,
         resume: true,
-    })
+    }
 }
 
 fn evaluate(run: &Run, envs: &[EnvName], model: &Path, stage: &str) -> Result<()> {
