@@ -472,8 +472,7 @@ pub fn run(args: Args) -> Result<()> {
                 })
             })?;
         }
-        let samples: Vec<PathBuf> = args
-            .envs
+        let samples: Vec<PathBuf> = envs
             .iter()
             .map(|env| run.path(&format!("{dir}/samples-{}.jsonl", env.name())))
             .collect();
