@@ -14,6 +14,8 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::fused::{flat, leaf, slice};
+
 /// Query rows per block: the scratch buffers hold `QUERY_BLOCK x keys` scores.
 const QUERY_BLOCK: usize = 64;
 
@@ -240,20 +242,6 @@ fn weights_block(
     width
 }
 
-fn storage_f32<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    name: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("fused attention takes f32 tensors ({name})");
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("fused attention takes contiguous tensors ({name})"),
-    }
-}
-
 fn forward(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Vec<f32> {
     let Dims {
         heads,
@@ -390,9 +378,9 @@ impl CustomOp3 for FusedAttention {
         vl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = Dims::of(ql.shape(), kl.shape(), vl.shape())?;
-        let q = storage_f32(qs, ql, "q")?;
-        let k = storage_f32(ks, kl, "k")?;
-        let v = storage_f32(vs, vl, "v")?;
+        let q = slice(qs, ql, "fused attention (q)")?;
+        let k = slice(ks, kl, "fused attention (k)")?;
+        let v = slice(vs, vl, "fused attention (v)")?;
         let out = forward(q, k, v, &dims, self.scale as f32);
         Ok((CpuStorage::F32(out), ql.shape().clone()))
     }
@@ -406,7 +394,6 @@ impl CustomOp3 for FusedAttention {
         grad_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dims = Dims::of(q.shape(), k.shape(), v.shape())?;
-        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
         let grads = backward(
             &flat(q)?,
             &flat(k)?,
@@ -416,11 +403,6 @@ impl CustomOp3 for FusedAttention {
             &dims,
             self.scale as f32,
         );
-        let device = q.device();
-        // Gradients are leaves: no second-order terms are needed.
-        let leaf = |data: Vec<f32>, like: &Tensor| {
-            Tensor::from_vec(data, like.shape(), device).map(|t| t.detach())
-        };
         Ok((
             Some(leaf(grads.q, q)?),
             Some(leaf(grads.k, k)?),

@@ -19,7 +19,13 @@ fn fused_on(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == candle_core::DType::F32
 }
 
-fn slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+/// The f32 elements of a contiguous CPU tensor (what every fused kernel reads); `op` names the
+/// kernel in the error.
+pub(crate) fn slice<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op} takes f32 tensors");
     };
@@ -29,12 +35,13 @@ fn slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core:
     }
 }
 
-fn flat(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+/// A tensor's elements in order (the inputs of a hand-written backward pass).
+pub(crate) fn flat(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
 /// A gradient as a leaf tensor shaped like `like` (no second-order terms are needed).
-fn leaf(data: Vec<f32>, like: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn leaf(data: Vec<f32>, like: &Tensor) -> candle_core::Result<Tensor> {
     Tensor::from_vec(data, like.shape(), like.device()).map(|t| t.detach())
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
 
 use crate::TrainError;
+use crate::fused::slice;
 
 /// AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -157,13 +158,6 @@ impl AdamW {
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("the fused AdamW update takes contiguous f32 tensors"),
-    }
-}
-
 fn contiguous_f32_mut<'a>(
     storage: &'a mut CpuStorage,
     layout: &Layout,
@@ -193,7 +187,7 @@ impl InplaceOp2 for MomentUpdate {
         grad_l: &Layout,
     ) -> candle_core::Result<()> {
         let moment = contiguous_f32_mut(dst, dst_l)?;
-        let grad = contiguous_f32(grad, grad_l)?;
+        let grad = slice(grad, grad_l, "the fused AdamW update")?;
         if moment.len() != grad.len() {
             candle_core::bail!(
                 "moment of {} for a gradient of {}",
@@ -234,7 +228,10 @@ impl InplaceOp3 for ParameterUpdate {
         v_l: &Layout,
     ) -> candle_core::Result<()> {
         let param = contiguous_f32_mut(dst, dst_l)?;
-        let (m, v) = (contiguous_f32(m, m_l)?, contiguous_f32(v, v_l)?);
+        let (m, v) = (
+            slice(m, m_l, "the fused AdamW update")?,
+            slice(v, v_l, "the fused AdamW update")?,
+        );
         if param.len() != m.len() || param.len() != v.len() {
             candle_core::bail!("AdamW moments do not match a parameter of {}", param.len());
         }
