@@ -23,6 +23,11 @@ pub struct EnvOptions {
     /// TextCraft: seed of the command-list order and distractors.
     #[arg(long, default_value_t = textcraft::DEFAULT_SEED)]
     pub seed: u64,
+    /// TextCraft: play in a renamed world, whose item names are this seed's permutation of
+    /// the words of the real names (same goals and recipes; for behaviour-cloning data that
+    /// has to be read from the command list rather than remembered).
+    #[arg(long, value_name = "SEED")]
+    pub shuffle_words: Option<u64>,
 }
 
 impl EnvOptions {
@@ -32,6 +37,7 @@ impl EnvOptions {
             EnvName::Textcraft => EnvOptions {
                 recipes: None,
                 seed: textcraft::DEFAULT_SEED,
+                shuffle_words: None,
             },
         }
     }
@@ -61,6 +67,10 @@ impl EnvName {
                 let env = TextCraft::from_dir(&dir)
                     .with_context(|| format!("loading TextCraft recipes from {}", dir.display()))?;
                 let env = env.with_seed(options.seed);
+                let env = match options.shuffle_words {
+                    Some(seed) => env.with_shuffled_words(seed),
+                    None => env,
+                };
                 Ok(Box::new(move || Box::new(env.clone())))
             }
         }

@@ -439,7 +439,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         "envs": ["textcraft"],
         "seed": 0,
         "start_model": null,
-        "bc": {"tasks": 3, "textcraft_seeds": [42], "model": "tiny-xs", "epochs": 1, "lr": 0.002},
+        "bc": {"tasks": 3, "textcraft_seeds": [42], "renamed_worlds": 1, "observation_loss": true, "model": "tiny-xs", "epochs": 1, "lr": 0.002},
         "iterations": 1,
         "search": {"tasks_per_iteration": 2, "passes": 2, "candidates": 2, "depth_limit": 3, "temperature": 1.0},
         "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10, "judge_samples_per_label": 2},
@@ -475,6 +475,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         stages,
         [
             "bc/gold/textcraft/seed42",
+            "bc/gold/textcraft/seed42-words1",
             "bc/train",
             "bc/eval",
             "iter-1/trees/textcraft/collect",
@@ -482,6 +483,13 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
             "iter-1/eval",
         ]
     );
+    // The renamed world plays the same goals as the real one, under other names.
+    let real = std::fs::read_to_string(dir.join("bc/gold-textcraft-seed42.jsonl")).unwrap();
+    let renamed =
+        std::fs::read_to_string(dir.join("bc/gold-textcraft-seed42-words1.jsonl")).unwrap();
+    assert_eq!(real.lines().count(), 3);
+    assert_eq!(renamed.lines().count(), 3);
+    assert_ne!(real, renamed);
     let results: Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let evaluations = results["evaluations"].as_array().unwrap();
@@ -512,7 +520,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
     let again = run(&[]);
     let stderr = text(&again.stderr);
     assert!(again.status.success(), "{stderr}");
-    assert_eq!(stderr.matches("done earlier").count(), 6, "{stderr}");
+    assert_eq!(stderr.matches("done earlier").count(), 7, "{stderr}");
     // The same directory with other settings is refused.
     let other = agentr(
         &["self-train", "--out", dir.to_str().unwrap(), "--seed", "1"],

@@ -119,6 +119,13 @@ pub struct BcSettings {
     pub tasks: usize,
     /// TextCraft command-list seeds: each goal is played once per seed (more varied text).
     pub textcraft_seeds: Vec<u64>,
+    /// TextCraft: each goal is also played in this many renamed worlds per command-list seed
+    /// (`gold --shuffle-words 1..=n`: the same recipes under permuted names), so the cloned
+    /// model has to read ingredients from the command list instead of remembering them.
+    pub renamed_worlds: u64,
+    /// Also train on the observations (`agentr train --observation-loss`): a model trained
+    /// from scratch learns to read names from its prompt much sooner with it.
+    pub observation_loss: bool,
     /// Model preset trained from scratch.
     pub model: String,
     /// Training passes.
@@ -220,6 +227,8 @@ impl RunConfig {
                 // goals) with four command-list seeds.
                 tasks: if quick { 54 } else { 222 },
                 textcraft_seeds: vec![42, 1, 2, 3],
+                renamed_worlds: 0,
+                observation_loss: false,
                 model: "tiny-s".into(),
                 epochs: if quick { 8 } else { 2 },
                 lr: 2e-3,
@@ -565,37 +574,44 @@ fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
         let seeds = match env {
             EnvName::Textcraft => run.config.bc.textcraft_seeds.clone(),
         };
+        let worlds = match env {
+            EnvName::Textcraft => run.config.bc.renamed_worlds,
+        };
         for seed in seeds {
-            let out = run.path(&format!("bc/gold-{}-seed{seed}.jsonl", env.name()));
-            let tasks = task_spec(&ids)?;
-            run.stage(&format!("bc/gold/{}/seed{seed}", env.name()), |_| {
-                gold::run(gold::Args {
-                    env,
-                    tasks,
-                    out: Some(out.clone()),
-                    max_rounds: 100,
-                    include_failures: false,
-                    clean_observations: false,
-                    env_options: EnvOptions {
-                        seed,
-                        ..EnvOptions::default_for(env)
-                    },
-                })
-            })?;
-            files.push(out);
+            // World 0 has the real names.
+            for world in 0..=worlds {
+                let (label, shuffle_words) = match world {
+                    0 => (format!("seed{seed}"), None),
+                    _ => (format!("seed{seed}-words{world}"), Some(world)),
+                };
+                let out = run.path(&format!("bc/gold-{}-{label}.jsonl", env.name()));
+                let tasks = task_spec(&ids)?;
+                run.stage(&format!("bc/gold/{}/{label}", env.name()), |_| {
+                    gold::run(gold::Args {
+                        env,
+                        tasks,
+                        out: Some(out.clone()),
+                        max_rounds: 100,
+                        include_failures: false,
+                        clean_observations: false,
+                        env_options: EnvOptions {
+                            seed,
+                            shuffle_words,
+                            ..EnvOptions::default_for(env)
+                        },
+                    })
+                })?;
+                files.push(out);
+            }
         }
     }
     let out = run.path("bc/model");
     let bc = run.config.bc.clone();
     run.stage("bc/train", |run| {
-        train::run(train_args(
-            run,
-            files,
-            bc.model.clone(),
-            &out,
-            bc.epochs,
-            bc.lr,
-        ))
+        train::run(train::Args {
+            observation_loss: bc.observation_loss,
+            ..train_args(run, files, bc.model.clone(), &out, bc.epochs, bc.lr)
+        })
     })?;
     Ok(out)
 }
@@ -627,6 +643,7 @@ fn train_args(
         vocab_size: 2048,
         checkpoint_every: 100,
         resume: true,
+        observation_loss: false,
     }
 }
 

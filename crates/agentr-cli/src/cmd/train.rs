@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use agentr_envs::Role;
 use agentr_train::{
     AdamWConfig, ChatTokenizer, Llama, ModelAgent, ModelConfig, SftConfig, TrainData, train,
 };
@@ -62,6 +63,23 @@ pub struct Args {
     /// Continue from the checkpoint in --out.
     #[arg(long)]
     pub(crate) resume: bool,
+    /// Also put loss on the environment's observations (user turns after the instruction) of
+    /// the agent samples: practice in reading the environment's text, which a model trained
+    /// from scratch lacks (it has no pre-training that taught it to copy names from its
+    /// prompt).
+    #[arg(long)]
+    pub(crate) observation_loss: bool,
+}
+
+/// Marks the user turns after the first (the observations) as trained, unless a sample says
+/// otherwise.
+fn train_on_observations(sample: &mut agentr_envs::Sample) {
+    let first_user = sample.messages.iter().position(|m| m.role == Role::User);
+    for (index, message) in sample.messages.iter_mut().enumerate() {
+        if message.role == Role::User && Some(index) != first_user && message.loss.is_none() {
+            message.loss = Some(true);
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -76,6 +94,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     if samples.is_empty() {
         bail!("no samples in {:?}", args.samples);
+    }
+    if args.observation_loss {
+        samples.iter_mut().for_each(train_on_observations);
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -184,4 +205,30 @@ pub fn run(args: Args) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use agentr_envs::{Message, Sample};
+
+    use super::*;
+
+    #[test]
+    fn observation_loss_trains_observations_but_not_the_instruction_or_flagged_turns() {
+        let mut excluded = Message::user("Got 1 oak logs");
+        excluded.loss = Some(false);
+        let mut sample = Sample {
+            messages: vec![
+                Message::user("instruction"),
+                Message::assistant("Ok.", false),
+                Message::user("Crafting commands: ..."),
+                Message::assistant("Action: get 1 oak logs", true),
+                excluded,
+            ],
+            meta: Default::default(),
+        };
+        train_on_observations(&mut sample);
+        let trains: Vec<bool> = sample.messages.iter().map(Message::trains).collect();
+        assert_eq!(trains, [false, false, true, true, false]);
+    }
 }

@@ -113,6 +113,13 @@ impl TextCraft {
         self
     }
 
+    /// The same environment in a world whose names are those of
+    /// [`RecipeBook::with_shuffled_words`]`(seed)`: the same goals under other names.
+    pub fn with_shuffled_words(mut self, seed: u64) -> Self {
+        self.book = Arc::new(self.book.with_shuffled_words(seed));
+        self
+    }
+
     /// The shared recipe book.
     pub fn book(&self) -> &Arc<RecipeBook> {
         &self.book

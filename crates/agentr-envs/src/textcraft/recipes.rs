@@ -83,6 +83,14 @@ pub fn id_from_display(name: &str) -> String {
     format!("minecraft:{}", name.replace(' ', "_"))
 }
 
+/// The name part of an id: `oak_planks` of `minecraft:oak_planks`.
+fn local_part(id: &str) -> &str {
+    id.rsplit_once(':').map_or(id, |(_, local)| local)
+}
+
+/// Stream of the word permutation's random numbers (apart from the command-list streams).
+const WORD_SHUFFLE_STREAM: u64 = 0x776f_7264;
+
 struct RawRecipe {
     output: String,
     count: u64,
@@ -169,6 +177,52 @@ impl RecipeBook {
             ));
         }
         Ok(book)
+    }
+
+    /// The same book with every word of every name exchanged through a permutation of the
+    /// book's words chosen by `seed` (`oak_planks` -> `<a>_<b>`, `planks` -> `<b>`): recipes,
+    /// counts, tags, depths and task ids stay as they are, only the names change.
+    ///
+    /// Behaviour-cloning data from such worlds cannot be learned by remembering which
+    /// ingredients a goal's name needs, only by reading the command list, which is what a
+    /// held-out goal asks for. Words, not whole names, are permuted so that a generic
+    /// ingredient and its kinds (`planks`, `oak planks`) still share a word, as the
+    /// instruction and the expert expect.
+    pub fn with_shuffled_words(&self, seed: u64) -> RecipeBook {
+        let mut words: Vec<&str> = self
+            .names
+            .iter()
+            .flat_map(|id| local_part(id).split('_'))
+            .filter(|word| !word.is_empty())
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        let mut replacements = words.clone();
+        Rng::from_parts(&[seed, WORD_SHUFFLE_STREAM]).shuffle(&mut replacements);
+        let replacement: HashMap<&str, &str> = words.into_iter().zip(replacements).collect();
+        let rename = |id: &str| {
+            let local = local_part(id);
+            let namespace = &id[..id.len() - local.len()];
+            let renamed: Vec<&str> = local
+                .split('_')
+                .map(|word| replacement.get(word).copied().unwrap_or(word))
+                .collect();
+            format!("{namespace}{}", renamed.join("_"))
+        };
+        let mut book = self.clone();
+        book.names = self.names.iter().map(|id| rename(id)).collect();
+        book.index = book
+            .names
+            .iter()
+            .enumerate()
+            .map(|(k, id)| (id.clone(), NameId(k as u32)))
+            .collect();
+        book.command_lines = book
+            .recipes
+            .iter()
+            .map(|recipe| book.command_line(recipe))
+            .collect();
+        book
     }
 
     fn intern(&mut self, id: &str) -> NameId {

@@ -1,5 +1,6 @@
 //! Unit tests on a small hand-written recipe set that exercises every loading rule.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -376,6 +377,51 @@ fn expert_solves_every_fixture_goal() {
         .unwrap();
         assert_eq!(episode.reward, 1.0, "task {task}: {:#?}", episode.messages);
     }
+}
+
+#[test]
+fn shuffled_words_rename_the_world_but_keep_its_recipes() {
+    let original = book();
+    let mut renamed_any = false;
+    for seed in 0..8 {
+        let renamed = original.with_shuffled_words(seed);
+        assert_eq!(renamed.goals(), original.goals(), "seed {seed}");
+        assert_eq!(renamed.recipes(), original.recipes(), "seed {seed}");
+        let mut ids = HashSet::new();
+        for (k, _) in original.goals() {
+            assert!(
+                ids.insert(renamed.id(*k).to_owned()),
+                "seed {seed}: two goals share a name"
+            );
+            assert_eq!(renamed.lookup(renamed.id(*k)), Some(*k));
+            renamed_any |= renamed.id(*k) != original.id(*k);
+        }
+        // A generic ingredient and its kinds still share their last word.
+        let planks = name(&original, "planks");
+        let oak = name(&original, "oak_planks");
+        let kind_suffix = format!(" {}", renamed.display(planks));
+        assert!(renamed.display(oak).ends_with(&kind_suffix), "seed {seed}");
+        for index in 0..renamed.recipes().len() {
+            let line = renamed.command(index);
+            assert!(line.contains(&renamed.display(renamed.recipe(index).output)));
+        }
+        let mut env = TextCraft::new(Arc::new(renamed));
+        for task in 0..original.goals().len() as u64 {
+            let episode = crate::episode::rollout::<EnvError, _>(
+                &mut env,
+                TaskId(task),
+                crate::episode::RolloutOptions::default(),
+                |conversation| TextCraftExpert.respond(conversation),
+            )
+            .unwrap();
+            assert_eq!(
+                episode.reward, 1.0,
+                "seed {seed}, task {task}: {:#?}",
+                episode.messages
+            );
+        }
+    }
+    assert!(renamed_any, "no seed renamed anything");
 }
 
 #[test]
