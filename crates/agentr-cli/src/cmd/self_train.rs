@@ -570,7 +570,7 @@ fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
     let mut files = Vec::new();
     for &env in envs {
         let (bc_pool, _) = pools(env, run.config.goals.as_deref())?;
-        let ids = slice_of(&bc_pool, 0, run.config.bc.tasks);
+        let tasks = task_spec(&slice_of(&bc_pool, 0, run.config.bc.tasks))?;
         let seeds = match env {
             EnvName::Textcraft => run.config.bc.textcraft_seeds.clone(),
         };
@@ -585,11 +585,10 @@ fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
                     _ => (format!("seed{seed}-words{world}"), Some(world)),
                 };
                 let out = run.path(&format!("bc/gold-{}-{label}.jsonl", env.name()));
-                let tasks = task_spec(&ids)?;
                 run.stage(&format!("bc/gold/{}/{label}", env.name()), |_| {
                     gold::run(gold::Args {
                         env,
-                        tasks,
+                        tasks: tasks.clone(),
                         out: Some(out.clone()),
                         max_rounds: 100,
                         include_failures: false,

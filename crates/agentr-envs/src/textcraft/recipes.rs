@@ -217,11 +217,7 @@ impl RecipeBook {
             .enumerate()
             .map(|(k, id)| (id.clone(), NameId(k as u32)))
             .collect();
-        book.command_lines = book
-            .recipes
-            .iter()
-            .map(|recipe| book.command_line(recipe))
-            .collect();
+        book.command_lines = book.command_lines();
         book
     }
 
@@ -339,11 +335,7 @@ impl RecipeBook {
     }
 
     fn finish(&mut self) {
-        self.command_lines = self
-            .recipes
-            .iter()
-            .map(|recipe| self.command_line(recipe))
-            .collect();
+        self.command_lines = self.command_lines();
         for &output in &self.item_recipe_order {
             for &index in &self.item_recipes[&output] {
                 for input in &self.recipes[index].inputs {
@@ -406,6 +398,14 @@ impl RecipeBook {
             .get(&name)
             .or_else(|| self.tag_recipes.get(&name))
             .map(Vec::as_slice)
+    }
+
+    /// The command line of every recipe under the book's current names.
+    fn command_lines(&self) -> Vec<String> {
+        self.recipes
+            .iter()
+            .map(|recipe| self.command_line(recipe))
+            .collect()
     }
 
     fn command_line(&self, recipe: &Recipe) -> String {

@@ -363,20 +363,29 @@ fn snapshot_restores_the_episode_state() {
     assert!(env.restore(&foreign).is_err());
 }
 
-#[test]
-fn expert_solves_every_fixture_goal() {
-    let mut env = env();
+/// Plays every goal of `env`'s book with the expert and asserts it reaches each one; `world`
+/// names the book in failures.
+fn assert_expert_solves_every_goal(env: &mut TextCraft, world: &str) {
     let goals = env.book().goals().len() as u64;
     for task in 0..goals {
         let episode = crate::episode::rollout::<EnvError, _>(
-            &mut env,
+            env,
             TaskId(task),
             crate::episode::RolloutOptions::default(),
             |conversation| TextCraftExpert.respond(conversation),
         )
         .unwrap();
-        assert_eq!(episode.reward, 1.0, "task {task}: {:#?}", episode.messages);
+        assert_eq!(
+            episode.reward, 1.0,
+            "{world}, task {task}: {:#?}",
+            episode.messages
+        );
     }
+}
+
+#[test]
+fn expert_solves_every_fixture_goal() {
+    assert_expert_solves_every_goal(&mut env(), "fixture");
 }
 
 #[test]
@@ -405,21 +414,10 @@ fn shuffled_words_rename_the_world_but_keep_its_recipes() {
             let line = renamed.command(index);
             assert!(line.contains(&renamed.display(renamed.recipe(index).output)));
         }
-        let mut env = TextCraft::new(Arc::new(renamed));
-        for task in 0..original.goals().len() as u64 {
-            let episode = crate::episode::rollout::<EnvError, _>(
-                &mut env,
-                TaskId(task),
-                crate::episode::RolloutOptions::default(),
-                |conversation| TextCraftExpert.respond(conversation),
-            )
-            .unwrap();
-            assert_eq!(
-                episode.reward, 1.0,
-                "seed {seed}, task {task}: {:#?}",
-                episode.messages
-            );
-        }
+        assert_expert_solves_every_goal(
+            &mut TextCraft::new(Arc::new(renamed)),
+            &format!("renamed world {seed}"),
+        );
     }
     assert!(renamed_any, "no seed renamed anything");
 }
