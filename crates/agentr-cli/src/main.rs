@@ -29,7 +29,7 @@ enum Command {
     Collect(cmd::collect::Args),
     /// Turn search trees into revision and good-trajectory samples (JSONL).
     Revise(cmd::revise::Args),
-    /// Fine-tune a model (tiny-xs / tiny-s / tiny-m from scratch, or a model folder) on JSONL samples.
+    /// Fine-tune a model (tiny-xs / tiny-2l / tiny-s / tiny-m from scratch, or a model folder) on JSONL samples.
     Train(cmd::train::Args),
     /// Sample from a trained model.
     Generate(cmd::generate::Args),

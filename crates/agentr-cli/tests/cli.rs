@@ -334,6 +334,8 @@ fn revise_turns_trees_into_samples_and_statistics() {
                 "3",
                 "--judge-samples",
                 judge_samples,
+                "--agreement-steps",
+                judge_samples,
                 "--out",
                 out.to_str().unwrap(),
             ],
@@ -371,6 +373,17 @@ fn revise_turns_trees_into_samples_and_statistics() {
         }
         if mode == "agent-r" {
             assert_eq!(stats["stats"]["samples"]["judge"], count("judge"));
+            // The agreement asks about the steps the judge samples teach, one each.
+            let asked: u64 = stats["judge_agreement"]["confusion"]
+                .as_object()
+                .unwrap()
+                .values()
+                .flat_map(|row| row.as_object().unwrap().values())
+                .map(|n| n.as_u64().unwrap())
+                .sum();
+            assert_eq!(asked as usize, count("judge"));
+        } else {
+            assert!(stats["judge_agreement"].is_null(), "mode {mode}");
         }
         assert_eq!(
             stats["judge"],
@@ -441,9 +454,9 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         "start_model": null,
         "bc": {"tasks": 3, "textcraft_seeds": [42], "renamed_worlds": 1, "observation_loss": true, "model": "tiny-xs", "epochs": 1, "lr": 0.002},
         "iterations": 1,
-        "search": {"tasks_per_iteration": 2, "passes": 2, "candidates": 2, "depth_limit": 3, "temperature": 1.0},
-        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10, "judge_samples_per_label": 2},
-        "eval": {"tasks": "test[:2]", "max_rounds": 2, "max_tokens": 16},
+        "search": {"tasks_per_iteration": 2, "passes": 2, "candidates": 2, "depth_limit": 3, "temperature": 1.0, "cloned_goals": false},
+        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10, "judge_samples_per_label": 2, "observation_loss": true, "expert_eta": 0.5},
+        "eval": {"tasks": "test[:2]", "max_rounds": 2, "max_tokens": 16, "reflection_rounds": 2},
         "batch_tokens": 4096
     });
     let config_path = temp_path("self-train-config.json");
@@ -478,9 +491,11 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
             "bc/gold/textcraft/seed42-words1",
             "bc/train",
             "bc/eval",
+            "bc/reflection",
             "iter-1/trees/textcraft/collect",
             "iter-1/revise/textcraft",
             "iter-1/eval",
+            "iter-1/reflection",
         ]
     );
     // The renamed world plays the same goals as the real one, under other names.
@@ -493,10 +508,21 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
     let results: Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let evaluations = results["evaluations"].as_array().unwrap();
-    assert_eq!(evaluations.len(), 2);
-    assert_eq!(evaluations[1]["stage"], "iter-1/eval");
+    let stages: Vec<&str> = evaluations
+        .iter()
+        .map(|row| row["stage"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        evaluations[1]["repeats_per_episode"]
+        stages,
+        [
+            "bc/eval",
+            "bc/reflection",
+            "iter-1/eval",
+            "iter-1/reflection"
+        ]
+    );
+    assert_eq!(
+        evaluations[2]["repeats_per_episode"]
             .as_array()
             .unwrap()
             .len(),
@@ -506,6 +532,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         "config.json",
         "bc/model/model.safetensors",
         "bc/eval/textcraft/summary.json",
+        "bc/reflection/textcraft/summary.json",
         "iter-1/samples-textcraft.stats.json",
     ] {
         assert!(dir.join(file).exists(), "{file} missing");
@@ -520,7 +547,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
     let again = run(&[]);
     let stderr = text(&again.stderr);
     assert!(again.status.success(), "{stderr}");
-    assert_eq!(stderr.matches("done earlier").count(), 7, "{stderr}");
+    assert_eq!(stderr.matches("done earlier").count(), 9, "{stderr}");
     // The same directory with other settings is refused.
     let other = agentr(
         &["self-train", "--out", dir.to_str().unwrap(), "--seed", "1"],

@@ -61,7 +61,7 @@ pub use splice::{
     DEFAULT_SIGNALS, REVISION_ACK, REVISION_ACTION, Signals, Splice, good_messages,
     revision_messages,
 };
-pub use teach::{judge_samples, tree_label};
+pub use teach::{Agreement, judge_agreement, judge_samples, tree_label};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -13,13 +13,16 @@
 //! (whether the environment rejected the action), so the model is not taught to cite rollouts
 //! it cannot see.
 
+use std::collections::BTreeMap;
+
 use agentr_envs::metrics::is_rejection;
 use agentr_envs::rng::Rng;
 use agentr_envs::{Message, Sample};
 use agentr_mcts::{NodeId, Tree};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::judge::{Label, judge_prompt};
+use crate::judge::{Judge, Label, judge_prompt};
 use crate::pairs::Thresholds;
 use crate::revise::step_request;
 use crate::splice::sample;
@@ -73,6 +76,81 @@ fn answer(env: &str, label: Label, observation: &str) -> String {
     format!("{reasons}\nJudgment: {}", label.as_str())
 }
 
+/// At most `per_label` steps of each tree label (bad, good, uncertain, in that order), chosen
+/// at random among the visited steps, seeded by `seed` and the task.
+fn labelled_steps(
+    tree: &Tree,
+    thresholds: &Thresholds,
+    per_label: usize,
+    seed: u64,
+) -> Vec<(NodeId, Label)> {
+    let mut rng = Rng::from_parts(&[seed, tree.task.0, JUDGE_STREAM]);
+    let mut chosen = Vec::new();
+    for wanted in [Label::Bad, Label::Good, Label::Uncertain] {
+        let mut ids: Vec<NodeId> = (0..tree.nodes.len())
+            .filter(|&id| tree_label(tree, id, thresholds) == Some(wanted))
+            .collect();
+        rng.shuffle(&mut ids);
+        chosen.extend(ids.into_iter().take(per_label).map(|id| (id, wanted)));
+    }
+    chosen
+}
+
+/// How a judge's labels compare with the labels trees give the same steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Tree label -> the judge's label -> steps.
+    pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Answers without a label line (counted as uncertain in `confusion`).
+    pub unparsed: usize,
+}
+
+impl Agreement {
+    /// Adds another tree's counts.
+    pub fn merge(&mut self, other: &Agreement) {
+        for (truth, row) in &other.confusion {
+            let mine = self.confusion.entry(truth.clone()).or_default();
+            for (given, count) in row {
+                *mine.entry(given.clone()).or_default() += count;
+            }
+        }
+        self.unparsed += other.unparsed;
+    }
+
+    /// Steps with tree label `label`, and how many of them the judge labelled the same.
+    pub fn of(&self, label: Label) -> (usize, usize) {
+        let row = self.confusion.get(label.as_str());
+        let total = row.map_or(0, |r| r.values().sum());
+        let agreed = row.and_then(|r| r.get(label.as_str())).copied();
+        (total, agreed.unwrap_or(0))
+    }
+}
+
+/// Asks `judge` about at most `per_label` steps of each tree label of `tree` (the steps
+/// [`judge_samples`] would teach with the same seed, so on trees the judge was not trained on
+/// this measures what it learned) and counts how often it agrees with the tree.
+pub fn judge_agreement<J: Judge + ?Sized>(
+    tree: &Tree,
+    thresholds: &Thresholds,
+    per_label: usize,
+    seed: u64,
+    judge: &J,
+) -> Result<Agreement, J::Error> {
+    let mut agreement = Agreement::default();
+    for (id, truth) in labelled_steps(tree, thresholds, per_label, seed) {
+        let positions = tree.child_positions(id);
+        let verdict = judge.judge(&step_request(tree, id, &positions))?;
+        agreement.unparsed += usize::from(!verdict.parsed);
+        *agreement
+            .confusion
+            .entry(truth.as_str().to_owned())
+            .or_default()
+            .entry(verdict.label.as_str().to_owned())
+            .or_default() += 1;
+    }
+    Ok(agreement)
+}
+
 /// At most `per_label` judge samples of each label from `tree`, chosen at random (seeded by
 /// `seed` and the task) among the visited steps. Each is the verifier prompt without loss and
 /// the templated answer with loss; `meta` records the label and the tree's evidence.
@@ -82,14 +160,9 @@ pub fn judge_samples(
     per_label: usize,
     seed: u64,
 ) -> Vec<Sample> {
-    let mut rng = Rng::from_parts(&[seed, tree.task.0, JUDGE_STREAM]);
-    let mut samples = Vec::new();
-    for wanted in [Label::Bad, Label::Good, Label::Uncertain] {
-        let mut ids: Vec<NodeId> = (0..tree.nodes.len())
-            .filter(|&id| tree_label(tree, id, thresholds) == Some(wanted))
-            .collect();
-        rng.shuffle(&mut ids);
-        for id in ids.into_iter().take(per_label) {
+    labelled_steps(tree, thresholds, per_label, seed)
+        .into_iter()
+        .map(|(id, wanted)| {
             let positions = tree.child_positions(id);
             let request = step_request(tree, id, &positions);
             let node = &tree.nodes[id];
@@ -98,7 +171,7 @@ pub fn judge_samples(
                 answer(&tree.env, wanted, &node.observation),
                 true,
             ));
-            samples.push(sample(
+            sample(
                 messages,
                 json!({
                     "env": tree.env,
@@ -109,8 +182,7 @@ pub fn judge_samples(
                     "mean_reward": node.mean_value(),
                     "visits": node.visits,
                 }),
-            ));
-        }
-    }
-    samples
+            )
+        })
+        .collect()
 }

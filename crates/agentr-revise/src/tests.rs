@@ -11,8 +11,8 @@ use proptest::prelude::{ProptestConfig, any, prop_assert, prop_assert_eq, propte
 use crate::judge::{Judge, JudgeRequest, Judgement, Label, NoError};
 use crate::pairs::lowest_common_ancestor;
 use crate::{
-    Mode, PairCondition, ReviseConfig, Signals, Thresholds, judge_samples, parse_judgement,
-    revise_tree, tree_label,
+    Mode, PairCondition, ReviseConfig, Signals, Thresholds, judge_agreement, judge_samples,
+    parse_judgement, revise_tree, tree_label,
 };
 
 /// A random tree with every invariant of `agentr_mcts::Tree`: random branching, terminal
@@ -318,7 +318,8 @@ proptest! {
     }
 
     /// Judge samples carry the label the tree's statistics give, parse back to it, respect
-    /// the per-label cap, train only the answer, and depend only on the seed.
+    /// the per-label cap, train only the answer, and depend only on the seed; the judge's
+    /// agreement is measured on the same steps.
     #[test]
     fn judge_samples_follow_the_tree(
         seed in any::<u64>(),
@@ -365,6 +366,25 @@ proptest! {
                 .count();
             prop_assert_eq!(per.get(&label).copied().unwrap_or(0), available.min(per_label));
         }
+        // The agreement asks the judge about exactly these steps, once each, and counts its
+        // labels against the tree's.
+        let judge = HashJudge { salt: seed, calls: Mutex::new(Vec::new()) };
+        let agreement = judge_agreement(&tree, &thresholds, per_label, seed, &judge).unwrap();
+        let taught: Vec<(Vec<usize>, Label)> = samples
+            .iter()
+            .map(|s| (positions(&s.meta["node"]), serde_json::from_value(s.meta["label"].clone()).unwrap()))
+            .collect();
+        let calls = judge.calls.lock().unwrap().clone();
+        prop_assert_eq!(calls, taught.iter().map(|(node, _)| node.clone()).collect::<Vec<_>>());
+        for label in [Label::Bad, Label::Good, Label::Uncertain] {
+            let steps: Vec<&Vec<usize>> = taught.iter().filter(|(_, l)| *l == label).map(|(n, _)| n).collect();
+            let agreed = steps.iter().filter(|node| judge.label(node) == label).count();
+            prop_assert_eq!(agreement.of(label), (steps.len(), agreed));
+        }
+        prop_assert_eq!(agreement.unparsed, 0);
+        let mut twice = agreement.clone();
+        twice.merge(&agreement);
+        prop_assert_eq!(twice.of(Label::Bad).0, 2 * agreement.of(Label::Bad).0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ const ROWS_PER_TASK: usize = 64;
 /// Elements per parallel task in the elementwise kernels.
 const ELEMENTS_PER_TASK: usize = 1 << 14;
 
-fn fused_on(t: &Tensor) -> bool {
+pub(crate) fn fused_on(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == candle_core::DType::F32
 }
 

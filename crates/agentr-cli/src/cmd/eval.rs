@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use agentr_envs::chat::REVISION_ACTION;
 use agentr_envs::episode::{Episode, RevisionTurns, RolloutOptions, continue_from, rollout};
 use agentr_envs::metrics::{LoopStats, is_rejection};
 use agentr_envs::rng::Rng;
@@ -104,6 +105,57 @@ struct Job {
     task: TaskId,
     /// The recorded conversation up to the cut, and the number of responses kept.
     prefix: Option<(Vec<Message>, usize)>,
+}
+
+/// How the metrics count an evaluation's responses.
+#[derive(Debug, Default, PartialEq)]
+struct ActionCounts {
+    /// Responses whose action reached the environment.
+    actions: usize,
+    /// Of those, the ones the environment rejected.
+    rejected: usize,
+    /// Revision turns answered `ok.` instead of reaching the environment: neither valid nor
+    /// invalid actions, so a model that learns to revise is not credited with fewer invalid
+    /// actions for the turns themselves.
+    revisions: usize,
+}
+
+impl ActionCounts {
+    /// Counts the (response, observation) pairs of `turns` and returns the actions that reached
+    /// the environment, in order, for the loop statistics (an acknowledged revision turn
+    /// between two equal actions must not hide the repeat).
+    fn add(
+        &mut self,
+        turns: &[Message],
+        revision_turns_sent: bool,
+        extract_action: impl Fn(&str) -> String,
+        is_rejection: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let mut actions = Vec::new();
+        for pair in turns.chunks(2) {
+            if let [response, observation] = pair {
+                if response.role != Role::Assistant {
+                    continue;
+                }
+                let action = extract_action(&response.content);
+                if action == REVISION_ACTION && !revision_turns_sent {
+                    self.revisions += 1;
+                } else {
+                    self.actions += 1;
+                    self.rejected += usize::from(is_rejection(&observation.content));
+                    actions.push(action);
+                }
+            }
+        }
+        actions
+    }
+
+    fn invalid_rate(&self) -> f64 {
+        match self.actions {
+            0 => 0.0,
+            n => self.rejected as f64 / n as f64,
+        }
+    }
 }
 
 /// The self-reflection jobs: every failed episode of `path` (for `env`), cut after a number
@@ -249,7 +301,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut rewards = Vec::new();
     let mut steps = Vec::new();
     let mut actions_per_episode = Vec::new();
-    let (mut actions, mut rejected) = (0usize, 0usize);
+    let mut counts = ActionCounts::default();
     let mut failures = Vec::new();
     for ((task, job), result) in tasks.iter().zip(&jobs).zip(results) {
         match result {
@@ -267,16 +319,12 @@ pub fn run(args: Args) -> Result<()> {
                 rewards.push(episode.reward);
                 steps.push((episode.steps - cut) as f64);
                 let turns = &episode.messages[3 + 2 * cut..];
-                let mut episode_actions = Vec::new();
-                for pair in turns.chunks(2) {
-                    if let [response, observation] = pair {
-                        if response.role == Role::Assistant {
-                            actions += 1;
-                            rejected += usize::from(is_rejection(env_name, &observation.content));
-                            episode_actions.push(reader.extract_action(&response.content));
-                        }
-                    }
-                }
+                let episode_actions = counts.add(
+                    turns,
+                    args.send_revision_turns,
+                    |response| reader.extract_action(response),
+                    |observation| is_rejection(env_name, observation),
+                );
                 actions_per_episode.push(episode_actions);
             }
             Some(Err(message)) => failures.push(format!("task {task}: {message}")),
@@ -322,7 +370,8 @@ pub fn run(args: Args) -> Result<()> {
             "success_rate_x100": 100.0 * successes as f64 / n,
             "successes": successes,
             "mean_steps": mean(&steps),
-            "invalid_action_rate": if actions == 0 { 0.0 } else { rejected as f64 / actions as f64 },
+            "invalid_action_rate": counts.invalid_rate(),
+            "revision_turns_per_episode": counts.revisions as f64 / n,
             "loops": LoopStats::of(&actions_per_episode, 3),
         },
     });
@@ -332,7 +381,7 @@ pub fn run(args: Args) -> Result<()> {
     )
     .context("writing summary.json")?;
     eprintln!(
-        "{env_name}, {} tasks ({}), max {} rounds, {}: success {successes}/{} ({:.1}%), average reward x100 {:.1}, mean steps {:.1}, invalid actions {:.1}%",
+        "{env_name}, {} tasks ({}), max {} rounds, {}: success {successes}/{} ({:.1}%), average reward x100 {:.1}, mean steps {:.1}, invalid actions {:.1}%, revision turns per episode {:.2}",
         tasks.len(),
         selection,
         if args.reflection_from.is_some() {
@@ -345,10 +394,63 @@ pub fn run(args: Args) -> Result<()> {
         100.0 * successes as f64 / n,
         100.0 * mean(&rewards),
         mean(&steps),
-        100.0
-            * summary["metrics"]["invalid_action_rate"]
-                .as_f64()
-                .unwrap_or_default(),
+        100.0 * counts.invalid_rate(),
+        counts.revisions as f64 / n,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turns(pairs: &[(&str, &str)]) -> Vec<Message> {
+        pairs
+            .iter()
+            .flat_map(|(response, observation)| {
+                [
+                    Message::assistant(*response, true),
+                    Message::user(*observation),
+                ]
+            })
+            .collect()
+    }
+
+    fn count(pairs: &[(&str, &str)], sent: bool) -> (ActionCounts, Vec<String>) {
+        let mut counts = ActionCounts::default();
+        let actions = counts.add(
+            &turns(pairs),
+            sent,
+            |response| response.rsplit("Action: ").next().unwrap_or("").to_owned(),
+            |observation| observation.starts_with("Could not"),
+        );
+        (counts, actions)
+    }
+
+    #[test]
+    fn acknowledged_revision_turns_are_not_actions() {
+        let pairs = [
+            ("Action: craft 1 x", "Could not find x"),
+            ("Thought: that was wrong.\nAction: wait", "ok."),
+            ("Action: get 1 y", "Got 1 y"),
+        ];
+        let (counts, actions) = count(&pairs, false);
+        assert_eq!(
+            counts,
+            ActionCounts {
+                actions: 2,
+                rejected: 1,
+                revisions: 1
+            }
+        );
+        assert_eq!(counts.invalid_rate(), 0.5);
+        assert_eq!(actions, ["craft 1 x", "get 1 y"]);
+        // Sent to the environment (the reference behaviour), the turn is an action like any other.
+        let pairs = [("Action: wait", "Could not execute wait")];
+        let (counts, _) = count(&pairs, true);
+        assert_eq!(
+            (counts.actions, counts.rejected, counts.revisions),
+            (1, 1, 0)
+        );
+    }
 }

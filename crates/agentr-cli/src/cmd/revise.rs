@@ -6,8 +6,9 @@ use std::str::FromStr;
 
 use agentr_mcts::Tree;
 use agentr_revise::{
-    EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Mode, NoError, PairCondition, ReviseConfig,
-    ScriptedJudge, Signals, Stats, Thresholds, alpha_for_iteration, judge_samples, revise_tree,
+    Agreement, EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Label, Mode, NoError,
+    PairCondition, ReviseConfig, ScriptedJudge, Signals, Stats, Thresholds, alpha_for_iteration,
+    judge_agreement, judge_samples, revise_tree,
 };
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
@@ -108,6 +109,11 @@ pub struct Args {
     /// Do not emit good trajectories as samples.
     #[arg(long)]
     pub(crate) no_good: bool,
+    /// Measure the judge against the trees: ask it about up to this many steps per tree label
+    /// and tree (the steps --judge-samples would teach) and report how often it gives the
+    /// tree's label (`judge_agreement` in the statistics). Agent-r mode only.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) agreement_steps: usize,
     /// Output JSONL file; statistics go to the same name with `.stats.json`.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: PathBuf,
@@ -183,12 +189,22 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut stats = Stats::default();
+    let mut agreement = Agreement::default();
+    let measure_agreement = args.mode == Mode::AgentR && args.agreement_steps > 0;
     agentr_envs::atomic::write_with(&args.out, |tmp| {
         let mut sink = std::io::BufWriter::new(std::fs::File::create(tmp)?);
         for file in &files {
             let tree = Tree::load(file).map_err(std::io::Error::other)?;
             let (samples, tree_stats) =
                 revise_tree(&tree, &config, &signals, &judge).map_err(std::io::Error::other)?;
+            if measure_agreement {
+                let thresholds = &config.thresholds;
+                let steps = args.agreement_steps;
+                agreement.merge(
+                    &judge_agreement(&tree, thresholds, steps, args.seed, &judge)
+                        .map_err(std::io::Error::other)?,
+                );
+            }
             let judged = judge_samples(&tree, &config.thresholds, args.judge_samples, args.seed);
             if !judged.is_empty() {
                 *stats.samples.entry("judge".into()).or_default() += judged.len();
@@ -211,6 +227,7 @@ pub fn run(args: Args) -> Result<()> {
         "judge": (args.mode == Mode::AgentR).then(|| judge.name()),
         "trees_dir": args.trees,
         "stats": stats,
+        "judge_agreement": measure_agreement.then_some(&agreement),
     });
     let stats_file = stats_path(&args.out);
     std::fs::write(&stats_file, serde_json::to_vec_pretty(&summary)?)
@@ -231,6 +248,21 @@ pub fn run(args: Args) -> Result<()> {
             serde_json::to_string(&stats.judge_labels)?,
             stats.judge_unparsed,
             stats.fallbacks_to_direct
+        );
+    }
+    if measure_agreement {
+        let rates: Vec<String> = [Label::Bad, Label::Good, Label::Uncertain]
+            .into_iter()
+            .map(|label| {
+                let (steps, agreed) = agreement.of(label);
+                format!("{label} {agreed}/{steps}")
+            })
+            .collect();
+        eprintln!(
+            "judge {} agrees with the trees' labels on: {} ({} unparsed answers)",
+            judge.name(),
+            rates.join(", "),
+            agreement.unparsed
         );
     }
     eprintln!(

@@ -2,15 +2,19 @@
 //!
 //! Stages, each recorded in `manifest.json` when it finishes:
 //!
-//! 1. `bc/gold`, `bc/train`, `bc/eval`: behaviour cloning on expert episodes of a slice of the
-//!    behaviour-cloning pool (skipped with `--start-model`), then its test score (iteration 0);
+//! 1. `bc/gold`, `bc/train`, `bc/eval`, `bc/reflection`: behaviour cloning on expert episodes
+//!    of a slice of the behaviour-cloning pool (skipped with `--start-model`), then its test
+//!    score (iteration 0) and the self-reflection test on its own failed test episodes;
 //! 2. for each iteration i: `iter-i/collect` (MCTS with the current model as policy on a fresh
 //!    slice of the self-play pool), `iter-i/revise` (samples for the arm), `iter-i/train`
-//!    (continue from the current model), `iter-i/eval`.
+//!    (continue from the current model, with the expert episodes mixed in when `expert_eta`
+//!    says so), `iter-i/eval`, `iter-i/reflection` (the same failed episodes as iteration 0).
 //!
 //! The training goals are split once, with a fixed seed, into the two pools, so no run trains
-//! its warm start on the goals it later searches. A stopped run resumes at its first unfinished
-//! stage; inside a stage, finished trees and training checkpoints are kept.
+//! its warm start on the goals it later searches, unless `search.cloned_goals` asks for it (the
+//! quick preset, whose minutes-old model acts only on goals it was cloned on). A stopped run
+//! resumes at its first unfinished stage; inside a stage, finished trees and training
+//! checkpoints are kept.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,7 +73,7 @@ pub enum JudgeChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
-    /// TextCraft, tiny-s from scratch, a scaled-down protocol for two CPU cores.
+    /// TextCraft, tiny-2l from scratch, a scaled-down protocol for two CPU cores.
     Quick,
     /// The paper's search and training settings on all test tasks (many hours on a CPU).
     Paper,
@@ -139,6 +143,11 @@ pub struct BcSettings {
 pub struct SearchSettings {
     /// Self-play goals searched per iteration (a fresh slice of the pool each time).
     pub tasks_per_iteration: usize,
+    /// Search the goals the warm start was cloned on instead of the self-play pool. A model
+    /// trained from scratch for minutes acts only on goals it was cloned on (it solved 0 of
+    /// 20 unseen self-play goals greedily and in its searches, RESULTS.md), so without this
+    /// its trees hold no success to revise towards; the evaluation goals stay unseen.
+    pub cloned_goals: bool,
     /// Passes from the root per task.
     pub passes: usize,
     /// Responses sampled per expansion.
@@ -163,6 +172,13 @@ pub struct IterationTraining {
     /// Judge samples per label and tree when the judge is the model (it learns to judge from
     /// the trees' statistics; 0 leaves the model to judge untaught).
     pub judge_samples_per_label: usize,
+    /// Also train on the observations, as the warm start may have been.
+    pub observation_loss: bool,
+    /// Mix the expert episodes of the behaviour-cloning slice into every iteration as its
+    /// general data, with this share of self-play samples (Agent-R's eta); `None` trains on the
+    /// self-play samples alone. A model trained from scratch has no other general data, and
+    /// without it one iteration on a hundred samples overwrote what cloning had taught it.
+    pub expert_eta: Option<f64>,
 }
 
 /// Evaluation after each stage.
@@ -174,6 +190,10 @@ pub struct EvalSettings {
     pub max_rounds: usize,
     /// Most new tokens per response.
     pub max_tokens: usize,
+    /// The self-reflection test after every evaluation: the warm start's failed test episodes
+    /// (from `bc/eval`), cut at a seeded step and continued by the model for at most this many
+    /// rounds; 0 skips it.
+    pub reflection_rounds: usize,
 }
 
 /// Every setting of a run, resolved and saved as `config.json`.
@@ -227,11 +247,16 @@ impl RunConfig {
                 // goals) with four command-list seeds.
                 tasks: if quick { 54 } else { 222 },
                 textcraft_seeds: vec![42, 1, 2, 3],
-                renamed_worlds: 0,
-                observation_loss: false,
-                model: "tiny-s".into(),
-                epochs: if quick { 8 } else { 2 },
-                lr: 2e-3,
+                // Quick: renamed worlds, loss on the observations, two layers and 1e-3 are the
+                // settings under which a model trained from scratch first read names from its
+                // prompt (RESULTS.md). In the ten minutes the preset can spend they give a warm
+                // start that solves a few unseen test goals and recalls the goals it was cloned
+                // on, not one that reads every prompt.
+                renamed_worlds: if quick { 4 } else { 0 },
+                observation_loss: quick,
+                model: if quick { "tiny-2l" } else { "tiny-s" }.into(),
+                epochs: if quick { 5 } else { 2 },
+                lr: if quick { 1e-3 } else { 2e-3 },
             },
             iterations: match mode {
                 Arm::BcOnly => 0,
@@ -240,6 +265,7 @@ impl RunConfig {
             search: SearchSettings {
                 // Three iterations of 74 use the 222 goals of the self-play pool once each.
                 tasks_per_iteration: if quick { 20 } else { 74 },
+                cloned_goals: quick,
                 passes: if quick { 4 } else { 8 },
                 candidates: 4,
                 depth_limit: if quick { 10 } else { 20 },
@@ -253,6 +279,10 @@ impl RunConfig {
                 beta: 0.2,
                 max_pairs_per_tree: Some(10),
                 judge_samples_per_label: 2,
+                observation_loss: quick,
+                // The paper mixes general chat data (eta 0.2), which a model trained from
+                // scratch does not have; quick mixes its expert episodes instead.
+                expert_eta: quick.then_some(0.5),
             },
             eval: EvalSettings {
                 // Quick: the 31 depth-1 test goals.
@@ -263,10 +293,12 @@ impl RunConfig {
                 },
                 max_rounds: if quick { 20 } else { 100 },
                 max_tokens: 96,
+                // The paper continues for 50 rounds; quick keeps its evaluation's 20.
+                reflection_rounds: if quick { 20 } else { 50 },
             },
             // About one episode per optimizer step in the quick preset: more steps for the
             // same tokens.
-            batch_tokens: if quick { 1024 } else { 2048 },
+            batch_tokens: if quick { 512 } else { 2048 },
         }
     }
 }
@@ -370,6 +402,16 @@ fn pools(env: EnvName, goals: Option<&str>) -> Result<(Vec<u64>, Vec<u64>)> {
     Ok((ids, self_play))
 }
 
+/// The goals the iterations search, a slice per iteration: the self-play pool, or with
+/// `search.cloned_goals` the behaviour-cloning slice.
+fn self_play_pool(env: EnvName, config: &RunConfig) -> Result<Vec<u64>> {
+    let (cloning, searching) = pools(env, config.goals.as_deref())?;
+    Ok(match config.search.cloned_goals {
+        true => slice_of(&cloning, 0, config.bc.tasks),
+        false => searching,
+    })
+}
+
 /// `count` ids of `pool` starting at `start`, wrapping around.
 fn slice_of(pool: &[u64], start: usize, count: usize) -> Vec<u64> {
     if pool.is_empty() {
@@ -441,14 +483,24 @@ pub fn run(args: Args) -> Result<()> {
         workers: args.workers.max(1),
     };
     let overall = Instant::now();
+    // Expert episodes: the warm start's data, and the iterations' general data when
+    // `expert_eta` mixes them in (written here also for a run that starts from another model).
+    let mixed = run.config.train.expert_eta.is_some() && run.config.iterations > 0;
+    let expert = match run.config.start_model.is_none() || mixed {
+        true => expert_episodes(&mut run, &envs)?,
+        false => Vec::new(),
+    };
     let mut model = match run.config.start_model.clone() {
         Some(dir) => dir,
-        None => warm_start(&mut run, &envs)?,
+        None => warm_start(&mut run, expert.clone())?,
     };
     run.stage("bc/eval", |run| evaluate(run, &envs, &model, "bc/eval"))?;
+    run.stage("bc/reflection", |run| {
+        reflect(run, &envs, &model, "bc/reflection")
+    })?;
     let mut self_play = BTreeMap::new();
     for &env in &envs {
-        self_play.insert(env.name(), pools(env, run.config.goals.as_deref())?.1);
+        self_play.insert(env.name(), self_play_pool(env, &run.config)?);
     }
     for iteration in 1..=run.config.iterations {
         let dir = format!("iter-{iteration}");
@@ -513,6 +565,8 @@ pub fn run(args: Args) -> Result<()> {
                         _ => 0,
                     },
                     no_good: false,
+                    // On trees the judge has not been trained on: this iteration's.
+                    agreement_steps: run.config.train.judge_samples_per_label,
                     out: out.clone(),
                 })
             })?;
@@ -530,20 +584,21 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             run.stage(&format!("{dir}/train"), |run| {
                 let epochs = epochs_of(&run.config, iteration);
-                let previous = previous.to_string_lossy().into_owned();
-                train::run(train_args(
+                train::run(iteration_train_args(
                     run,
                     usable,
-                    previous,
+                    &previous,
                     &next,
                     epochs,
-                    run.config.train.lr,
+                    expert.clone(),
                 ))
             })?;
             model = next;
         }
         let stage = format!("{dir}/eval");
         run.stage(&stage, |run| evaluate(run, &envs, &model, &stage))?;
+        let stage = format!("{dir}/reflection");
+        run.stage(&stage, |run| reflect(run, &envs, &model, &stage))?;
     }
     let summary = summarise(&run, &envs)?;
     write_json(&run.path("results.json"), &summary)?;
@@ -564,8 +619,22 @@ fn has_samples(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
 }
 
-/// Expert episodes of the behaviour-cloning slice, then a model trained on them.
-fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
+/// The warm start: a model trained on the expert episodes `files`.
+fn warm_start(run: &mut Run, files: Vec<PathBuf>) -> Result<PathBuf> {
+    let out = run.path("bc/model");
+    let bc = run.config.bc.clone();
+    run.stage("bc/train", |run| {
+        train::run(train::Args {
+            observation_loss: bc.observation_loss,
+            ..train_args(run, files, bc.model.clone(), &out, bc.epochs, bc.lr)
+        })
+    })?;
+    Ok(out)
+}
+
+/// The expert episodes of the behaviour-cloning slice (one file per environment, command-list
+/// seed and world), written by the `bc/gold/...` stages.
+fn expert_episodes(run: &mut Run, envs: &[EnvName]) -> Result<Vec<PathBuf>> {
     create_dir(&run.path("bc"))?;
     let mut files = Vec::new();
     for &env in envs {
@@ -604,15 +673,7 @@ fn warm_start(run: &mut Run, envs: &[EnvName]) -> Result<PathBuf> {
             }
         }
     }
-    let out = run.path("bc/model");
-    let bc = run.config.bc.clone();
-    run.stage("bc/train", |run| {
-        train::run(train::Args {
-            observation_loss: bc.observation_loss,
-            ..train_args(run, files, bc.model.clone(), &out, bc.epochs, bc.lr)
-        })
-    })?;
-    Ok(out)
+    Ok(files)
 }
 
 /// `agentr train` settings of a stage: `model` (a preset or a model folder) trained on
@@ -636,7 +697,7 @@ fn train_args(
         max_seq_len: 2048,
         warmup_ratio: 0.03,
         weight_decay: 0.0,
-        general: None,
+        general: Vec::new(),
         eta: 0.2,
         seed: run.config.seed,
         vocab_size: 2048,
@@ -646,30 +707,74 @@ fn train_args(
     }
 }
 
+/// The evaluation stage: fresh greedy episodes on the test goals.
+/// The training of an iteration: `previous` continued on the iteration's `samples`, with the
+/// `expert` episodes mixed in at `expert_eta` when the settings ask for it.
+fn iteration_train_args(
+    run: &Run,
+    samples: Vec<PathBuf>,
+    previous: &Path,
+    next: &Path,
+    epochs: usize,
+    expert: Vec<PathBuf>,
+) -> train::Args {
+    let settings = &run.config.train;
+    let previous = previous.to_string_lossy().into_owned();
+    train::Args {
+        general: match settings.expert_eta {
+            Some(_) => expert,
+            None => Vec::new(),
+        },
+        eta: settings.expert_eta.unwrap_or(1.0),
+        observation_loss: settings.observation_loss,
+        ..train_args(run, samples, previous, next, epochs, settings.lr)
+    }
+}
+
 fn evaluate(run: &Run, envs: &[EnvName], model: &Path, stage: &str) -> Result<()> {
     for &env in envs {
-        let settings = &run.config.eval;
+        eval::run(eval_args(run, env, model, stage)?)?;
+    }
+    Ok(())
+}
+
+/// The self-reflection stage: the model continues the warm start's failed test episodes
+/// from a seeded cut (nothing to do when `reflection_rounds` is 0).
+fn reflect(run: &Run, envs: &[EnvName], model: &Path, stage: &str) -> Result<()> {
+    if run.config.eval.reflection_rounds == 0 {
+        return Ok(());
+    }
+    for &env in envs {
         eval::run(eval::Args {
-            env,
-            model: model.to_owned(),
-            tasks: settings
-                .tasks
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!(e))?,
-            max_rounds: settings.max_rounds,
-            temperature: 0.0,
-            sampling_seed: run.config.seed,
-            max_tokens: settings.max_tokens,
-            workers: run.workers,
-            send_revision_turns: false,
-            reflection_from: None,
-            cut_seed: run.config.seed,
-            continue_rounds: 50,
-            out: run.path(&format!("{stage}/{}", env.name())),
-            env_options: EnvOptions::default_for(env),
+            reflection_from: Some(run.path(&format!("bc/eval/{}/episodes.jsonl", env.name()))),
+            continue_rounds: run.config.eval.reflection_rounds,
+            ..eval_args(run, env, model, stage)?
         })?;
     }
     Ok(())
+}
+
+fn eval_args(run: &Run, env: EnvName, model: &Path, stage: &str) -> Result<eval::Args> {
+    let settings = &run.config.eval;
+    Ok(eval::Args {
+        env,
+        model: model.to_owned(),
+        tasks: settings
+            .tasks
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?,
+        max_rounds: settings.max_rounds,
+        temperature: 0.0,
+        sampling_seed: run.config.seed,
+        max_tokens: settings.max_tokens,
+        workers: run.workers,
+        send_revision_turns: false,
+        reflection_from: None,
+        cut_seed: run.config.seed,
+        continue_rounds: 50,
+        out: run.path(&format!("{stage}/{}", env.name())),
+        env_options: EnvOptions::default_for(env),
+    })
 }
 
 /// One evaluation's headline numbers.
@@ -681,12 +786,19 @@ struct Row {
     average_reward_x100: f64,
     mean_steps: f64,
     invalid_action_rate: f64,
+    revision_turns_per_episode: f64,
     repeats_per_episode: Vec<f64>,
 }
 
 fn summarise(run: &Run, envs: &[EnvName]) -> Result<serde_json::Value> {
-    let mut stages = vec!["bc/eval".to_owned()];
-    stages.extend((1..=run.config.iterations).map(|i| format!("iter-{i}/eval")));
+    let tests: &[&str] = match run.config.eval.reflection_rounds {
+        0 => &["eval"],
+        _ => &["eval", "reflection"],
+    };
+    let stages: Vec<String> = std::iter::once("bc".to_owned())
+        .chain((1..=run.config.iterations).map(|i| format!("iter-{i}")))
+        .flat_map(|dir| tests.iter().map(move |test| format!("{dir}/{test}")))
+        .collect();
     let mut rows = Vec::new();
     for stage in &stages {
         for env in envs {
@@ -713,6 +825,7 @@ fn summarise(run: &Run, envs: &[EnvName]) -> Result<serde_json::Value> {
                 average_reward_x100: metric("average_reward_x100"),
                 mean_steps: metric("mean_steps"),
                 invalid_action_rate: metric("invalid_action_rate"),
+                revision_turns_per_episode: metric("revision_turns_per_episode"),
                 repeats_per_episode: repeats,
             });
         }
@@ -726,20 +839,27 @@ fn summarise(run: &Run, envs: &[EnvName]) -> Result<serde_json::Value> {
 
 fn print_table(summary: &serde_json::Value) {
     eprintln!(
-        "{:<14} {:<10} {:>9} {:>8} {:>7} {:>9}  repeats/episode (len 1,2,3)",
-        "stage", "env", "success%", "reward", "steps", "invalid%"
+        "{:<18} {:<10} {:>9} {:>8} {:>7} {:>9} {:>10}  repeats/episode (len 1, 2, 3)",
+        "stage", "env", "success%", "reward", "steps", "invalid%", "revisions"
     );
     for row in summary["evaluations"].as_array().into_iter().flatten() {
         let f = |name: &str| row[name].as_f64().unwrap_or(f64::NAN);
+        let repeats: Vec<String> = row["repeats_per_episode"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| format!("{:.2}", v.as_f64().unwrap_or(f64::NAN)))
+            .collect();
         eprintln!(
-            "{:<14} {:<10} {:>9.1} {:>8.1} {:>7.1} {:>9.1}  {}",
+            "{:<18} {:<10} {:>9.1} {:>8.1} {:>7.1} {:>9.1} {:>10.2}  {}",
             row["stage"].as_str().unwrap_or_default(),
             row["env"].as_str().unwrap_or_default(),
             f("success_rate_x100"),
             f("average_reward_x100"),
             f("mean_steps"),
             100.0 * f("invalid_action_rate"),
-            row["repeats_per_episode"]
+            f("revision_turns_per_episode"),
+            repeats.join(" / ")
         );
     }
 }
@@ -783,5 +903,69 @@ mod tests {
         });
         assert_eq!(bc_only.iterations, 0);
         assert_eq!(bc_only.judge, None);
+    }
+
+    fn quick_config() -> RunConfig {
+        RunConfig::resolve(&Args {
+            out: "x".into(),
+            preset: Preset::Quick,
+            mode: Arm::AgentR,
+            judge: JudgeChoice::EnvFeedback,
+            envs: vec![EnvName::Textcraft],
+            iterations: None,
+            start_model: None,
+            seed: 0,
+            workers: 1,
+            config: None,
+        })
+    }
+
+    #[test]
+    fn searching_cloned_goals_reuses_the_cloning_slice_and_nothing_else() {
+        let mut config = quick_config();
+        config.bc.tasks = 10;
+        config.search.cloned_goals = true;
+        let (cloning, searching) = pools(EnvName::Textcraft, config.goals.as_deref()).unwrap();
+        assert_eq!(
+            self_play_pool(EnvName::Textcraft, &config).unwrap(),
+            cloning[..10]
+        );
+        config.search.cloned_goals = false;
+        let apart = self_play_pool(EnvName::Textcraft, &config).unwrap();
+        assert_eq!(apart, searching);
+        assert!(apart.iter().all(|id| !cloning.contains(id)));
+    }
+
+    #[test]
+    fn iterations_mix_in_the_expert_episodes_only_when_asked() {
+        let mut run = Run {
+            dir: "run".into(),
+            config: quick_config(),
+            manifest: Manifest::default(),
+            workers: 1,
+        };
+        let expert = vec![PathBuf::from("bc/gold.jsonl")];
+        let args = |run: &Run| {
+            iteration_train_args(
+                run,
+                vec!["samples.jsonl".into()],
+                Path::new("bc/model"),
+                Path::new("iter-1/model"),
+                3,
+                expert.clone(),
+            )
+        };
+        run.config.train.expert_eta = Some(0.5);
+        run.config.train.observation_loss = true;
+        let mixed = args(&run);
+        assert_eq!((mixed.general, mixed.eta), (expert.clone(), 0.5));
+        assert!(mixed.observation_loss);
+        assert_eq!(mixed.model, "bc/model");
+        assert_eq!(mixed.epochs, 3);
+        run.config.train.expert_eta = None;
+        run.config.train.observation_loss = false;
+        let alone = args(&run);
+        assert!(alone.general.is_empty());
+        assert!(!alone.observation_loss);
     }
 }

@@ -18,7 +18,7 @@ pub struct Args {
     /// JSONL sample files (from `agentr gold`, `agentr revise`, ...).
     #[arg(long, required = true, num_args = 1..)]
     pub(crate) samples: Vec<PathBuf>,
-    /// tiny-xs, tiny-s or tiny-m (trained from scratch, with a new tokenizer), or a model folder.
+    /// tiny-xs, tiny-2l, tiny-s or tiny-m (trained from scratch, with a new tokenizer), or a model folder.
     #[arg(long)]
     pub(crate) model: String,
     /// Output folder: the final model, tokenizer, checkpoint and training log.
@@ -45,9 +45,10 @@ pub struct Args {
     /// AdamW weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) weight_decay: f64,
-    /// General chat data (JSONL samples) to mix in.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) general: Option<PathBuf>,
+    /// General data (JSONL samples) to mix in: chat data, or expert episodes that keep a
+    /// small model acting while it learns from its own samples.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub(crate) general: Vec<PathBuf>,
     /// Share of agent data when --general is given (Agent-R's eta).
     #[arg(long, default_value_t = 0.2)]
     pub(crate) eta: f64,
@@ -64,7 +65,7 @@ pub struct Args {
     #[arg(long)]
     pub(crate) resume: bool,
     /// Also put loss on the environment's observations (user turns after the instruction) of
-    /// the agent samples: practice in reading the environment's text, which a model trained
+    /// every sample, general data included: practice in reading the environment's text, which a model trained
     /// from scratch lacks (it has no pre-training that taught it to copy names from its
     /// prompt).
     #[arg(long)]
@@ -88,15 +89,18 @@ pub fn run(args: Args) -> Result<()> {
     for path in &args.samples {
         samples.extend(read_samples(path)?);
     }
-    let general = match &args.general {
-        Some(path) => read_samples(path)?,
-        None => Vec::new(),
-    };
+    let mut general = Vec::new();
+    for path in &args.general {
+        general.extend(read_samples(path)?);
+    }
     if samples.is_empty() {
         bail!("no samples in {:?}", args.samples);
     }
     if args.observation_loss {
-        samples.iter_mut().for_each(train_on_observations);
+        samples
+            .iter_mut()
+            .chain(&mut general)
+            .for_each(train_on_observations);
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -127,7 +131,7 @@ pub fn run(args: Args) -> Result<()> {
             let agent = ModelAgent::load(std::path::Path::new(&args.model), &device).with_context(
                 || {
                     format!(
-                        "`{}` is neither tiny-s, tiny-m nor a model folder",
+                        "`{}` is neither a preset (tiny-xs, tiny-2l, tiny-s, tiny-m) nor a model folder",
                         args.model
                     )
                 },
