@@ -455,7 +455,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         "bc": {"tasks": 3, "textcraft_seeds": [42], "renamed_worlds": 1, "observation_loss": true, "model": "tiny-xs", "epochs": 1, "lr": 0.002},
         "iterations": 1,
         "search": {"tasks_per_iteration": 2, "passes": 2, "candidates": 2, "depth_limit": 3, "temperature": 1.0, "cloned_goals": false},
-        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10, "judge_samples_per_label": 2, "observation_loss": true, "expert_eta": 0.5},
+        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10, "judge_samples_per_label": 2, "observation_loss": true, "general": [], "mix_expert_episodes": true, "eta": 0.5},
         "eval": {"tasks": "test[:2]", "max_rounds": 2, "max_tokens": 16, "reflection_rounds": 2},
         "batch_tokens": 4096
     });

@@ -110,6 +110,14 @@ pub struct Args {
     /// Parallel workers for search and evaluation.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// General chat data (JSONL samples) mixed into every iteration's training, as the paper
+    /// mixes ShareGPT data.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    general: Vec<PathBuf>,
+    /// Share of self-play samples in an iteration's training when general data is mixed in
+    /// (the paper's eta; default: the preset's, 0.2 for paper and 0.5 for quick).
+    #[arg(long)]
+    eta: Option<f64>,
     /// Take every setting from this JSON file (the `config.json` layout of a run directory)
     /// instead of the preset and the options above.
     #[arg(long, value_name = "FILE")]
@@ -174,11 +182,14 @@ pub struct IterationTraining {
     pub judge_samples_per_label: usize,
     /// Also train on the observations, as the warm start may have been.
     pub observation_loss: bool,
-    /// Mix the expert episodes of the behaviour-cloning slice into every iteration as its
-    /// general data, with this share of self-play samples (Agent-R's eta); `None` trains on the
-    /// self-play samples alone. A model trained from scratch has no other general data, and
-    /// without it one iteration on a hundred samples overwrote what cloning had taught it.
-    pub expert_eta: Option<f64>,
+    /// General data files mixed into every iteration (`--general`).
+    pub general: Vec<PathBuf>,
+    /// Also mix in the expert episodes of the behaviour-cloning slice as general data. A model
+    /// trained from scratch has no general chat data, and without a mix one iteration on a
+    /// hundred samples overwrote what cloning had taught it.
+    pub mix_expert_episodes: bool,
+    /// Share of self-play samples when general data is mixed in (the paper's eta).
+    pub eta: f64,
 }
 
 /// Evaluation after each stage.
@@ -280,9 +291,11 @@ impl RunConfig {
                 max_pairs_per_tree: Some(10),
                 judge_samples_per_label: 2,
                 observation_loss: quick,
+                general: args.general.clone(),
                 // The paper mixes general chat data (eta 0.2), which a model trained from
-                // scratch does not have; quick mixes its expert episodes instead.
-                expert_eta: quick.then_some(0.5),
+                // scratch does not have; quick mixes its expert episodes instead, half and half.
+                mix_expert_episodes: quick,
+                eta: args.eta.unwrap_or(if quick { 0.5 } else { 0.2 }),
             },
             eval: EvalSettings {
                 // Quick: the 31 depth-1 test goals.
@@ -485,7 +498,7 @@ pub fn run(args: Args) -> Result<()> {
     let overall = Instant::now();
     // Expert episodes: the warm start's data, and the iterations' general data when
     // `expert_eta` mixes them in (written here also for a run that starts from another model).
-    let mixed = run.config.train.expert_eta.is_some() && run.config.iterations > 0;
+    let mixed = run.config.train.mix_expert_episodes && run.config.iterations > 0;
     let expert = match run.config.start_model.is_none() || mixed {
         true => expert_episodes(&mut run, &envs)?,
         false => Vec::new(),
@@ -709,7 +722,7 @@ fn train_args(
 
 /// The evaluation stage: fresh greedy episodes on the test goals.
 /// The training of an iteration: `previous` continued on the iteration's `samples`, with the
-/// `expert` episodes mixed in at `expert_eta` when the settings ask for it.
+/// general data and (when the settings ask for it) the `expert` episodes mixed in at eta.
 fn iteration_train_args(
     run: &Run,
     samples: Vec<PathBuf>,
@@ -721,11 +734,11 @@ fn iteration_train_args(
     let settings = &run.config.train;
     let previous = previous.to_string_lossy().into_owned();
     train::Args {
-        general: match settings.expert_eta {
-            Some(_) => expert,
-            None => Vec::new(),
+        general: match settings.mix_expert_episodes {
+            true => settings.general.iter().cloned().chain(expert).collect(),
+            false => settings.general.clone(),
         },
-        eta: settings.expert_eta.unwrap_or(1.0),
+        eta: settings.eta,
         observation_loss: settings.observation_loss,
         ..train_args(run, samples, previous, next, epochs, settings.lr)
     }
@@ -891,6 +904,8 @@ mod tests {
             seed: 0,
             workers: 1,
             config: None,
+            general: Vec::new(),
+            eta: None,
         };
         let config = RunConfig::resolve(&args);
         assert_eq!(
@@ -917,6 +932,8 @@ mod tests {
             seed: 0,
             workers: 1,
             config: None,
+            general: Vec::new(),
+            eta: None,
         })
     }
 
@@ -937,7 +954,7 @@ mod tests {
     }
 
     #[test]
-    fn iterations_mix_in_the_expert_episodes_only_when_asked() {
+    fn iterations_mix_in_general_data_and_expert_episodes_only_when_asked() {
         let mut run = Run {
             dir: "run".into(),
             config: quick_config(),
@@ -955,15 +972,20 @@ mod tests {
                 expert.clone(),
             )
         };
-        run.config.train.expert_eta = Some(0.5);
+        run.config.train.mix_expert_episodes = true;
         run.config.train.observation_loss = true;
+        run.config.train.general = vec!["chat.jsonl".into()];
         let mixed = args(&run);
-        assert_eq!((mixed.general, mixed.eta), (expert.clone(), 0.5));
+        let both = vec![PathBuf::from("chat.jsonl"), expert[0].clone()];
+        assert_eq!((mixed.general, mixed.eta), (both, 0.5));
         assert!(mixed.observation_loss);
         assert_eq!(mixed.model, "bc/model");
         assert_eq!(mixed.epochs, 3);
-        run.config.train.expert_eta = None;
+        run.config.train.mix_expert_episodes = false;
         run.config.train.observation_loss = false;
+        let chat_only = args(&run);
+        assert_eq!(chat_only.general, [PathBuf::from("chat.jsonl")]);
+        run.config.train.general.clear();
         let alone = args(&run);
         assert!(alone.general.is_empty());
         assert!(!alone.observation_loss);
