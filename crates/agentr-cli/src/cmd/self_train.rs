@@ -496,8 +496,9 @@ pub fn run(args: Args) -> Result<()> {
         workers: args.workers.max(1),
     };
     let overall = Instant::now();
-    // Expert episodes: the warm start's data, and the iterations' general data when
-    // `expert_eta` mixes them in (written here also for a run that starts from another model).
+    // Expert episodes: the warm start's data, and part of the iterations' general data when
+    // `mix_expert_episodes` says so (written here also for a run that starts from another
+    // model).
     let mixed = run.config.train.mix_expert_episodes && run.config.iterations > 0;
     let expert = match run.config.start_model.is_none() || mixed {
         true => expert_episodes(&mut run, &envs)?,
@@ -720,7 +721,6 @@ fn train_args(
     }
 }
 
-/// The evaluation stage: fresh greedy episodes on the test goals.
 /// The training of an iteration: `previous` continued on the iteration's `samples`, with the
 /// general data and (when the settings ask for it) the `expert` episodes mixed in at eta.
 fn iteration_train_args(
@@ -744,6 +744,7 @@ fn iteration_train_args(
     }
 }
 
+/// The evaluation stage: fresh greedy episodes on the test goals.
 fn evaluate(run: &Run, envs: &[EnvName], model: &Path, stage: &str) -> Result<()> {
     for &env in envs {
         eval::run(eval_args(run, env, model, stage)?)?;
@@ -891,21 +892,29 @@ mod tests {
         assert_eq!(task_spec(&[3, 9]).unwrap().to_string(), "3,9");
     }
 
-    #[test]
-    fn epochs_follow_the_schedule_and_repeat_the_last() {
-        let args = Args {
+    /// The command line of `agentr self-train` with every option at its default.
+    fn default_args() -> Args {
+        Args {
             out: "x".into(),
             preset: Preset::Quick,
             mode: Arm::AgentR,
             judge: JudgeChoice::EnvFeedback,
             envs: vec![EnvName::Textcraft],
-            iterations: Some(3),
+            iterations: None,
             start_model: None,
             seed: 0,
             workers: 1,
             config: None,
             general: Vec::new(),
             eta: None,
+        }
+    }
+
+    #[test]
+    fn epochs_follow_the_schedule_and_repeat_the_last() {
+        let args = Args {
+            iterations: Some(3),
+            ..default_args()
         };
         let config = RunConfig::resolve(&args);
         assert_eq!(
@@ -921,20 +930,7 @@ mod tests {
     }
 
     fn quick_config() -> RunConfig {
-        RunConfig::resolve(&Args {
-            out: "x".into(),
-            preset: Preset::Quick,
-            mode: Arm::AgentR,
-            judge: JudgeChoice::EnvFeedback,
-            envs: vec![EnvName::Textcraft],
-            iterations: None,
-            start_model: None,
-            seed: 0,
-            workers: 1,
-            config: None,
-            general: Vec::new(),
-            eta: None,
-        })
+        RunConfig::resolve(&default_args())
     }
 
     #[test]
