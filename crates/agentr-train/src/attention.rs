@@ -14,7 +14,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::fused::{flat, leaf, slice};
+use crate::fused::{elements, exp, leaf, max_of, slice, sum_of};
 
 /// Query rows per block: the scratch buffers hold `QUERY_BLOCK x keys` scores.
 const QUERY_BLOCK: usize = 64;
@@ -210,13 +210,11 @@ fn matmul_into(dst: &mut [f32], dst_stride: usize, a: View, b: View, scale: f32,
 fn causal_softmax(scores: &mut [f32], width: usize, first: usize, dims: &Dims) {
     for (r, row) in scores.chunks_mut(width).enumerate() {
         let (visible, hidden) = row.split_at_mut(dims.visible(first + r));
-        let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
+        let max = max_of(visible);
         for x in visible.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
+            *x = exp(*x - max);
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum_of(visible, |x| x);
         visible.iter_mut().for_each(|x| *x *= inv);
         hidden.fill(0.0);
     }
@@ -395,11 +393,11 @@ impl CustomOp3 for FusedAttention {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dims = Dims::of(q.shape(), k.shape(), v.shape())?;
         let grads = backward(
-            &flat(q)?,
-            &flat(k)?,
-            &flat(v)?,
-            &flat(out)?,
-            &flat(grad_out)?,
+            &elements(q)?,
+            &elements(k)?,
+            &elements(v)?,
+            &elements(out)?,
+            &elements(grad_out)?,
             &dims,
             self.scale as f32,
         );

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::TrainError;
-use crate::fused::{flat, fused_on, leaf, slice};
+use crate::fused::{elements, exp, fused_on, leaf, max_of, slice, sum_of};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
@@ -56,11 +56,14 @@ struct PickedLogProb {
     targets: Vec<u32>,
 }
 
-/// The row's maximum and `log Σ exp(x − max)`.
-fn log_normaliser(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-    (max, sum.ln())
+/// Fills `exps` with `exp(row − max)` and returns the row's maximum and `Σ exps` (two passes
+/// so that each loop vectorises).
+fn shifted_exps(row: &[f32], exps: &mut [f32]) -> (f32, f32) {
+    let max = max_of(row);
+    for (e, &v) in exps.iter_mut().zip(row) {
+        *e = exp(v - max);
+    }
+    (max, sum_of(exps, |e| e))
 }
 
 impl PickedLogProb {
@@ -92,9 +95,10 @@ impl CustomOp1 for PickedLogProb {
             .zip(x.par_chunks(vocab * ROWS_PER_TASK))
             .zip(self.targets.par_chunks(ROWS_PER_TASK))
             .for_each(|((out, rows), targets)| {
+                let mut exps = vec![0.0f32; vocab];
                 for ((o, row), &t) in out.iter_mut().zip(rows.chunks(vocab)).zip(targets) {
-                    let (max, log_sum) = log_normaliser(row);
-                    *o = row[t as usize] - max - log_sum;
+                    let (max, sum) = shifted_exps(row, &mut exps);
+                    *o = row[t as usize] - max - sum.ln();
                 }
             });
         Ok((CpuStorage::F32(out), Shape::from(self.targets.len())))
@@ -107,7 +111,7 @@ impl CustomOp1 for PickedLogProb {
         _out: &Tensor,
         grad_out: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let (xs, g) = (flat(x)?, flat(grad_out)?);
+        let (xs, g) = (elements(x)?, elements(grad_out)?);
         let vocab = x.dim(D::Minus1)?;
         let mut dx = vec![0.0f32; xs.len()];
         dx.par_chunks_mut(vocab * ROWS_PER_TASK)
@@ -124,11 +128,9 @@ impl CustomOp1 for PickedLogProb {
                     if g == 0.0 {
                         continue;
                     }
-                    let (max, log_sum) = log_normaliser(row);
-                    let shift = max + log_sum;
-                    for (d, &v) in dx.iter_mut().zip(row) {
-                        *d = -g * (v - shift).exp();
-                    }
+                    let (_, sum) = shifted_exps(row, dx);
+                    let scale = -g / sum;
+                    dx.iter_mut().for_each(|d| *d *= scale);
                     dx[t as usize] += g;
                 }
             });
