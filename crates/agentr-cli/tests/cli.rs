@@ -562,3 +562,148 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_file(&config_path).unwrap();
 }
+
+#[test]
+fn sciworld_gold_collect_and_replay_run_on_the_simulator() {
+    let gold = temp_path("sciworld-gold.jsonl");
+    let output = agentr(
+        &[
+            "gold",
+            "sciworld",
+            "--tasks",
+            "test[:2]",
+            "--out",
+            gold.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("solved 2/2 (100.0%)"),
+        "{}",
+        text(&output.stderr)
+    );
+    let samples: Vec<Value> = std::fs::read_to_string(&gold)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    std::fs::remove_file(&gold).unwrap();
+    assert_eq!(samples[0]["meta"]["env"], "sciworld");
+    assert_eq!(samples[0]["meta"]["task"], 3491);
+    let first = samples[0]["messages"][2]["content"].as_str().unwrap();
+    assert!(first.starts_with("Your task is to"), "{first}");
+
+    // The recorded actions replay to the same reward.
+    let actions: Vec<String> = samples[0]["messages"].as_array().unwrap()[3..]
+        .iter()
+        .step_by(2)
+        .map(|m| {
+            let content = m["content"].as_str().unwrap();
+            content.rsplit("Action:").next().unwrap().trim().to_owned()
+        })
+        .collect();
+    let output = agentr(
+        &["replay", "sciworld", "--task", "3491", "--actions", "-"],
+        &(actions.join("\n") + "\n"),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let last: Value = serde_json::from_str(text(&output.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["reward"], 1.0);
+    assert_eq!(last["done"], true);
+
+    let trees = temp_path("sciworld-trees");
+    let output = agentr(
+        &[
+            "collect",
+            "--env",
+            "sciworld",
+            "--policy",
+            "noisy-expert:0.2",
+            "--tasks",
+            "2936",
+            "--iterations",
+            "2",
+            "--out",
+            trees.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let tree: Value =
+        serde_json::from_str(&std::fs::read_to_string(trees.join("2936.json")).unwrap()).unwrap();
+    std::fs::remove_dir_all(&trees).unwrap();
+    assert!(
+        tree["nodes"].as_array().is_some_and(|n| n.len() > 1),
+        "{tree}"
+    );
+}
+
+#[test]
+fn sciworld_without_its_jar_says_how_to_get_it() {
+    let output = agentr(
+        &[
+            "replay",
+            "sciworld",
+            "--task",
+            "0",
+            "--jar",
+            "/nonexistent/scienceworld.jar",
+            "--actions",
+            "-",
+        ],
+        "look around\n",
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("scienceworld.jar") && stderr.contains("agentr setup"),
+        "{stderr}"
+    );
+}
+
+/// The process ids of `pid`'s children (Linux).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_agentr_takes_its_simulator_jvm_with_it() {
+    // `replay` resets (starting the JVM), then waits for actions on its standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentr"))
+        .args(["replay", "sciworld", "--task", "0", "--actions", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    assert!(first_line.contains("\"step\":0"), "{first_line}");
+    let jvms = children(child.id());
+    assert_eq!(jvms.len(), 1, "one JVM child expected, found {jvms:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !std::path::Path::new(&format!("/proc/{}", jvms[0])).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", jvms[0]))
+                .is_ok_and(|stat| stat.contains(") Z "))
+    });
+    assert!(gone, "JVM {} outlived its agentr", jvms[0]);
+}

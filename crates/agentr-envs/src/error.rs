@@ -85,6 +85,25 @@ pub enum EnvError {
         /// 1-based index of the response whose observation differs.
         response: usize,
     },
+    /// A task id past the environment's last task.
+    #[error("{env} has no task {task} (ids run from 0 to {})", count.saturating_sub(1))]
+    UnknownTask {
+        /// The environment's name.
+        env: &'static str,
+        /// The id asked for.
+        task: u64,
+        /// How many tasks there are.
+        count: u64,
+    },
+    /// The simulator process behind an environment died, stopped answering within its
+    /// timeout, or failed a call. The episode is lost; the next reset starts a fresh process.
+    #[error("{env} simulator failed: {message}")]
+    SimulatorFailed {
+        /// The environment's name.
+        env: &'static str,
+        /// What happened, with the simulator's last output when there is some.
+        message: String,
+    },
     /// Fetching or unpacking assets failed.
     #[error("setup of {what} failed: {message}")]
     Setup {

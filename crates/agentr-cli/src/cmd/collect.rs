@@ -149,7 +149,8 @@ fn run_with<P: Policy>(
                 tally.nodes += nodes;
             }
             TaskOutcome::Failed(err) => {
-                progress.println(format!("task {} failed: {err}", report.task));
+                // Not `progress.println`: a hidden bar (output not a terminal) drops its lines.
+                progress.suspend(|| eprintln!("task {} failed: {err}", report.task));
                 tally.failed.push(report.task.0);
             }
         }

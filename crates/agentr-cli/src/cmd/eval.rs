@@ -353,7 +353,7 @@ pub fn run(args: Args) -> Result<()> {
             "max_rounds": args.max_rounds,
             "decoding": if args.temperature <= 0.0 { "greedy".to_owned() } else { format!("temperature {}", args.temperature) },
             "sampling_seed": args.sampling_seed,
-            "textcraft_seed": args.env_options.seed,
+            "textcraft_seed": (env_name == "textcraft").then_some(args.env_options.seed),
             "max_tokens": args.max_tokens,
             "revision_turns": if args.send_revision_turns { "sent to the environment" } else { "answered ok." },
             "self_reflection": args.reflection_from.as_ref().map(|path| json!({

@@ -36,7 +36,10 @@ pub fn run(args: Args) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let first = env.reset(TaskId(args.task))?;
+    // Flushed per step: a caller feeding actions through a pipe reads each answer before
+    // choosing the next action.
     writeln!(out, "{}", json!({"step": 0, "observation": first}))?;
+    out.flush()?;
     for (index, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", args.actions.display()))?;
         let action = line.strip_suffix('\r').unwrap_or(&line);
@@ -52,6 +55,7 @@ pub fn run(args: Args) -> Result<()> {
                 "done": step.done,
             })
         )?;
+        out.flush()?;
     }
     out.flush()?;
     Ok(())

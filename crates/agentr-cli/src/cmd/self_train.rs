@@ -654,40 +654,51 @@ fn expert_episodes(run: &mut Run, envs: &[EnvName]) -> Result<Vec<PathBuf>> {
     for &env in envs {
         let (bc_pool, _) = pools(env, run.config.goals.as_deref())?;
         let tasks = task_spec(&slice_of(&bc_pool, 0, run.config.bc.tasks))?;
-        let seeds = match env {
-            EnvName::Textcraft => run.config.bc.textcraft_seeds.clone(),
-        };
-        let worlds = match env {
-            EnvName::Textcraft => run.config.bc.renamed_worlds,
-        };
-        for seed in seeds {
-            // World 0 has the real names.
-            for world in 0..=worlds {
-                let (label, shuffle_words) = match world {
-                    0 => (format!("seed{seed}"), None),
-                    _ => (format!("seed{seed}-words{world}"), Some(world)),
-                };
-                let out = run.path(&format!("bc/gold-{}-{label}.jsonl", env.name()));
-                run.stage(&format!("bc/gold/{}/{label}", env.name()), |_| {
-                    gold::run(gold::Args {
-                        env,
-                        tasks: tasks.clone(),
-                        out: Some(out.clone()),
-                        max_rounds: 100,
-                        include_failures: false,
-                        clean_observations: false,
-                        env_options: EnvOptions {
-                            seed,
-                            shuffle_words,
-                            ..EnvOptions::default_for(env)
-                        },
-                    })
-                })?;
-                files.push(out);
-            }
+        for (label, env_options) in expert_variants(&run.config, env) {
+            let out = run.path(&format!("bc/gold-{}-{label}.jsonl", env.name()));
+            run.stage(&format!("bc/gold/{}/{label}", env.name()), |_| {
+                gold::run(gold::Args {
+                    env,
+                    tasks: tasks.clone(),
+                    out: Some(out.clone()),
+                    max_rounds: 100,
+                    include_failures: false,
+                    clean_observations: false,
+                    env_options: env_options.clone(),
+                })
+            })?;
+            files.push(out);
         }
     }
     Ok(files)
+}
+
+/// The worlds the expert plays each behaviour-cloning goal in, with their file labels:
+/// TextCraft's command-list seeds, each with the real names and `renamed_worlds` renamed
+/// ones; ScienceWorld's one simulator (no seed, no renaming).
+fn expert_variants(config: &RunConfig, env: EnvName) -> Vec<(String, EnvOptions)> {
+    match env {
+        EnvName::Textcraft => {
+            let mut variants = Vec::new();
+            for &seed in &config.bc.textcraft_seeds {
+                // World 0 has the real names.
+                for world in 0..=config.bc.renamed_worlds {
+                    let (label, shuffle_words) = match world {
+                        0 => (format!("seed{seed}"), None),
+                        _ => (format!("seed{seed}-words{world}"), Some(world)),
+                    };
+                    let options = EnvOptions {
+                        seed,
+                        shuffle_words,
+                        ..EnvOptions::default_for(env)
+                    };
+                    variants.push((label, options));
+                }
+            }
+            variants
+        }
+        EnvName::Sciworld => vec![("gold".to_owned(), EnvOptions::default_for(env))],
+    }
 }
 
 /// `agentr train` settings of a stage: `model` (a preset or a model folder) trained on
