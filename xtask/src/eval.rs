@@ -859,7 +859,6 @@ pub fn setup_hint(env: &str, error: &str) -> String {
         .iter()
         .any(|word| lower.contains(word));
     match (env_rejected(error), env) {
-        (true, "webshop") => "not implemented in this version of agentr (issue #8)".to_owned(),
         (true, _) => format!("this version of agentr does not know the environment `{env}`"),
         (false, "textcraft") if about_assets => {
             "run `cargo xtask setup` (fetches the TextCraft recipes)".to_owned()
@@ -1903,7 +1902,7 @@ mod tests {
         let line = error_line(&clap).unwrap();
         assert_eq!(line, "error: invalid value 'sciworld' for '--env <ENV>'");
         assert!(env_rejected(&line));
-        assert!(setup_hint("webshop", &line).contains("issue #8"));
+        assert!(setup_hint("webshop", &line).contains("does not know the environment `webshop`"));
         let no_java = "Error: a Java 11+ runtime not found at java: could not run java";
         assert!(setup_hint("sciworld", no_java).contains("install Java 11+"));
 
@@ -2038,7 +2037,7 @@ mod tests {
         assert!(comparable.contains("| + Agent-R | 78.00 |"), "{comparable}");
         assert!(comparable.contains("Same protocol"));
         assert!(comparable.contains("## Not available"));
-        assert!(comparable.contains("issues #7 and #8"));
+        assert!(comparable.contains("does not know the environment `sciworld`"));
         assert!(comparable.contains("ab12cd34ef56`"));
         assert!(comparable.contains("| 12.0 (12/100) |"));
         assert!(comparable.contains("3.20 / 1.10 / –"));

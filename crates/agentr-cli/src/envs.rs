@@ -1,9 +1,12 @@
 //! Choosing and building an environment from command-line arguments.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use agentr_envs::sciworld::{self, SciWorld, SciWorldConfig, SciWorldExpert};
 use agentr_envs::textcraft::{self, TextCraft, TextCraftExpert};
+use agentr_envs::webshop::{self, ShopData, WebShop, WebShopOracle};
 use agentr_envs::{Environment, Expert, assets};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
@@ -15,6 +18,8 @@ pub enum EnvName {
     Textcraft,
     /// ScienceWorld's science tasks, on the real simulator (needs Java 11+).
     Sciworld,
+    /// WebShop's online shop: a synthetic catalogue, or the real data with --webshop-data.
+    Webshop,
 }
 
 /// Options that configure an environment.
@@ -48,13 +53,20 @@ pub struct EnvOptions {
     /// valid action (as the Agent-R reference did).
     #[arg(long)]
     pub snap_actions: bool,
+    /// WebShop: a folder with the original data (items_shuffle*.json, items_ins_v2*.json)
+    /// instead of the synthetic catalogue.
+    #[arg(long, value_name = "DIR")]
+    pub webshop_data: Option<PathBuf>,
+    /// WebShop: products in the synthetic catalogue.
+    #[arg(long, value_name = "N", default_value_t = webshop::synthetic::DEFAULT_PRODUCTS)]
+    pub webshop_products: usize,
 }
 
 impl EnvOptions {
     /// The defaults of `env` (set-up assets, default seed).
     pub fn default_for(env: EnvName) -> Self {
         match env {
-            EnvName::Textcraft | EnvName::Sciworld => EnvOptions {
+            EnvName::Textcraft | EnvName::Sciworld | EnvName::Webshop => EnvOptions {
                 recipes: None,
                 seed: textcraft::DEFAULT_SEED,
                 shuffle_words: None,
@@ -63,6 +75,8 @@ impl EnvOptions {
                 jvm_heap_mib: 1024,
                 call_timeout: 30,
                 snap_actions: false,
+                webshop_data: None,
+                webshop_products: webshop::synthetic::DEFAULT_PRODUCTS,
             },
         }
     }
@@ -116,6 +130,10 @@ impl EnvName {
                 // Each instance starts its own JVM at its first reset.
                 Ok(Box::new(move || Box::new(SciWorld::new(config.clone()))))
             }
+            EnvName::Webshop => {
+                let data = shop(options)?;
+                Ok(Box::new(move || Box::new(WebShop::new(Arc::clone(&data)))))
+            }
         }
     }
 
@@ -124,16 +142,47 @@ impl EnvName {
         match self {
             EnvName::Textcraft => textcraft::NAME,
             EnvName::Sciworld => sciworld::NAME,
+            EnvName::Webshop => webshop::NAME,
         }
     }
 
-    /// The environment's model-free expert.
-    pub fn expert(self) -> Box<dyn Expert> {
-        match self {
+    /// The environment's model-free expert (for WebShop, over the shop `options` select).
+    pub fn expert(self, options: &EnvOptions) -> Result<Box<dyn Expert>> {
+        Ok(match self {
             EnvName::Textcraft => Box::new(TextCraftExpert),
             EnvName::Sciworld => Box::new(SciWorldExpert::new()),
-        }
+            EnvName::Webshop => Box::new(WebShopOracle::new(shop(options)?)),
+        })
     }
+}
+
+/// The WebShop shop `options` select, loaded once per process (environments and the oracle
+/// share it). The search index is cached under `$AGENTR_HOME/webshop`.
+fn shop(options: &EnvOptions) -> Result<Arc<ShopData>> {
+    type Shops = Mutex<HashMap<(Option<PathBuf>, usize), Arc<ShopData>>>;
+    static SHOPS: OnceLock<Shops> = OnceLock::new();
+    let key = (options.webshop_data.clone(), options.webshop_products);
+    let mut shops = SHOPS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(data) = shops.get(&key) {
+        return Ok(Arc::clone(data));
+    }
+    let cache = assets::agentr_home().join("webshop");
+    let data = match &options.webshop_data {
+        Some(dir) => ShopData::real(dir, Some(&cache))
+            .with_context(|| format!("loading the WebShop data in {}", dir.display()))?,
+        None => ShopData::synthetic(
+            options.webshop_products,
+            webshop::synthetic::DEFAULT_SEED,
+            Some(&cache),
+        )
+        .context("building the synthetic WebShop catalogue")?,
+    };
+    let data = Arc::new(data);
+    shops.insert(key, Arc::clone(&data));
+    Ok(data)
 }
 
 /// Fetches a default asset on first use, so every command works on a fresh machine.

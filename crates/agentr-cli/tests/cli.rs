@@ -86,23 +86,25 @@ fn replay_reads_an_actions_file() {
     );
 }
 
-#[test]
-fn gold_writes_samples_and_reports_the_success_rate() {
-    let path = temp_path("gold.jsonl");
+/// Runs `agentr gold ENV --tasks TASKS`, checks it solved all `count` tasks, and returns the
+/// samples it wrote.
+fn gold_samples(env: &str, tasks: &str, count: usize) -> Vec<Value> {
+    let path = temp_path(&format!("gold-{env}.jsonl"));
     let output = agentr(
         &[
             "gold",
-            "textcraft",
-            "--split",
-            "test",
+            env,
+            "--tasks",
+            tasks,
             "--out",
             path.to_str().unwrap(),
         ],
         "",
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
+    let solved = format!("solved {count}/{count} (100.0%)");
     assert!(
-        text(&output.stderr).contains("solved 100/100 (100.0%)"),
+        text(&output.stderr).contains(&solved),
         "{}",
         text(&output.stderr)
     );
@@ -112,7 +114,31 @@ fn gold_writes_samples_and_reports_the_success_rate() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(samples.len(), 100);
+    assert_eq!(samples.len(), count);
+    samples
+}
+
+/// The actions of a recorded sample's responses, one per line.
+fn actions_of(sample: &Value) -> String {
+    let actions: Vec<&str> = sample["messages"].as_array().unwrap()[3..]
+        .iter()
+        .step_by(2)
+        .map(|m| {
+            m["content"]
+                .as_str()
+                .unwrap()
+                .rsplit("Action:")
+                .next()
+                .unwrap()
+                .trim()
+        })
+        .collect();
+    actions.join("\n") + "\n"
+}
+
+#[test]
+fn gold_writes_samples_and_reports_the_success_rate() {
+    let samples = gold_samples("textcraft", "test", 100);
     let sample = &samples[0];
     assert_eq!(sample["meta"]["env"], "textcraft");
     assert_eq!(sample["meta"]["task"], 0);
@@ -565,47 +591,16 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
 
 #[test]
 fn sciworld_gold_collect_and_replay_run_on_the_simulator() {
-    let gold = temp_path("sciworld-gold.jsonl");
-    let output = agentr(
-        &[
-            "gold",
-            "sciworld",
-            "--tasks",
-            "test[:2]",
-            "--out",
-            gold.to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stderr).contains("solved 2/2 (100.0%)"),
-        "{}",
-        text(&output.stderr)
-    );
-    let samples: Vec<Value> = std::fs::read_to_string(&gold)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    std::fs::remove_file(&gold).unwrap();
+    let samples = gold_samples("sciworld", "test[:2]", 2);
     assert_eq!(samples[0]["meta"]["env"], "sciworld");
     assert_eq!(samples[0]["meta"]["task"], 3491);
     let first = samples[0]["messages"][2]["content"].as_str().unwrap();
     assert!(first.starts_with("Your task is to"), "{first}");
 
     // The recorded actions replay to the same reward.
-    let actions: Vec<String> = samples[0]["messages"].as_array().unwrap()[3..]
-        .iter()
-        .step_by(2)
-        .map(|m| {
-            let content = m["content"].as_str().unwrap();
-            content.rsplit("Action:").next().unwrap().trim().to_owned()
-        })
-        .collect();
     let output = agentr(
         &["replay", "sciworld", "--task", "3491", "--actions", "-"],
-        &(actions.join("\n") + "\n"),
+        &actions_of(&samples[0]),
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let last: Value = serde_json::from_str(text(&output.stdout).lines().last().unwrap()).unwrap();
@@ -706,4 +701,47 @@ fn a_killed_agentr_takes_its_simulator_jvm_with_it() {
                 .is_ok_and(|stat| stat.contains(") Z "))
     });
     assert!(gone, "JVM {} outlived its agentr", jvms[0]);
+}
+
+#[test]
+fn webshop_gold_collect_and_replay_run_on_the_synthetic_shop() {
+    let samples = gold_samples("webshop", "test[:20]", 20);
+    let sample = &samples[0];
+    assert_eq!(sample["meta"]["env"], "webshop");
+    let first = sample["messages"][2]["content"].as_str().unwrap();
+    assert!(
+        first.starts_with("WebShop [SEP] Instruction: [SEP] "),
+        "{first}"
+    );
+
+    let task = sample["meta"]["task"].to_string();
+    let output = agentr(
+        &["replay", "webshop", "--task", &task, "--actions", "-"],
+        &actions_of(sample),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let last: Value = serde_json::from_str(text(&output.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["reward"].as_f64(), last["done"].as_bool()),
+        (Some(1.0), Some(true))
+    );
+
+    let trees = temp_path("webshop-trees");
+    let output = agentr(
+        &[
+            "collect",
+            "--env",
+            "webshop",
+            "--policy",
+            "noisy-expert:0.3",
+            "--tasks",
+            "train[:3]",
+            "--out",
+            trees.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_dir(&trees).unwrap().count(), 3);
+    std::fs::remove_dir_all(&trees).unwrap();
 }

@@ -42,6 +42,7 @@ pub mod rng;
 pub mod sciworld;
 mod tasks;
 pub mod textcraft;
+pub mod webshop;
 
 pub use chat::{Message, Role, Sample};
 pub use env::{Environment, Replay, Snapshot, Split, Step, TaskId};

@@ -116,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     match &args.policy {
         PolicySpec::NoisyExpert(eps) => {
-            let policy = NoisyExpert::new(args.env.expert(), *eps);
+            let policy = NoisyExpert::new(args.env.expert(&args.env_options)?, *eps);
             run_with(&args, &config, &tasks, &factory, &policy)
         }
         PolicySpec::Model(dir) => {

@@ -44,7 +44,7 @@ fn short_selection(text: &str) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let mut env = args.env.build(&args.env_options)?;
-    let expert = args.env.expert();
+    let expert = args.env.expert(&args.env_options)?;
     let tasks = args.tasks.resolve(env.as_ref());
     let options = RolloutOptions {
         max_rounds: args.max_rounds,

@@ -675,7 +675,7 @@ fn expert_episodes(run: &mut Run, envs: &[EnvName]) -> Result<Vec<PathBuf>> {
 
 /// The worlds the expert plays each behaviour-cloning goal in, with their file labels:
 /// TextCraft's command-list seeds, each with the real names and `renamed_worlds` renamed
-/// ones; ScienceWorld's one simulator (no seed, no renaming).
+/// ones; one world for ScienceWorld and WebShop (no seed, no renaming).
 fn expert_variants(config: &RunConfig, env: EnvName) -> Vec<(String, EnvOptions)> {
     match env {
         EnvName::Textcraft => {
@@ -697,7 +697,9 @@ fn expert_variants(config: &RunConfig, env: EnvName) -> Vec<(String, EnvOptions)
             }
             variants
         }
-        EnvName::Sciworld => vec![("gold".to_owned(), EnvOptions::default_for(env))],
+        EnvName::Sciworld | EnvName::Webshop => {
+            vec![("gold".to_owned(), EnvOptions::default_for(env))]
+        }
     }
 }
 
