@@ -316,6 +316,16 @@ impl Gateway {
         Ok(gateway)
     }
 
+    /// Sets how long each following call may take (loads legitimately take longer than
+    /// steps: a cold JVM generating a gold path needs seconds).
+    pub fn set_call_timeout(&mut self, timeout: Duration) -> Result<(), GatewayError> {
+        self.writer
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| GatewayError::Died(format!("configuring the socket: {e}")))?;
+        self.call_timeout = timeout;
+        Ok(())
+    }
+
     /// The JVM's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -299,9 +299,16 @@ impl SciWorld {
             .collect()
     }
 
+    /// Loads a game. A load may take as long as a JVM start (the startup timeout): a cold
+    /// JVM generating a gold path needs seconds, where a step takes milliseconds.
     fn load(&mut self, game: &Game, variation: u32, gold: bool) -> Result<(), EnvError> {
+        let (slow, fast) = (
+            self.config.jvm.startup_timeout,
+            self.config.jvm.call_timeout,
+        );
         let error = self.gateway_call(|g| {
-            g.call_str(
+            g.set_call_timeout(slow)?;
+            let answer = g.call_str(
                 "load",
                 &[
                     Arg::Str(game.name),
@@ -309,7 +316,9 @@ impl SciWorld {
                     Arg::Str(""),
                     Arg::Bool(gold),
                 ],
-            )
+            )?;
+            g.set_call_timeout(fast)?;
+            Ok(answer)
         })?;
         if error.is_empty() {
             Ok(())
