@@ -318,9 +318,13 @@ impl WebShop {
 
     /// The clickables of the current page, lowercase.
     pub fn clickables(&self) -> Vec<String> {
-        let Some(session) = &self.session else {
-            return Vec::new();
-        };
+        self.session
+            .as_ref()
+            .map_or_else(Vec::new, |session| self.clickables_of(session))
+    }
+
+    /// The clickables of `session`'s page, lowercase.
+    fn clickables_of(&self, session: &Session) -> Vec<String> {
         let products = &self.data.catalogue.products;
         let back = "back to search".to_owned();
         match &session.page {
@@ -379,7 +383,7 @@ impl WebShop {
             return Ok(false);
         };
         let target = target.trim().to_lowercase();
-        if !self.clickables().contains(&target) {
+        if !self.clickables_of(session).contains(&target) {
             return Ok(false);
         }
         let page = session.page.clone();
