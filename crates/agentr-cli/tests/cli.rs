@@ -89,18 +89,22 @@ fn replay_reads_an_actions_file() {
 /// Runs `agentr gold ENV --tasks TASKS`, checks it solved all `count` tasks, and returns the
 /// samples it wrote.
 fn gold_samples(env: &str, tasks: &str, count: usize) -> Vec<Value> {
+    gold_samples_with(env, tasks, count, &[])
+}
+
+/// [`gold_samples`] with more options for `agentr gold`.
+fn gold_samples_with(env: &str, tasks: &str, count: usize, extra: &[&str]) -> Vec<Value> {
     let path = temp_path(&format!("gold-{env}.jsonl"));
-    let output = agentr(
-        &[
-            "gold",
-            env,
-            "--tasks",
-            tasks,
-            "--out",
-            path.to_str().unwrap(),
-        ],
-        "",
-    );
+    let mut args = vec![
+        "gold",
+        env,
+        "--tasks",
+        tasks,
+        "--out",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = agentr(&args, "");
     assert!(output.status.success(), "{}", text(&output.stderr));
     let solved = format!("solved {count}/{count} (100.0%)");
     assert!(
@@ -465,9 +469,10 @@ fn revise_reports_a_broken_tree_file_by_name() {
     );
 }
 
-/// A run of `agentr self-train` small enough for a test: an untrained-scale model whose
-/// searches find no reward, so the iteration keeps its model and says so; the finished stages
-/// are recorded and skipped on resume, and other settings are refused.
+/// A run of `agentr self-train` small enough for a test, over two environments (TextCraft and
+/// the synthetic WebShop): an untrained-scale model whose searches find no reward, so the
+/// iteration keeps its model and says so; the finished stages are recorded and skipped on
+/// resume, and other settings are refused.
 #[test]
 fn self_train_records_stages_resumes_and_refuses_other_settings() {
     let dir = temp_path("self-train");
@@ -475,7 +480,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         "preset": "quick",
         "mode": "agent-r",
         "judge": "env-feedback",
-        "envs": ["textcraft"],
+        "envs": ["textcraft", "webshop"],
         "seed": 0,
         "start_model": null,
         "bc": {"tasks": 3, "textcraft_seeds": [42], "renamed_worlds": 1, "observation_loss": true, "model": "tiny-xs", "epochs": 1, "lr": 0.002},
@@ -515,11 +520,14 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         [
             "bc/gold/textcraft/seed42",
             "bc/gold/textcraft/seed42-words1",
+            "bc/gold/webshop/gold",
             "bc/train",
             "bc/eval",
             "bc/reflection",
             "iter-1/trees/textcraft/collect",
+            "iter-1/trees/webshop/collect",
             "iter-1/revise/textcraft",
+            "iter-1/revise/webshop",
             "iter-1/eval",
             "iter-1/reflection",
         ]
@@ -531,24 +539,30 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
     assert_eq!(real.lines().count(), 3);
     assert_eq!(renamed.lines().count(), 3);
     assert_ne!(real, renamed);
+    let webshop = std::fs::read_to_string(dir.join("bc/gold-webshop-gold.jsonl")).unwrap();
+    assert_eq!(webshop.lines().count(), 3);
     let results: Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let evaluations = results["evaluations"].as_array().unwrap();
-    let stages: Vec<&str> = evaluations
+    let stages: Vec<String> = evaluations
         .iter()
-        .map(|row| row["stage"].as_str().unwrap())
+        .map(|row| format!("{} {}", row["stage"], row["env"]).replace('"', ""))
         .collect();
     assert_eq!(
         stages,
         [
-            "bc/eval",
-            "bc/reflection",
-            "iter-1/eval",
-            "iter-1/reflection"
+            "bc/eval textcraft",
+            "bc/eval webshop",
+            "bc/reflection textcraft",
+            "bc/reflection webshop",
+            "iter-1/eval textcraft",
+            "iter-1/eval webshop",
+            "iter-1/reflection textcraft",
+            "iter-1/reflection webshop"
         ]
     );
     assert_eq!(
-        evaluations[2]["repeats_per_episode"]
+        evaluations[4]["repeats_per_episode"]
             .as_array()
             .unwrap()
             .len(),
@@ -559,7 +573,10 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
         "bc/model/model.safetensors",
         "bc/eval/textcraft/summary.json",
         "bc/reflection/textcraft/summary.json",
+        "bc/eval/webshop/summary.json",
+        "iter-1/reflection/webshop/summary.json",
         "iter-1/samples-textcraft.stats.json",
+        "iter-1/samples-webshop.stats.json",
     ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
@@ -573,7 +590,7 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
     let again = run(&[]);
     let stderr = text(&again.stderr);
     assert!(again.status.success(), "{stderr}");
-    assert_eq!(stderr.matches("done earlier").count(), 9, "{stderr}");
+    assert_eq!(stderr.matches("done earlier").count(), 12, "{stderr}");
     // The same directory with other settings is refused.
     let other = agentr(
         &["self-train", "--out", dir.to_str().unwrap(), "--seed", "1"],
@@ -744,4 +761,104 @@ fn webshop_gold_collect_and_replay_run_on_the_synthetic_shop() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(std::fs::read_dir(&trees).unwrap().count(), 3);
     std::fs::remove_dir_all(&trees).unwrap();
+}
+
+/// The real-data path: a folder in the original files' schema (the products file written
+/// here, the attributes file the one in ../shared) loads, AgentGym's test ids apply, and the
+/// oracle's episodes replay to reward 1.
+#[test]
+fn webshop_runs_on_data_in_the_original_schema() {
+    let attributes_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/webshop/items_ins_v2_1000.json");
+    let attributes: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&attributes_path).unwrap()).unwrap();
+    let products: Vec<Value> = attributes
+        .iter()
+        .enumerate()
+        .map(|(i, (asin, entry))| {
+            let words: Vec<&str> = entry["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let pricing = if i % 4 == 0 {
+                format!("${}.99 - ${}.49", 5 + i % 30, 40 + i % 30)
+            } else {
+                format!("${}.{:02}", 3 + i % 60, i % 100)
+            };
+            let category = ["beauty", "food", "electronics", "fashion", "garden"][i % 5];
+            serde_json::json!({
+                "asin": asin,
+                "name": format!("Maker{} {} item {}", i % 37, words.join(" "), i % 11),
+                "category": category,
+                "query": words.first().copied().unwrap_or("goods"),
+                "product_category": "Home › Goods",
+                "full_description": format!("Item {i}: {}.", words.join(", ")),
+                "small_description": [format!("made with {}", words.join(" and "))],
+                "pricing": pricing,
+                "customization_options": if i % 3 == 0 {
+                    serde_json::json!({"Size": [{"value": "small"}, {"value": "large"}],
+                                       "Color": [{"value": "blue"}, {"value": "grey"}]})
+                } else {
+                    serde_json::json!({})
+                },
+            })
+        })
+        .collect();
+    let dir = temp_path("webshop-real");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("items_shuffle_1000.json"),
+        Value::Array(products).to_string(),
+    )
+    .unwrap();
+    std::fs::copy(&attributes_path, dir.join("items_ins_v2_1000.json")).unwrap();
+
+    let data = ["--webshop-data", dir.to_str().unwrap()];
+    let samples = gold_samples_with("webshop", "test[:5]", 5, &data);
+    // AgentGym's test ids (those below the goal count), in its order.
+    let agentgym: Vec<u64> = include_str!("../../agentr-envs/data/webshop_test.txt")
+        .split_whitespace()
+        .map(|id| id.parse().unwrap())
+        .collect();
+    let positions: Vec<usize> = samples
+        .iter()
+        .map(|s| {
+            let task = s["meta"]["task"].as_u64().unwrap();
+            agentgym.iter().position(|&id| id == task).unwrap()
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let sample = &samples[0];
+    let mut args = vec!["replay", "webshop", "--task"];
+    let task = sample["meta"]["task"].to_string();
+    args.push(&task);
+    args.extend_from_slice(&["--actions", "-"]);
+    args.extend_from_slice(&data);
+    let output = agentr(&args, &actions_of(sample));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let last: Value = serde_json::from_str(text(&output.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["reward"].as_f64(), Some(1.0));
+
+    // A folder without the files says what is missing.
+    let output = agentr(
+        &[
+            "gold",
+            "webshop",
+            "--tasks",
+            "test[:1]",
+            "--webshop-data",
+            "/nonexistent-webshop",
+        ],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("items_shuffle"),
+        "{}",
+        text(&output.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,14 +5,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Whether `observation` says the environment `env` refused the action: TextCraft's
-/// `Could not ...` / `Wrong item format`, ScienceWorld's `No known action matches that input.`
-pub fn is_rejection(env: &str, observation: &str) -> bool {
+/// Whether the environment `env` refused the action that turned `previous` (the observation
+/// the action answered) into `observation`: TextCraft's `Could not ...` / `Wrong item format`,
+/// ScienceWorld's `No known action matches that input.`; WebShop says nothing and repeats the
+/// page, so there an unchanged observation counts (which also counts the few valid actions
+/// that change nothing, such as selecting an option already selected: turns wasted all the same).
+pub fn is_rejection(env: &str, previous: &str, observation: &str) -> bool {
     match env {
         "textcraft" => {
             observation.starts_with("Could not") || observation.starts_with("Wrong item format")
         }
         "sciworld" => observation.starts_with("No known action matches that input"),
+        "webshop" => observation == previous,
         _ => false,
     }
 }
@@ -83,14 +87,29 @@ mod tests {
 
     #[test]
     fn rejections_by_environment() {
-        assert!(is_rejection("textcraft", "Could not find stick"));
-        assert!(is_rejection("textcraft", "Wrong item format: x"));
-        assert!(!is_rejection("textcraft", "Got 1 stick"));
+        assert!(is_rejection("textcraft", "", "Could not find stick"));
+        assert!(is_rejection("textcraft", "", "Wrong item format: x"));
+        assert!(!is_rejection("textcraft", "Got 1 stick", "Got 1 stick"));
         assert!(is_rejection(
             "sciworld",
+            "",
             "No known action matches that input."
         ));
-        assert!(!is_rejection("webshop", "Could not"));
+        assert!(!is_rejection(
+            "sciworld",
+            "You see a door.",
+            "You see a door."
+        ));
+        assert!(!is_rejection(
+            "webshop",
+            "WebShop [SEP] Search",
+            "Could not"
+        ));
+        assert!(is_rejection(
+            "webshop",
+            "WebShop [SEP] Search",
+            "WebShop [SEP] Search"
+        ));
     }
 
     proptest! {

@@ -80,6 +80,15 @@ pub struct JudgeRequest<'a> {
     pub step: StepView<'a>,
 }
 
+impl JudgeRequest<'_> {
+    /// The observation the judged step's action answered: the last step's, or the first.
+    pub fn previous_observation(&self) -> &str {
+        self.history
+            .last()
+            .map_or(self.task_description, |step| step.observation)
+    }
+}
+
 /// Labels single steps. Implementations: model judges (prompted with [`judge_prompt`], read
 /// with [`parse_judgement`]), and the model-free [`EnvFeedbackJudge`] and [`ScriptedJudge`].
 pub trait Judge: Send + Sync {
@@ -218,7 +227,11 @@ impl Judge for EnvFeedbackJudge {
     fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, NoError> {
         let step = request.step;
         let (label, rationale) =
-            if is_rejection(request.env, step.observation) {
+            if is_rejection(
+                request.env,
+                request.previous_observation(),
+                step.observation,
+            ) {
                 (
                     Label::Bad,
                     format!("The environment rejected the action: {}", step.observation),
@@ -441,6 +454,20 @@ mod tests {
         assert_eq!(
             label("webshop", vec![], view("click[x]", "page")),
             Label::Good
+        );
+        // WebShop repeats the page on a no-op: the first step against the first observation,
+        // later ones against the step before.
+        assert_eq!(
+            label("webshop", vec![], view("click[x]", "Goal: craft stick.")),
+            Label::Bad
+        );
+        assert_eq!(
+            label(
+                "webshop",
+                vec![view("search[a]", "results")],
+                view("click[x]", "results")
+            ),
+            Label::Bad
         );
     }
 

@@ -22,7 +22,7 @@ use agentr_mcts::{NodeId, Tree};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::judge::{Judge, Label, judge_prompt};
+use crate::judge::{Judge, JudgeRequest, Label, judge_prompt};
 use crate::pairs::Thresholds;
 use crate::revise::step_request;
 use crate::splice::sample;
@@ -51,9 +51,13 @@ pub fn tree_label(tree: &Tree, id: NodeId, thresholds: &Thresholds) -> Option<La
     }
 }
 
-/// The answer a judge should give for a step labelled `label` whose result was `observation`.
-fn answer(env: &str, label: Label, observation: &str) -> String {
-    let rejected = is_rejection(env, observation);
+/// The answer a judge should give for the step of `request`, labelled `label`.
+fn answer(request: &JudgeRequest<'_>, label: Label) -> String {
+    let rejected = is_rejection(
+        request.env,
+        request.previous_observation(),
+        request.step.observation,
+    );
     let reasons = match (label, rejected) {
         (Label::Bad, true) => {
             "The environment did not carry out this action, so the step wasted a turn. A \
@@ -167,10 +171,7 @@ pub fn judge_samples(
             let request = step_request(tree, id, &positions);
             let node = &tree.nodes[id];
             let mut messages = judge_prompt(&request);
-            messages.push(Message::assistant(
-                answer(&tree.env, wanted, &node.observation),
-                true,
-            ));
+            messages.push(Message::assistant(answer(&request, wanted), true));
             sample(
                 messages,
                 json!({

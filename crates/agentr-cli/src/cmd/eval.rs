@@ -129,9 +129,12 @@ impl ActionCounts {
         turns: &[Message],
         revision_turns_sent: bool,
         extract_action: impl Fn(&str) -> String,
-        is_rejection: impl Fn(&str) -> bool,
+        first_observation: &str,
+        is_rejection: impl Fn(&str, &str) -> bool,
     ) -> Vec<String> {
         let mut actions = Vec::new();
+        // The environment's last answer (acknowledged revision turns never reach it).
+        let mut previous = first_observation;
         for pair in turns.chunks(2) {
             if let [response, observation] = pair {
                 if response.role != Role::Assistant {
@@ -142,7 +145,8 @@ impl ActionCounts {
                     self.revisions += 1;
                 } else {
                     self.actions += 1;
-                    self.rejected += usize::from(is_rejection(&observation.content));
+                    self.rejected += usize::from(is_rejection(previous, &observation.content));
+                    previous = &observation.content;
                     actions.push(action);
                 }
             }
@@ -323,7 +327,8 @@ pub fn run(args: Args) -> Result<()> {
                     turns,
                     args.send_revision_turns,
                     |response| reader.extract_action(response),
-                    |observation| is_rejection(env_name, observation),
+                    &episode.messages[2 + 2 * cut].content,
+                    |previous, observation| is_rejection(env_name, previous, observation),
                 );
                 actions_per_episode.push(episode_actions);
             }
@@ -422,7 +427,8 @@ mod tests {
             &turns(pairs),
             sent,
             |response| response.rsplit("Action: ").next().unwrap_or("").to_owned(),
-            |observation| observation.starts_with("Could not"),
+            "Goal: craft y.",
+            |_, observation| observation.starts_with("Could not"),
         );
         (counts, actions)
     }
@@ -451,6 +457,30 @@ mod tests {
         assert_eq!(
             (counts.actions, counts.rejected, counts.revisions),
             (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn unchanged_pages_compare_with_the_last_environment_answer() {
+        // WebShop's rule: a no-op repeats the page. An acknowledged revision turn in between
+        // must not hide the second no-op.
+        let pairs = [
+            ("Action: click[x]", "Search"),
+            ("Thought: that was wrong.\nAction: wait", "ok."),
+            ("Action: click[y]", "Search"),
+            ("Action: search[shoes]", "Results"),
+        ];
+        let mut counts = ActionCounts::default();
+        counts.add(
+            &turns(&pairs),
+            false,
+            |response| response.rsplit("Action: ").next().unwrap_or("").to_owned(),
+            "Search",
+            |previous, observation| is_rejection("webshop", previous, observation),
+        );
+        assert_eq!(
+            (counts.actions, counts.rejected, counts.revisions),
+            (3, 2, 1)
         );
     }
 }

@@ -39,6 +39,18 @@ impl WebShopOracle {
         WebShopOracle { data }
     }
 
+    /// The search for the goal product's title and description.
+    fn described_search(&self, goal: &Goal) -> String {
+        let description = self
+            .data
+            .product(&goal.asin)
+            .map_or("", |product| product.description.as_str());
+        let words = format!("{} {description}", goal.name)
+            .to_lowercase()
+            .replace(['[', ']'], " ");
+        format!("search[{}]", words.trim())
+    }
+
     fn view<'a>(&'a self, conversation: &'a [Message]) -> Result<View<'a>, EnvError> {
         let unreadable = |message: &str| EnvError::UnreadableObservation {
             env: NAME,
@@ -149,8 +161,9 @@ impl Expert for WebShopOracle {
                 ));
             }
         }
-        // Results without the product (after a broader search, say): search for its title,
-        // unless that is the search that gave these results.
+        // Results without the product: after a broader search (a mistake, say) search for its
+        // title; after the title search (in a large catalogue many products share a title)
+        // search for its title and description, whose rarer words single it out.
         let title_search = format!("search[{}]", goal.name.to_lowercase());
         let last_search = conversation
             .iter()
@@ -159,14 +172,25 @@ impl Expert for WebShopOracle {
             .map(|m| after_last_action(&m.content).trim().to_lowercase())
             .find(|action| action.starts_with("search["));
         if is_results && last_search.as_deref() != Some(title_search.as_str()) {
+            let described_search = self.described_search(goal);
+            if last_search.as_deref() != Some(described_search.as_str()) {
+                return Ok(response(
+                    "The product is not among these results; I search for it by name.",
+                    &title_search,
+                ));
+            }
+        } else if is_results {
             return Ok(response(
-                "The product is not among these results; I search for it by name.",
-                &title_search,
+                "Several products share that name; I add what its description says.",
+                &self.described_search(goal),
             ));
         }
         Err(EnvError::NoPlan {
             env: NAME,
-            message: format!("search does not find {} for its title", goal.asin),
+            message: format!(
+                "search does not find {} for its title or description",
+                goal.asin
+            ),
         })
     }
 
@@ -178,7 +202,7 @@ impl Expert for WebShopOracle {
         let others: Vec<&str> = page
             .iter()
             .copied()
-            .filter(|p| self.data.catalogue().by_asin(p).is_some() && *p != goal.asin)
+            .filter(|p| *p != goal.asin && self.data.product(p).is_some())
             .collect();
         if !others.is_empty() && rng.unit_f64() < 0.7 {
             let asin = others[rng.index(others.len())];

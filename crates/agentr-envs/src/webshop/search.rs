@@ -1,5 +1,12 @@
 //! Product search: BM25 (tantivy) over the fields the original engine indexed: title,
-//! description, first bullet point and option values, lowercased.
+//! description, first bullet point and option values.
+//!
+//! Text is analysed as the original's Lucene index (pyserini's default English analyser) did:
+//! split into alphanumeric words, lowercased, Lucene's 33 English stop words removed, words
+//! stemmed. Two differences remain: the stemmer is Snowball's English (Porter2) rather than
+//! Lucene's Porter, and BM25 uses tantivy's k1 = 1.2, b = 0.75 rather than pyserini's
+//! k1 = 0.9, b = 0.4 (tantivy fixes them). Dropping stop words also keeps searches for whole
+//! instructions fast: `a`, `for` and `with` occur in nearly every product.
 //!
 //! An index is built once per catalogue and kept on disk under a folder named by the
 //! catalogue's digest, so a changed catalogue never reads a stale index; it is written into a
@@ -9,9 +16,15 @@
 use std::path::{Path, PathBuf};
 
 use tantivy::collector::TopDocs;
+use tantivy::columnar::Column;
 use tantivy::query::QueryParser;
-use tantivy::schema::{FAST, Field, STORED, Schema, TEXT};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
+use tantivy::schema::{
+    FAST, Field, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument};
 
 use super::catalogue::{Catalogue, Product};
 use crate::EnvError;
@@ -23,6 +36,25 @@ pub const RESULT_LIMIT: usize = 50;
 const WRITER_HEAP: usize = 256 << 20;
 /// Written last into a finished index folder.
 const MARKER: &str = ".complete";
+/// The name the analyser is registered under; part of the cache folder's name, so an index
+/// written with another analysis is never read (bump it when [`analyzer`] changes).
+const ANALYZER: &str = "webshop-en1";
+/// Lucene's English stop words (`EnglishAnalyzer.ENGLISH_STOP_WORDS_SET`).
+const STOP_WORDS: [&str; 33] = [
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with",
+];
+
+/// Words of at most 40 bytes, lowercased, stop words removed, stemmed.
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::remove(STOP_WORDS.map(str::to_owned)))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
 
 /// The text a product is found by.
 pub fn searchable_text(product: &Product) -> String {
@@ -42,14 +74,17 @@ pub fn searchable_text(product: &Product) -> String {
 
 /// A searchable index of one catalogue.
 pub struct SearchIndex {
-    reader: IndexReader,
+    /// The index is never written after it is opened, so one searcher serves every search.
+    searcher: Searcher,
+    /// Per segment, the column of catalogue positions (opened once, not per hit).
+    positions: Vec<Column<u64>>,
     parser: QueryParser,
 }
 
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SearchIndex")
-            .field("documents", &self.reader.searcher().num_docs())
+            .field("documents", &self.searcher.num_docs())
             .finish()
     }
 }
@@ -57,8 +92,21 @@ impl std::fmt::Debug for SearchIndex {
 fn schema() -> (Schema, Field, Field) {
     let mut builder = Schema::builder();
     let id = builder.add_u64_field("id", FAST | STORED);
-    let text = builder.add_text_field("text", TEXT);
+    // Frequencies without positions: searches are bags of words, never phrases.
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(ANALYZER)
+        .set_index_option(IndexRecordOption::WithFreqs);
+    let text = builder.add_text_field(
+        "text",
+        TextOptions::default().set_indexing_options(indexing),
+    );
     (builder.build(), id, text)
+}
+
+/// `index` with the analyser registered (an index stores only the analyser's name).
+fn with_analyzer(index: Index) -> Index {
+    index.tokenizers().register(ANALYZER, analyzer());
+    index
 }
 
 fn search_error(what: &str, e: impl std::fmt::Display) -> EnvError {
@@ -72,7 +120,7 @@ impl SearchIndex {
     /// An index in memory (tests, small catalogues).
     pub fn in_memory(catalogue: &Catalogue) -> Result<Self, EnvError> {
         let (schema, id, text) = schema();
-        let index = Index::create_in_ram(schema);
+        let index = with_analyzer(Index::create_in_ram(schema));
         fill(&index, catalogue, id, text)?;
         Self::over(index, text)
     }
@@ -84,6 +132,7 @@ impl SearchIndex {
             build_in(catalogue, &folder)?;
         }
         let index = Index::open_in_dir(&folder)
+            .map(with_analyzer)
             .map_err(|e| search_error(&format!("opening {}", folder.display()), e))?;
         let (_, _, text) = schema();
         let text = index.schema().get_field("text").unwrap_or(text);
@@ -91,13 +140,24 @@ impl SearchIndex {
     }
 
     fn over(index: Index, text: Field) -> Result<Self, EnvError> {
-        let reader = index
+        let reader: IndexReader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| search_error("opening a reader", e))?;
+        let searcher = reader.searcher();
+        let positions = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.fast_fields().u64("id"))
+            .collect::<Result<_, _>>()
+            .map_err(|e| search_error("reading ids", e))?;
         let parser = QueryParser::for_index(&index, vec![text]);
-        Ok(SearchIndex { reader, parser })
+        Ok(SearchIndex {
+            searcher,
+            positions,
+            parser,
+        })
     }
 
     /// Catalogue positions of the best matches for `keywords`, best first (at most
@@ -109,22 +169,21 @@ impl SearchIndex {
             .chars()
             .map(|c| if c.is_alphanumeric() { c } else { ' ' })
             .collect();
-        if words.trim().is_empty() {
+        let (query, _) = self.parser.parse_query_lenient(&words);
+        // Nothing left to match (no words, or only stop words): no results, as in Lucene (an
+        // empty query would otherwise match every product).
+        let mut has_terms = false;
+        query.query_terms(&mut |_, _| has_terms = true);
+        if !has_terms {
             return Ok(Vec::new());
         }
-        let (query, _) = self.parser.parse_query_lenient(&words);
-        let searcher = self.reader.searcher();
-        let top = searcher
+        let top = self
+            .searcher
             .search(&query, &TopDocs::with_limit(RESULT_LIMIT).order_by_score())
             .map_err(|e| search_error("searching", e))?;
         let mut scored = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let ids = searcher
-                .segment_reader(address.segment_ord)
-                .fast_fields()
-                .u64("id")
-                .map_err(|e| search_error("reading ids", e))?;
-            if let Some(id) = ids.first(address.doc_id) {
+            if let Some(id) = self.positions[address.segment_ord as usize].first(address.doc_id) {
                 scored.push((score, id as usize));
             }
         }
@@ -135,7 +194,7 @@ impl SearchIndex {
 
 /// Where the index of `catalogue` lives under `cache`.
 pub fn index_folder(catalogue: &Catalogue, cache: &Path) -> PathBuf {
-    cache.join(format!("webshop-index-{}", &catalogue.digest()[..16]))
+    cache.join(format!("index-{ANALYZER}-{}", &catalogue.digest()[..16]))
 }
 
 fn fill(index: &Index, catalogue: &Catalogue, id: Field, text: Field) -> Result<(), EnvError> {
@@ -164,6 +223,7 @@ fn build_in(catalogue: &Catalogue, folder: &Path) -> Result<(), EnvError> {
     std::fs::create_dir_all(&staging).map_err(|e| EnvError::io(&staging, e))?;
     let (schema, id, text) = schema();
     let index = Index::create_in_dir(&staging, schema)
+        .map(with_analyzer)
         .map_err(|e| search_error(&format!("creating {}", staging.display()), e))?;
     fill(&index, catalogue, id, text)?;
     drop(index);
@@ -235,9 +295,44 @@ mod tests {
         assert_eq!(all, vec![0, 1, 2, 3]);
         // The second bullet is not indexed.
         assert!(index.search("secret").unwrap().is_empty());
+        // Stemmed and without stop words, as the original's Lucene analyser.
+        let mut shoes = index.search("the shoe that runs").unwrap();
+        shoes.sort_unstable();
+        assert_eq!(shoes, vec![0, 2]);
+        assert!(index.search("with and the").unwrap().is_empty());
         // Query syntax is read as words, never an error.
         assert_eq!(index.search("hoodie AND (").unwrap(), vec![1]);
         assert!(index.search("  ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn rebuilt_indexes_rank_identically() {
+        // Two disk builds in separate caches and one in memory, over a synthetic catalogue
+        // large enough for many score ties: the same ranked ids for every query.
+        let catalogue = crate::webshop::synthetic::generate(3000, 7);
+        let root = std::env::temp_dir().join(format!("agentr-index-det-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let builds = [
+            SearchIndex::cached(&catalogue, &root.join("a")).unwrap(),
+            SearchIndex::cached(&catalogue, &root.join("b")).unwrap(),
+            SearchIndex::in_memory(&catalogue).unwrap(),
+        ];
+        let queries = catalogue
+            .products
+            .iter()
+            .step_by(37)
+            .flat_map(|p| [p.name.clone(), p.query.clone(), p.attributes.join(" ")]);
+        let mut compared = 0;
+        for query in queries {
+            let first = builds[0].search(&query).unwrap();
+            assert!(!first.is_empty(), "{query}");
+            for other in &builds[1..] {
+                assert_eq!(other.search(&query).unwrap(), first, "{query}");
+            }
+            compared += 1;
+        }
+        assert!(compared > 200);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::catalogue::Catalogue;
+use super::catalogue::{Catalogue, Product};
 use super::goals::{DEFAULT_GOAL_SEED, Goal, split_by_product, synthetic_goals};
 use super::reward::{Wanted, reward};
 use super::search::SearchIndex;
@@ -146,6 +146,13 @@ impl ShopData {
     /// The catalogue.
     pub fn catalogue(&self) -> &Catalogue {
         &self.catalogue
+    }
+
+    /// The product with this id (case-insensitive), found through the id map.
+    pub fn product(&self, asin: &str) -> Option<&Product> {
+        self.positions
+            .get(&asin.to_lowercase())
+            .map(|&i| &self.catalogue.products[i])
     }
 
     /// The goals; a task id indexes them.

@@ -201,6 +201,44 @@ fn the_oracle_scores_one_on_every_synthetic_test_goal() {
     assert!(asins(&train).is_disjoint(&asins(&env.task_ids(Split::Test))));
 }
 
+/// Regression: in the 100k synthetic catalogue a goal's product was not among the 50 results
+/// for its own title (many products share it), and the oracle gave up. It now searches for the
+/// title and description.
+#[test]
+fn the_oracle_finds_a_product_whose_title_is_shared_by_more_than_fifty() {
+    let products = (0..70)
+        .map(|i| {
+            let mut shoe = product(&format!("B{i:03}"), "Runner Shoes", 30.0, &[]);
+            shoe.description = format!("runner shoes woven from fibre{i}");
+            // Distinct instructions: the oracle knows its goal by the instruction text.
+            shoe.instruction.as_mut().unwrap().text = format!("i need shoes of fibre{i}");
+            shoe
+        })
+        .collect();
+    let data = Arc::new(ShopData::from_catalogue(Catalogue { products }, None).unwrap());
+    let target = data
+        .goals()
+        .iter()
+        .position(|g| g.asin == "B065")
+        .expect("a goal for B065");
+    let mut env = WebShop::new(Arc::clone(&data));
+    let oracle = WebShopOracle::new(Arc::clone(&data));
+    let episode = rollout::<EnvError, _>(
+        &mut env,
+        TaskId(target as u64),
+        RolloutOptions::default(),
+        |c| oracle.respond(c),
+    )
+    .unwrap();
+    assert_eq!(episode.reward, 1.0, "{:?}", episode.messages);
+    let actions: Vec<String> = episode.responses().map(|r| env.extract_action(r)).collect();
+    assert_eq!(actions[0], "search[runner shoes]");
+    assert!(
+        actions.contains(&"search[runner shoes runner shoes woven from fibre65]".to_string()),
+        "{actions:?}"
+    );
+}
+
 #[test]
 fn the_noisy_oracle_and_snapshots_agree_with_replay() {
     let mut env = shop();
