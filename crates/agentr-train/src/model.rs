@@ -280,6 +280,114 @@ impl Llama {
         Ok(model)
     }
 
+    /// The name and shape of every parameter a model of `config` has (Hugging Face Llama
+    /// names, row-major shapes: a projection is `[out_features, in_features]`), sorted by name:
+    /// what [`Llama::from_weights`] expects and [`Llama::parameters`] returns.
+    pub fn parameter_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+        let hidden = config.hidden_size;
+        let kv_width = config.num_key_value_heads * config.head_dim();
+        let inner = config.intermediate_size;
+        let mut shapes = vec![
+            (
+                "model.embed_tokens.weight".to_owned(),
+                vec![config.vocab_size, hidden],
+            ),
+            ("model.norm.weight".to_owned(), vec![hidden]),
+        ];
+        if !config.tie_word_embeddings {
+            shapes.push(("lm_head.weight".to_owned(), vec![config.vocab_size, hidden]));
+        }
+        for index in 0..config.num_hidden_layers {
+            let layer = format!("model.layers.{index}");
+            for (name, shape) in [
+                ("input_layernorm", vec![hidden]),
+                ("post_attention_layernorm", vec![hidden]),
+                ("self_attn.q_proj", vec![hidden, hidden]),
+                ("self_attn.k_proj", vec![kv_width, hidden]),
+                ("self_attn.v_proj", vec![kv_width, hidden]),
+                ("self_attn.o_proj", vec![hidden, hidden]),
+                ("mlp.gate_proj", vec![inner, hidden]),
+                ("mlp.up_proj", vec![inner, hidden]),
+                ("mlp.down_proj", vec![hidden, inner]),
+            ] {
+                shapes.push((format!("{layer}.{name}.weight"), shape));
+            }
+        }
+        shapes.sort_by(|a, b| a.0.cmp(&b.0));
+        shapes
+    }
+
+    /// A model of `config` with the given weights, by Hugging Face name (see
+    /// [`Llama::parameter_shapes`]; `lm_head.weight` only when the embeddings are untied).
+    /// Every expected tensor must be present with its exact shape and nothing else may be:
+    /// the error lists the missing, unexpected and misshaped names. Tensors of other dtypes
+    /// are converted to f32; all are copied onto `device` as fresh trainable parameters.
+    pub fn from_weights(
+        config: ModelConfig,
+        mut weights: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let expected = Self::parameter_shapes(&config);
+        let mut problems = Vec::new();
+        let mut listed = |kind: &str, names: Vec<String>| {
+            if !names.is_empty() {
+                let shown = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+                let more = names.len().saturating_sub(6);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                problems.push(format!("{kind} {shown}{more}"));
+            }
+        };
+        let missing = expected
+            .iter()
+            .filter(|(name, _)| !weights.contains_key(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        listed("missing", missing);
+        let known: std::collections::HashSet<&str> =
+            expected.iter().map(|(name, _)| name.as_str()).collect();
+        let mut unexpected: Vec<String> = weights
+            .keys()
+            .filter(|name| !known.contains(name.as_str()))
+            .cloned()
+            .collect();
+        unexpected.sort();
+        listed("unexpected", unexpected);
+        let misshaped = expected
+            .iter()
+            .filter_map(|(name, shape)| {
+                let found = weights.get(name)?.dims();
+                (found != shape.as_slice())
+                    .then(|| format!("{name} (expected {shape:?}, found {found:?})"))
+            })
+            .collect();
+        listed("misshaped", misshaped);
+        if !problems.is_empty() {
+            return Err(TrainError::Config(format!(
+                "the weights do not fit the model: {}",
+                problems.join("; ")
+            )));
+        }
+        let varmap = VarMap::new();
+        {
+            let mut data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+            for (name, _) in &expected {
+                let Some(tensor) = weights.remove(name) else {
+                    continue;
+                };
+                // Detached first, so that a parameter of another model is copied, not shared.
+                let tensor = tensor.detach().to_dtype(DType::F32)?.to_device(device)?;
+                data.insert(name.clone(), Var::from_tensor(&tensor)?);
+            }
+        }
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        Self::build(config, vb, varmap, device)
+    }
+
     /// Loads `config.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
         let config_path = dir.join("config.json");
@@ -725,6 +833,84 @@ pub(crate) mod tests {
         assert!((4_000_000..6_000_000).contains(&s), "tiny-s has {s}");
         assert!((17_000_000..23_000_000).contains(&m), "tiny-m has {m}");
         assert!(ModelConfig::preset("huge", 10).is_none());
+    }
+
+    #[test]
+    fn parameter_shapes_match_the_built_model() {
+        for tie in [true, false] {
+            let model = Llama::new(small(tie), &Device::Cpu, 1).unwrap();
+            let built: Vec<(String, Vec<usize>)> = model
+                .parameters()
+                .into_iter()
+                .map(|(name, var)| (name, var.dims().to_vec()))
+                .collect();
+            assert_eq!(built, Llama::parameter_shapes(&small(tie)));
+        }
+    }
+
+    #[test]
+    fn from_weights_rebuilds_a_model_and_names_what_is_wrong() {
+        for tie in [true, false] {
+            let model = Llama::new(small(tie), &Device::Cpu, 5).unwrap();
+            let weights: HashMap<String, Tensor> = model
+                .parameters()
+                .into_iter()
+                .map(|(name, var)| (name, var.as_tensor().clone()))
+                .collect();
+            let rebuilt = Llama::from_weights(small(tie), weights.clone(), &Device::Cpu).unwrap();
+            assert_eq!(flat_weights(&rebuilt), flat_weights(&model));
+            let input = ids(1, 7);
+            let logits = |m: &Llama| {
+                m.forward(&input, None)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            assert_eq!(logits(&rebuilt), logits(&model));
+            // The copy owns its parameters: changing one leaves the source alone.
+            let (name, var) = &rebuilt.parameters()[0];
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            assert_ne!(
+                flat_weights(&rebuilt),
+                flat_weights(&model),
+                "{name} is shared"
+            );
+
+            let mut broken = weights.clone();
+            broken.remove("model.layers.1.mlp.up_proj.weight");
+            broken.insert(
+                "model.layers.0.self_attn.k_proj.weight".into(),
+                Tensor::zeros((3, 32), DType::F32, &Device::Cpu).unwrap(),
+            );
+            broken.insert(
+                "model.layers.9.mlp.up_proj.weight".into(),
+                Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+            );
+            let message = Llama::from_weights(small(tie), broken, &Device::Cpu)
+                .err()
+                .expect("broken weights are refused")
+                .to_string();
+            for part in [
+                "missing model.layers.1.mlp.up_proj.weight",
+                "unexpected model.layers.9.mlp.up_proj.weight",
+                "misshaped model.layers.0.self_attn.k_proj.weight (expected [16, 32], found [3, 32])",
+            ] {
+                assert!(message.contains(part), "{message}");
+            }
+        }
+        let weights: HashMap<String, Tensor> = Llama::new(small(true), &Device::Cpu, 5)
+            .unwrap()
+            .parameters()
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().clone()))
+            .collect();
+        let message = Llama::from_weights(small(false), weights, &Device::Cpu)
+            .err()
+            .expect("an untied model needs lm_head")
+            .to_string();
+        assert!(message.contains("missing lm_head.weight"), "{message}");
     }
 
     #[test]

@@ -92,7 +92,11 @@ impl ChatTokenizer {
         Self::from_tokenizer(tokenizer)
     }
 
-    fn from_tokenizer(inner: Tokenizer) -> Result<Self, TrainError> {
+    /// Wraps any `tokenizers` tokenizer whose vocabulary holds the three chat tokens
+    /// ([`IM_START`], [`IM_END`], [`END_OF_TEXT`]); it should treat them as special (added)
+    /// tokens so that they are matched in text and dropped by [`ChatTokenizer::decode`].
+    /// Errors when one of them is missing.
+    pub fn from_tokenizer(inner: Tokenizer) -> Result<Self, TrainError> {
         let id = |token: &str| {
             inner
                 .token_to_id(token)
@@ -122,6 +126,16 @@ impl ChatTokenizer {
             path: path.to_owned(),
             source,
         })
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner
+    }
+
+    /// The start-of-turn token.
+    pub fn im_start(&self) -> u32 {
+        self.im_start
     }
 
     /// Tokens in the vocabulary, chat tokens included.

@@ -14,14 +14,17 @@ use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::envs::{EnvName, EnvOptions};
+use crate::remote::OpenAiSpec;
 
 /// Which policy proposes responses.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicySpec {
     /// `noisy-expert:<epsilon>`: the environment's expert with seeded mistakes.
     NoisyExpert(f64),
-    /// `model:DIR`: a model trained with `agentr train`.
+    /// `model:DIR`: a model trained with `agentr train` (or a .gguf file, or smollm2-135m).
     Model(PathBuf),
+    /// `openai:MODEL@BASE_URL`: a model on an OpenAI-compatible server.
+    OpenAi(OpenAiSpec),
 }
 
 impl FromStr for PolicySpec {
@@ -29,6 +32,7 @@ impl FromStr for PolicySpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             Some(("model", dir)) if !dir.is_empty() => Ok(PolicySpec::Model(PathBuf::from(dir))),
+            Some(("openai", rest)) => OpenAiSpec::parse(rest).map(PolicySpec::OpenAi),
             Some(("noisy-expert", eps)) => match eps.parse::<f64>() {
                 Ok(eps) if (0.0..=1.0).contains(&eps) => Ok(PolicySpec::NoisyExpert(eps)),
                 _ => Err(format!(
@@ -39,7 +43,8 @@ impl FromStr for PolicySpec {
                 Err("give the mistake probability: noisy-expert:0.3".into())
             }
             _ => Err(format!(
-                "unknown policy `{s}` (available: noisy-expert:<epsilon>)"
+                "unknown policy `{s}` (available: noisy-expert:<epsilon>, model:DIR, \
+                 openai:MODEL@BASE_URL)"
             )),
         }
     }
@@ -51,7 +56,8 @@ pub struct Args {
     /// The environment.
     #[arg(long)]
     pub(crate) env: EnvName,
-    /// The policy: noisy-expert:<epsilon> or model:DIR.
+    /// The policy: noisy-expert:<epsilon>, model:DIR, or openai:MODEL@BASE_URL (an
+    /// OpenAI-compatible server; API key from $OPENAI_API_KEY).
     #[arg(long)]
     pub(crate) policy: PolicySpec,
     /// Tasks: train, test, all, train[:50], 0..50, 3,7,9 (comma-separated parts combine).
@@ -120,8 +126,12 @@ pub fn run(args: Args) -> Result<()> {
             run_with(&args, &config, &tasks, &factory, &policy)
         }
         PolicySpec::Model(dir) => {
-            let policy = ModelAgent::load(dir, &Device::Cpu)
+            let policy = ModelAgent::load(&crate::models::model_path(dir)?, &Device::Cpu)
                 .with_context(|| format!("loading the policy model from {}", dir.display()))?;
+            run_with(&args, &config, &tasks, &factory, &policy)
+        }
+        PolicySpec::OpenAi(spec) => {
+            let policy = spec.client(None)?;
             run_with(&args, &config, &tasks, &factory, &policy)
         }
     }
@@ -214,12 +224,22 @@ mod tests {
             "model:runs/a".parse::<PolicySpec>(),
             Ok(PolicySpec::Model("runs/a".into()))
         );
+        assert_eq!(
+            "openai:qwen@http://localhost:8000/v1".parse::<PolicySpec>(),
+            Ok(PolicySpec::OpenAi(OpenAiSpec {
+                model: "qwen".into(),
+                base_url: "http://localhost:8000/v1".into()
+            }))
+        );
         for bad in [
             "noisy-expert",
             "noisy-expert:2",
             "noisy-expert:x",
             "model",
             "model:",
+            "openai:",
+            "openai:qwen",
+            "openai:http://localhost:8000/v1",
         ] {
             assert!(bad.parse::<PolicySpec>().is_err(), "{bad}");
         }

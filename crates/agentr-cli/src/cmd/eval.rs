@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,6 +12,7 @@ use agentr_envs::episode::{Episode, RevisionTurns, RolloutOptions, continue_from
 use agentr_envs::metrics::{LoopStats, is_rejection};
 use agentr_envs::rng::Rng;
 use agentr_envs::{Message, Role, TaskId, TaskSpec};
+use agentr_train::openai::ChatClient;
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
@@ -19,6 +21,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::envs::{EnvName, EnvOptions};
+use crate::remote::OpenAiSpec;
 use crate::samples::read_samples;
 
 /// Arguments of `agentr eval`.
@@ -27,9 +30,10 @@ pub struct Args {
     /// The environment.
     #[arg(long)]
     pub(crate) env: EnvName,
-    /// Model folder from `agentr train`.
+    /// Model folder from `agentr train`, a .gguf file, smollm2-135m, or
+    /// openai:MODEL@BASE_URL (an OpenAI-compatible server; API key from $OPENAI_API_KEY).
     #[arg(long, value_name = "DIR")]
-    pub(crate) model: PathBuf,
+    pub(crate) model: ModelSpec,
     /// Tasks to play (default: the environment's test ids).
     #[arg(long, default_value = "test")]
     pub(crate) tasks: TaskSpec,
@@ -68,6 +72,40 @@ pub struct Args {
     pub(crate) out: PathBuf,
     #[command(flatten)]
     pub(crate) env_options: EnvOptions,
+}
+
+/// The evaluated model: a folder, or a model on an OpenAI-compatible server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// A model folder from `agentr train`.
+    Dir(PathBuf),
+    /// `openai:MODEL@BASE_URL`.
+    OpenAi(OpenAiSpec),
+}
+
+impl FromStr for ModelSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("openai:") {
+            Some(rest) => OpenAiSpec::parse(rest).map(ModelSpec::OpenAi),
+            None => Ok(ModelSpec::Dir(PathBuf::from(s))),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSpec::Dir(dir) => write!(f, "{}", dir.display()),
+            ModelSpec::OpenAi(spec) => write!(f, "{spec}"),
+        }
+    }
+}
+
+/// What answers during evaluation.
+enum Responder {
+    Local(Box<ModelAgent>),
+    Remote(Box<ChatClient>),
 }
 
 fn file_digest(path: &Path) -> Result<String> {
@@ -224,10 +262,19 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let tasks: Vec<TaskId> = jobs.iter().map(|j| j.task).collect();
-    let mut agent = ModelAgent::load(&args.model, &Device::Cpu)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    agent.generation.max_new_tokens = args.max_tokens;
-    let model_digest = file_digest(&args.model.join("model.safetensors"))?;
+    let (responder, model_digest) = match &args.model {
+        ModelSpec::Dir(dir) => {
+            let mut agent = ModelAgent::load(&crate::models::model_path(dir)?, &Device::Cpu)
+                .with_context(|| format!("loading {}", dir.display()))?;
+            agent.generation.max_new_tokens = args.max_tokens;
+            let digest = file_digest(&dir.join("model.safetensors"))?;
+            (Responder::Local(Box::new(agent)), Some(digest))
+        }
+        ModelSpec::OpenAi(spec) => (
+            Responder::Remote(Box::new(spec.client(Some(args.max_tokens))?)),
+            None,
+        ),
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let options = RolloutOptions {
@@ -264,13 +311,19 @@ pub fn run(args: Args) -> Result<()> {
                         let seed =
                             agentr_envs::rng::Rng::from_parts(&[args.sampling_seed, task.0, round])
                                 .next_u64();
-                        agent
-                            .respond(chat, 1, args.temperature, seed)
-                            .map_err(EpisodeError::Model)?
-                            .pop()
-                            .ok_or_else(|| {
-                                EpisodeError::Model(TrainError::Config("no response".into()))
-                            })
+                        match &responder {
+                            Responder::Local(agent) => {
+                                agent.respond(chat, 1, args.temperature, seed)
+                            }
+                            Responder::Remote(client) => {
+                                client.sample_chat(chat, 1, args.temperature, args.max_tokens, seed)
+                            }
+                        }
+                        .map_err(EpisodeError::Model)?
+                        .pop()
+                        .ok_or_else(|| {
+                            EpisodeError::Model(TrainError::Config("no response".into()))
+                        })
                     };
                     let episode = match &job.prefix {
                         None => rollout::<EpisodeError, _>(env.as_mut(), task, options, respond),
@@ -314,7 +367,9 @@ pub fn run(args: Args) -> Result<()> {
                 // evaluated model's; the metrics count those.
                 let cut = job.prefix.as_ref().map_or(0, |(_, cut)| *cut);
                 let mut sample = episode.to_sample();
-                sample.meta.insert("model".into(), json!(args.model));
+                sample
+                    .meta
+                    .insert("model".into(), json!(args.model.to_string()));
                 if job.prefix.is_some() {
                     sample.meta.insert("cut".into(), json!(cut));
                 }
@@ -367,7 +422,7 @@ pub fn run(args: Args) -> Result<()> {
                 "cut_seed": args.cut_seed,
                 "continue_rounds": args.continue_rounds,
             })),
-            "model": args.model,
+            "model": args.model.to_string(),
             "model_sha256": model_digest,
         },
         "metrics": {

@@ -10,7 +10,8 @@ use candle_core::Device;
 /// Arguments of `agentr generate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    /// Model folder (config.json, model.safetensors, tokenizer.json), a .gguf file, or
+    /// smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
     /// The user message.
@@ -34,7 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut agent = ModelAgent::load(&args.model, &Device::Cpu)?;
+    let mut agent = ModelAgent::load(&crate::models::model_path(&args.model)?, &Device::Cpu)?;
     agent.generation.max_new_tokens = args.max_tokens;
     agent.generation.top_p = args.top_p;
     let outputs = agent.respond(

@@ -10,10 +10,13 @@ use agentr_revise::{
     PairCondition, ReviseConfig, ScriptedJudge, Signals, Stats, Thresholds, alpha_for_iteration,
     judge_agreement, judge_samples, revise_tree,
 };
+use agentr_train::openai::ChatClient;
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::remote::OpenAiSpec;
 
 /// Which judge finds the transition points in agent-r mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +25,11 @@ pub enum JudgeSpec {
     EnvFeedback,
     /// `scripted:FILE`: labels from a JSON file.
     Scripted(PathBuf),
-    /// `model:DIR`: a model trained with `agentr train`, prompted as a verifier.
+    /// `model:DIR`: a model trained with `agentr train` (or a .gguf file, or smollm2-135m),
+    /// prompted as a verifier.
     Model(PathBuf),
+    /// `openai:MODEL@BASE_URL`: a model on an OpenAI-compatible server, prompted the same way.
+    OpenAi(OpenAiSpec),
 }
 
 impl FromStr for JudgeSpec {
@@ -35,8 +41,10 @@ impl FromStr for JudgeSpec {
                 Ok(JudgeSpec::Scripted(PathBuf::from(path)))
             }
             Some(("model", dir)) if !dir.is_empty() => Ok(JudgeSpec::Model(PathBuf::from(dir))),
+            Some(("openai", rest)) => OpenAiSpec::parse(rest).map(JudgeSpec::OpenAi),
             _ => Err(format!(
-                "unknown judge `{s}` (available: env-feedback, scripted:FILE, model:DIR)"
+                "unknown judge `{s}` (available: env-feedback, scripted:FILE, model:DIR, \
+                 openai:MODEL@BASE_URL)"
             )),
         }
     }
@@ -47,6 +55,7 @@ enum CliJudge {
     EnvFeedback(EnvFeedbackJudge),
     Scripted(ScriptedJudge),
     Model(Box<ModelAgent>),
+    OpenAi(Box<ChatClient>),
 }
 
 impl Judge for CliJudge {
@@ -56,6 +65,7 @@ impl Judge for CliJudge {
             CliJudge::EnvFeedback(judge) => judge.name(),
             CliJudge::Scripted(judge) => judge.name(),
             CliJudge::Model(judge) => judge.name(),
+            CliJudge::OpenAi(judge) => judge.name(),
         }
     }
     fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, TrainError> {
@@ -64,6 +74,7 @@ impl Judge for CliJudge {
             CliJudge::EnvFeedback(judge) => judge.judge(request).map_err(never),
             CliJudge::Scripted(judge) => judge.judge(request).map_err(never),
             CliJudge::Model(judge) => judge.judge(request),
+            CliJudge::OpenAi(judge) => judge.judge(request),
         }
     }
 }
@@ -78,7 +89,8 @@ pub struct Args {
     /// good-only (no revision samples, only good trajectories).
     #[arg(long)]
     pub(crate) mode: Mode,
-    /// Judge for agent-r mode: env-feedback, scripted:FILE or model:DIR.
+    /// Judge for agent-r mode: env-feedback, scripted:FILE, model:DIR or openai:MODEL@BASE_URL
+    /// (an OpenAI-compatible server; API key from $OPENAI_API_KEY).
     #[arg(long)]
     pub(crate) judge: Option<JudgeSpec>,
     /// Self-training iteration; sets alpha to 0.5, 0.7, 1.0 for iterations 1, 2, 3+.
@@ -149,13 +161,17 @@ pub fn stats_path(out: &Path) -> PathBuf {
 pub fn run(args: Args) -> Result<()> {
     let judge = match (&args.judge, args.mode) {
         (None, Mode::AgentR) => {
-            bail!("agent-r mode needs --judge (env-feedback or scripted:FILE)")
+            bail!(
+                "agent-r mode needs --judge (env-feedback, scripted:FILE, model:DIR or \
+                 openai:MODEL@BASE_URL)"
+            )
         }
         (Some(JudgeSpec::Scripted(path)), _) => CliJudge::Scripted(ScriptedJudge::load(path)?),
         (Some(JudgeSpec::Model(dir)), _) => CliJudge::Model(Box::new(
-            ModelAgent::load(dir, &Device::Cpu)
+            ModelAgent::load(&crate::models::model_path(dir)?, &Device::Cpu)
                 .with_context(|| format!("loading the judge model from {}", dir.display()))?,
         )),
+        (Some(JudgeSpec::OpenAi(spec)), _) => CliJudge::OpenAi(Box::new(spec.client(None)?)),
         (_, _) => CliJudge::EnvFeedback(EnvFeedbackJudge),
     };
     let signals = match &args.signals {
@@ -292,7 +308,14 @@ mod tests {
             "model:m".parse::<JudgeSpec>(),
             Ok(JudgeSpec::Model("m".into()))
         );
-        for bad in ["scripted:", "model", "model:", ""] {
+        assert_eq!(
+            "openai:m@http://127.0.0.1:1/v1".parse::<JudgeSpec>(),
+            Ok(JudgeSpec::OpenAi(OpenAiSpec {
+                model: "m".into(),
+                base_url: "http://127.0.0.1:1/v1".into()
+            }))
+        );
+        for bad in ["scripted:", "model", "model:", "", "openai:", "openai:m"] {
             assert!(bad.parse::<JudgeSpec>().is_err(), "{bad}");
         }
         assert_eq!(

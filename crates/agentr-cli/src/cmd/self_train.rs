@@ -785,7 +785,7 @@ fn eval_args(run: &Run, env: EnvName, model: &Path, stage: &str) -> Result<eval:
     let settings = &run.config.eval;
     Ok(eval::Args {
         env,
-        model: model.to_owned(),
+        model: eval::ModelSpec::Dir(model.to_owned()),
         tasks: settings
             .tasks
             .parse()

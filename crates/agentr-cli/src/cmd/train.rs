@@ -18,7 +18,8 @@ pub struct Args {
     /// JSONL sample files (from `agentr gold`, `agentr revise`, ...).
     #[arg(long, required = true, num_args = 1..)]
     pub(crate) samples: Vec<PathBuf>,
-    /// tiny-xs, tiny-2l, tiny-s or tiny-m (trained from scratch, with a new tokenizer), or a model folder.
+    /// tiny-xs, tiny-2l, tiny-s or tiny-m (trained from scratch, with a new tokenizer), a model
+    /// folder, a .gguf file, or smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up).
     #[arg(long)]
     pub(crate) model: String,
     /// Output folder: the final model, tokenizer, checkpoint and training log.
@@ -128,7 +129,7 @@ pub fn run(args: Args) -> Result<()> {
             (Llama::new(config, &device, args.seed)?, tokenizer)
         }
         None => {
-            let agent = ModelAgent::load(std::path::Path::new(&args.model), &device).with_context(
+            let agent = ModelAgent::load(&crate::models::model_path(std::path::Path::new(&args.model))?, &device).with_context(
                 || {
                     format!(
                         "`{}` is neither a preset (tiny-xs, tiny-2l, tiny-s, tiny-m) nor a model folder",
