@@ -558,6 +558,7 @@ fn permute_rotary_rows(weight: &Tensor, heads: usize) -> candle_core::Result<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tests::flat_logits;
     use candle_core::quantized::GgmlDType;
     use proptest::prelude::*;
 
@@ -802,15 +803,7 @@ mod tests {
             assert_eq!(model.config().rms_norm_eps, 1e-5);
             assert_eq!(tokenizer.vocab_size(), original.config().vocab_size);
             let ids = Tensor::new(&[[1u32, 5, 70, 200, 260, 2]], &Device::Cpu).unwrap();
-            let logits = |m: &Llama| {
-                m.forward(&ids, None)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            };
-            let (a, b) = (logits(&original), logits(&model));
+            let (a, b) = (flat_logits(&original, &ids), flat_logits(&model, &ids));
             let worst = a
                 .iter()
                 .zip(&b)

@@ -772,22 +772,19 @@ pub(crate) mod tests {
         let loaded = Llama::load(&dir, &Device::Cpu).unwrap();
         assert_eq!(loaded.config(), model.config());
         let input = ids(2, 5);
-        let a = model
-            .forward(&input, None)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let b = loaded
-            .forward(&input, None)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(a, b);
+        assert_eq!(flat_logits(&loaded, &input), flat_logits(&model, &input));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The logits for `ids`, flattened (shared by this crate's tests).
+    pub(crate) fn flat_logits(model: &Llama, ids: &Tensor) -> Vec<f32> {
+        model
+            .forward(ids, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     }
 
     /// Every parameter value, in name order (shared by this crate's tests).
@@ -860,15 +857,7 @@ pub(crate) mod tests {
             let rebuilt = Llama::from_weights(small(tie), weights.clone(), &Device::Cpu).unwrap();
             assert_eq!(flat_weights(&rebuilt), flat_weights(&model));
             let input = ids(1, 7);
-            let logits = |m: &Llama| {
-                m.forward(&input, None)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            };
-            assert_eq!(logits(&rebuilt), logits(&model));
+            assert_eq!(flat_logits(&rebuilt, &input), flat_logits(&model, &input));
             // The copy owns its parameters: changing one leaves the source alone.
             let (name, var) = &rebuilt.parameters()[0];
             var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
