@@ -99,6 +99,7 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
         ("agentr-envs", "textcraft"),
         ("agentr-mcts", "search"),
         ("agentr-train", "train"),
+        ("agentr-cli", "serve"),
     ] {
         run(cargo(root)
             .args(["bench", "-p", package, "--bench", bench])

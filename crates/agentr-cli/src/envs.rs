@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
+use agentr_envs::agentgym::{AgentGymEnv, EnvKind, Remote, RemoteConfig};
 use agentr_envs::sciworld::{self, SciWorld, SciWorldConfig, SciWorldExpert};
 use agentr_envs::textcraft::{self, TextCraft, TextCraftExpert};
 use agentr_envs::webshop::{self, ShopData, WebShop, WebShopOracle};
@@ -60,6 +62,16 @@ pub struct EnvOptions {
     /// WebShop: products in the synthetic catalogue.
     #[arg(long, value_name = "N", default_value_t = webshop::synthetic::DEFAULT_PRODUCTS)]
     pub webshop_products: usize,
+    /// Play the environment on an AgentGym-compatible server at this address (AgentGym's
+    /// Python servers, the real WebShop, `agentr serve`), e.g. http://127.0.0.1:36001,
+    /// instead of running it here. Task ids are AgentGym's (for WebShop, those of the real
+    /// data: against another catalogue, name ids such as `0..200`). The ScienceWorld expert
+    /// and the WebShop oracle still need the local simulator or shop.
+    #[arg(long, value_name = "URL")]
+    pub agentgym: Option<String>,
+    /// Seconds one call to the --agentgym server may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub agentgym_timeout: u64,
 }
 
 impl EnvOptions {
@@ -77,6 +89,8 @@ impl EnvOptions {
                 snap_actions: false,
                 webshop_data: None,
                 webshop_products: webshop::synthetic::DEFAULT_PRODUCTS,
+                agentgym: None,
+                agentgym_timeout: 300,
             },
         }
     }
@@ -92,41 +106,25 @@ impl EnvName {
         Ok(self.factory(options)?())
     }
 
-    /// Loads the environment's assets once and returns a maker of instances.
+    /// Loads the environment's assets once and returns a maker of instances (with
+    /// `--agentgym`, of clients of that server).
     pub fn factory(self, options: &EnvOptions) -> Result<EnvFactory> {
+        if let Some(url) = &options.agentgym {
+            let mut config = RemoteConfig::new(url.clone());
+            config.request_timeout = Duration::from_secs(options.agentgym_timeout.max(1));
+            let remote = Remote::new(config)?;
+            let kind = self.kind();
+            return Ok(Box::new(move || {
+                Box::new(AgentGymEnv::new(kind, remote.clone()))
+            }));
+        }
         match self {
             EnvName::Textcraft => {
-                let dir = match &options.recipes {
-                    Some(dir) => dir.clone(),
-                    None => {
-                        ensure_installed(&assets::TEXTCRAFT_RECIPES)?;
-                        assets::textcraft_recipes_dir(&assets::agentr_home())
-                    }
-                };
-                let env = TextCraft::from_dir(&dir)
-                    .with_context(|| format!("loading TextCraft recipes from {}", dir.display()))?;
-                let env = env.with_seed(options.seed);
-                let env = match options.shuffle_words {
-                    Some(seed) => env.with_shuffled_words(seed),
-                    None => env,
-                };
+                let env = textcraft_env(options)?;
                 Ok(Box::new(move || Box::new(env.clone())))
             }
             EnvName::Sciworld => {
-                let jar = match &options.jar {
-                    Some(jar) => jar.clone(),
-                    None => {
-                        ensure_installed(&assets::SCIWORLD_JAR)?;
-                        sciworld::default_jar(&assets::agentr_home())
-                    }
-                };
-                let mut config = SciWorldConfig::new(jar);
-                config.jvm.java = options.java.clone();
-                config.jvm.heap_mib = options.jvm_heap_mib;
-                config.jvm.call_timeout =
-                    std::time::Duration::from_secs(options.call_timeout.max(1));
-                config.snap_actions = options.snap_actions;
-                sciworld::check_setup(&config)?;
+                let config = sciworld_config(options)?;
                 // Each instance starts its own JVM at its first reset.
                 Ok(Box::new(move || Box::new(SciWorld::new(config.clone()))))
             }
@@ -134,6 +132,15 @@ impl EnvName {
                 let data = shop(options)?;
                 Ok(Box::new(move || Box::new(WebShop::new(Arc::clone(&data)))))
             }
+        }
+    }
+
+    /// The AgentGym server kind of this environment.
+    pub fn kind(self) -> EnvKind {
+        match self {
+            EnvName::Textcraft => EnvKind::TextCraft,
+            EnvName::Sciworld => EnvKind::SciWorld,
+            EnvName::Webshop => EnvKind::WebShop,
         }
     }
 
@@ -156,9 +163,46 @@ impl EnvName {
     }
 }
 
+/// The TextCraft environment `options` select (recipes fetched on first use).
+pub fn textcraft_env(options: &EnvOptions) -> Result<TextCraft> {
+    let dir = match &options.recipes {
+        Some(dir) => dir.clone(),
+        None => {
+            ensure_installed(&assets::TEXTCRAFT_RECIPES)?;
+            assets::textcraft_recipes_dir(&assets::agentr_home())
+        }
+    };
+    let env = TextCraft::from_dir(&dir)
+        .with_context(|| format!("loading TextCraft recipes from {}", dir.display()))?;
+    let env = env.with_seed(options.seed);
+    Ok(match options.shuffle_words {
+        Some(seed) => env.with_shuffled_words(seed),
+        None => env,
+    })
+}
+
+/// The ScienceWorld settings `options` select, after checking the jar and Java (the jar is
+/// fetched on first use).
+pub fn sciworld_config(options: &EnvOptions) -> Result<SciWorldConfig> {
+    let jar = match &options.jar {
+        Some(jar) => jar.clone(),
+        None => {
+            ensure_installed(&assets::SCIWORLD_JAR)?;
+            sciworld::default_jar(&assets::agentr_home())
+        }
+    };
+    let mut config = SciWorldConfig::new(jar);
+    config.jvm.java = options.java.clone();
+    config.jvm.heap_mib = options.jvm_heap_mib;
+    config.jvm.call_timeout = Duration::from_secs(options.call_timeout.max(1));
+    config.snap_actions = options.snap_actions;
+    sciworld::check_setup(&config)?;
+    Ok(config)
+}
+
 /// The WebShop shop `options` select, loaded once per process (environments and the oracle
 /// share it). The search index is cached under `$AGENTR_HOME/webshop`.
-fn shop(options: &EnvOptions) -> Result<Arc<ShopData>> {
+pub fn shop(options: &EnvOptions) -> Result<Arc<ShopData>> {
     type Shops = Mutex<HashMap<(Option<PathBuf>, usize), Arc<ShopData>>>;
     static SHOPS: OnceLock<Shops> = OnceLock::new();
     let key = (options.webshop_data.clone(), options.webshop_products);

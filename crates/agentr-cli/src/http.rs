@@ -1,5 +1,5 @@
-//! HTTP/1.1 server plumbing for `agentr`'s servers (`serve-model` today; the AgentGym
-//! environment server later): bind, an accept loop with keep-alive connections, a request body
+//! HTTP/1.1 server plumbing for `agentr`'s servers (`serve-model`, and `serve`, the AgentGym
+//! environment server): bind, an accept loop with keep-alive connections, a request body
 //! limit, OpenAI-style JSON error replies, and graceful shutdown on Ctrl-C / SIGTERM.
 //!
 //! A [`Handler`] gets each request with its body already read (at most

@@ -1,7 +1,9 @@
 //! `agentr`: the command line of the agentr workspace.
 
 mod cmd;
+mod device;
 mod envs;
+mod gym;
 mod http;
 mod models;
 mod remote;
@@ -44,6 +46,9 @@ enum Command {
     /// Serve a model trained with `agentr train` over an OpenAI-compatible HTTP API
     /// (POST /v1/chat/completions, GET /v1/models).
     ServeModel(cmd::serve_model::Args),
+    /// Serve an environment over AgentGym's HTTP API (a drop-in for AgentGym's environment
+    /// servers; many environments by id, idle ones evicted).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> Result<()> {
@@ -62,6 +67,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => cmd::eval::run(args),
         Command::SelfTrain(args) => cmd::self_train::run(args),
         Command::ServeModel(args) => cmd::serve_model::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     }
 }
 

@@ -862,3 +862,25 @@ fn webshop_runs_on_data_in_the_original_schema() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn device_choices_are_checked_before_any_model_loads() {
+    // The model folder does not exist: the device is refused first, by name.
+    for (device, expected) in [
+        ("tpu", "unknown device `tpu`"),
+        #[cfg(not(feature = "cuda"))]
+        ("cuda:1", "needs a build with CUDA support"),
+    ] {
+        for command in [
+            &["generate", "--prompt", "hi"][..],
+            &["serve-model", "--port", "0"][..],
+        ] {
+            let mut args = command.to_vec();
+            args.extend(["--model", "no-such-model", "--device", device]);
+            let output = agentr(&args, "");
+            assert!(!output.status.success());
+            let stderr = text(&output.stderr);
+            assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        }
+    }
+}

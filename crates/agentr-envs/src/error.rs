@@ -112,6 +112,16 @@ pub enum EnvError {
         /// What went wrong, with the command or file involved.
         message: String,
     },
+    /// A call to the AgentGym server behind an environment failed (feature `agentgym`).
+    #[cfg(feature = "agentgym")]
+    #[error("{env} on an AgentGym server: {source}")]
+    Remote {
+        /// The environment's name.
+        env: &'static str,
+        /// The failed call.
+        #[source]
+        source: Box<crate::agentgym::AgentGymError>,
+    },
 }
 
 impl EnvError {

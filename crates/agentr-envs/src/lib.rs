@@ -8,6 +8,7 @@
 //! * [`sciworld`]: ScienceWorld over the real simulator (a JVM per environment) and its
 //!   gold-path expert.
 //! * [`Expert`]: model-free players for gold trajectories; [`episode::rollout`] plays one episode.
+//! * `agentgym` (feature `agentgym`): the three environments behind AgentGym's HTTP servers.
 //! * [`assets`]: fetching pinned assets from PyPI wheels into `$AGENTR_HOME`.
 //! * [`rng`]: a seeded generator whose output never changes, for reproducible tasks.
 //!
@@ -30,6 +31,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod action;
+#[cfg(feature = "agentgym")]
+pub mod agentgym;
 pub mod assets;
 pub mod atomic;
 pub mod chat;
@@ -38,6 +41,7 @@ pub mod episode;
 mod error;
 mod expert;
 pub mod metrics;
+pub mod retry;
 pub mod rng;
 pub mod sciworld;
 mod tasks;

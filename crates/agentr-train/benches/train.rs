@@ -65,7 +65,7 @@ fn generation(c: &mut Criterion) {
         .find(|(name, _)| name == "model.embed_tokens.weight")
         .expect("embedding");
     let mut rows = embedding.as_tensor().to_vec2::<f32>().expect("rows");
-    for stop in [tokenizer.im_end(), tokenizer.end_of_text()] {
+    for stop in [tokenizer.turn_end(), tokenizer.end_of_text()] {
         rows[stop as usize].fill(0.0);
     }
     embedding

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use agentr_envs::Message;
 use agentr_mcts::{Policy, SampleRequest};
 use agentr_revise::{Judge, JudgeRequest, Judgement, judge_prompt, parse_judgement};
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 use crate::{
     ChatTokenizer, Generated, GenerationConfig, Llama, PrefixCache, TrainError, fit_conversation,
@@ -34,14 +34,27 @@ pub struct ModelAgent {
 }
 
 impl ModelAgent {
-    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from the folder `dir`,
-    /// or, when `dir` is a `.gguf` file, the model and tokenizer in it ([`crate::gguf::load`]).
+    /// Loads a Hugging Face checkpoint folder `dir` (`config.json`, safetensors weights,
+    /// `tokenizer.json`; see [`Llama::load_as`]) or, when `dir` is a `.gguf` file, the model
+    /// and tokenizer in it ([`crate::gguf::load`]). The weights take the device's
+    /// [`inference_dtype`](crate::inference_dtype): bf16 on a GPU, f32 on the CPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
+        Self::load_as(dir, device, crate::inference_dtype(device))
+    }
+
+    /// [`ModelAgent::load`] with the weights in `dtype` (f32 for full fine-tuning, which
+    /// needs f32 weights whatever the device).
+    pub fn load_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self, TrainError> {
         if dir.extension().is_some_and(|e| e == "gguf") && dir.is_file() {
             let (model, tokenizer) = crate::gguf::load(dir, device)?;
+            let model = if model.dtype() == dtype {
+                model
+            } else {
+                model.with_dtype(dtype)?
+            };
             return Ok(Self::new(model, tokenizer, dir));
         }
-        let model = Llama::load(dir, device)?;
+        let model = Llama::load_as(dir, device, dtype)?;
         let tokenizer = ChatTokenizer::load(&dir.join("tokenizer.json"))?;
         if tokenizer.vocab_size() > model.config().vocab_size {
             return Err(TrainError::BadFile {

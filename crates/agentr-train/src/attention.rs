@@ -56,7 +56,11 @@ pub(crate) fn composed_attention(
             .reshape((batch, heads, tk, dim))
     };
     let (k, v) = (expand(k)?, expand(v)?);
-    let mut scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+    // Scores and softmax in f32 whatever the activations' dtype (bf16 on CUDA).
+    let mut scores = (q
+        .matmul(&k.t()?.contiguous()?)?
+        .to_dtype(candle_core::DType::F32)?
+        * scale)?;
     if tq > 1 {
         let offset = tk - tq;
         let mask: Vec<f32> = (0..tq)
@@ -72,7 +76,9 @@ pub(crate) fn composed_attention(
             .collect();
         scores = scores.broadcast_add(&Tensor::from_vec(mask, (tq, tk), q.device())?)?;
     }
-    crate::model::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
+    crate::model::softmax_last_dim(&scores)?
+        .to_dtype(v.dtype())?
+        .matmul(&v.contiguous()?)
 }
 
 struct FusedAttention {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 use crate::TrainError;
 
@@ -67,6 +67,17 @@ impl DeviceChoice {
             ))),
             DeviceChoice::Cuda(ordinal) => Ok(Device::new_cuda(ordinal)?),
         }
+    }
+}
+
+/// The dtype models are loaded in for generation on `device`: bf16 on a GPU (half the memory
+/// and its tensor cores), f32 on the CPU (where this crate's fused kernels are f32 and bf16
+/// matrix products are slower, not faster).
+pub fn inference_dtype(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
     }
 }
 

@@ -170,9 +170,15 @@ pub(crate) fn composed_rms_norm(
     weight: &Tensor,
     eps: f64,
 ) -> candle_core::Result<Tensor> {
+    // The statistics in f32 whatever the activations' dtype: a bf16 sum of squares over
+    // thousands of features loses most of its digits.
+    let dtype = x.dtype();
+    let x = x.to_dtype(candle_core::DType::F32)?;
     let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
     let scale = (mean_square + eps)?.sqrt()?.recip()?;
-    x.broadcast_mul(&scale)?.broadcast_mul(weight)
+    x.broadcast_mul(&scale)?
+        .to_dtype(dtype)?
+        .broadcast_mul(weight)
 }
 
 struct FusedRmsNorm {

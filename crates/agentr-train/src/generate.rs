@@ -261,7 +261,7 @@ pub fn generate_detailed(
     let mut texts: Vec<Option<String>> = vec![None; n];
     // Rows of the batch still generating, by sample index.
     let mut active: Vec<usize> = (0..n).collect();
-    let stop_tokens = [tokenizer.im_end(), tokenizer.end_of_text()];
+    let stop_tokens = [tokenizer.turn_end(), tokenizer.end_of_text()];
     for _ in 0..max_new {
         let mut next = Vec::with_capacity(active.len());
         let mut still: Vec<usize> = Vec::with_capacity(active.len());
@@ -381,6 +381,9 @@ mod tests {
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_word_embeddings: true,
+            model_type: crate::ModelType::Llama,
+            attention_bias: false,
+            rope_scaling: None,
         };
         let model = Llama::new(config, &candle_core::Device::Cpu, 3).unwrap();
         let tokenizer = ChatTokenizer::train(["get 2 oak logs and craft"].iter(), 300).unwrap();

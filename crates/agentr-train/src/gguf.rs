@@ -281,6 +281,9 @@ impl GgufFile {
                     ))
                 })?,
             tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
+            model_type: crate::ModelType::Llama,
+            attention_bias: false,
+            rope_scaling: None,
         };
         config
             .validate()
@@ -679,6 +682,9 @@ mod tests {
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_word_embeddings: true,
+            model_type: crate::ModelType::Llama,
+            attention_bias: false,
+            rope_scaling: None,
         }
     }
 
@@ -711,6 +717,9 @@ mod tests {
         let config = ModelConfig {
             vocab_size: tokens.len(),
             tie_word_embeddings: tie,
+            model_type: crate::ModelType::Llama,
+            attention_bias: false,
+            rope_scaling: None,
             ..tiny_config()
         };
         let model = Llama::new(config.clone(), &Device::Cpu, 9).unwrap();
@@ -848,7 +857,7 @@ mod tests {
         let chat = tokenizer
             .render(&[agentr_envs::Message::user("hello")])
             .unwrap();
-        assert_eq!(chat.ids[0], tokenizer.im_start());
+        assert_eq!(chat.ids[0], tokenizer.turn_start());
         assert_eq!(
             tokenizer.tokenizer().decode(&chat.ids, false).unwrap(),
             "<|im_start|>user\nhello<|im_end|>\n"

@@ -11,6 +11,8 @@ mod error;
 mod fused;
 mod generate;
 pub mod gguf;
+pub mod hf;
+pub mod lora;
 mod loss;
 mod model;
 pub mod openai;
@@ -20,18 +22,19 @@ mod sft;
 mod tokenizer;
 
 pub use agent::{AgentCompletion, ModelAgent};
-pub use device::DeviceChoice;
+pub use device::{DeviceChoice, inference_dtype};
 pub use error::TrainError;
 pub use generate::{
     FinishReason, Generated, GenerationConfig, PrefixCache, continuation_logprob, fit_conversation,
     generate, generate_detailed, generate_with_cache,
 };
+pub use lora::LoraConfig;
 pub use loss::masked_cross_entropy;
-pub use model::{KvCache, Llama, ModelConfig};
+pub use model::{KvCache, Llama, ModelConfig, ModelType, PROJECTIONS, RopeScaling};
 pub use optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
 pub use runtime::tune_runtime;
 pub use sft::{RunFiles, SftConfig, StepReport, TrainData, TrainOutcome, train};
-pub use tokenizer::{ChatTokenizer, END_OF_TEXT, IM_END, IM_START, Rendered};
+pub use tokenizer::{ChatFormat, ChatTokenizer, END_OF_TEXT, IM_END, IM_START, Rendered};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

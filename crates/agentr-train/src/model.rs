@@ -6,15 +6,20 @@
 //! (`fused.rs`, `attention.rs`); on other devices they are composed from elementary
 //! operations. `every_parameter_receives_a_gradient` guards both.
 //!
-//! Weights use Hugging Face Llama tensor names (`model.layers.0.self_attn.q_proj.weight`, ...)
-//! and are stored as safetensors next to a `config.json`.
+//! Weights use Hugging Face tensor names (`model.layers.0.self_attn.q_proj.weight`, ...) and
+//! are stored as safetensors next to a `config.json` that Hugging Face `transformers` reads
+//! (Llama or Qwen2 architecture), so a saved model is a Hugging Face checkpoint.
+//!
+//! Weights may be f32 or, for inference and for the frozen base under LoRA adapters, bf16
+//! (meant for CUDA): activations then run in bf16 while normalisation statistics, softmax and
+//! the logits are computed in f32.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
 use candle_core::{D, DType, Device, Module, Tensor, Var};
-use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
+use candle_nn::{Embedding, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -42,7 +47,75 @@ pub struct ModelConfig {
     pub rms_norm_eps: f64,
     /// Share the input embedding with the output projection.
     pub tie_word_embeddings: bool,
+    /// The Hugging Face architecture the weights follow.
+    #[serde(default)]
+    pub model_type: ModelType,
+    /// Llama's `attention_bias`: biases on the query, key, value and output projections.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Llama 3.1's frequency-dependent stretch of the rotary wavelengths; `None` for plain RoPE.
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
 }
+
+/// Hugging Face's `model_type`: which projections carry biases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelType {
+    /// Llama 2/3, SmolLM and this crate's presets: biases only with `attention_bias`.
+    #[default]
+    Llama,
+    /// Qwen2 and Qwen2.5: biases on the query, key and value projections.
+    Qwen2,
+}
+
+/// Llama 3.1's rotary scaling (`rope_type: "llama3"`, the only kind supported): wavelengths
+/// longer than `original_max_position_embeddings / low_freq_factor` are stretched by `factor`,
+/// those shorter than `original_max_position_embeddings / high_freq_factor` are kept, and
+/// those between are interpolated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    /// Must be `llama3` (older configs call the field `type`).
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    /// How much long wavelengths are stretched.
+    pub factor: f64,
+    /// Wavelengths above `original / low_freq_factor` are fully stretched.
+    pub low_freq_factor: f64,
+    /// Wavelengths below `original / high_freq_factor` are kept.
+    pub high_freq_factor: f64,
+    /// The context length the model was pre-trained with.
+    pub original_max_position_embeddings: usize,
+}
+
+impl RopeScaling {
+    /// `inv_freq` after scaling.
+    fn apply(&self, inv_freq: f64) -> f64 {
+        let original = self.original_max_position_embeddings as f64;
+        let wavelength = std::f64::consts::TAU / inv_freq;
+        if wavelength < original / self.high_freq_factor {
+            inv_freq
+        } else if wavelength > original / self.low_freq_factor {
+            inv_freq / self.factor
+        } else {
+            let smooth = (original / wavelength - self.low_freq_factor)
+                / (self.high_freq_factor - self.low_freq_factor);
+            (1.0 - smooth) * inv_freq / self.factor + smooth * inv_freq
+        }
+    }
+}
+
+/// The projections of a layer, by their Hugging Face names (`self_attn.q_proj`, ...), in a
+/// fixed order.
+pub const PROJECTIONS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
 
 impl ModelConfig {
     /// A named preset for `vocab_size` tokens: `tiny-s` (about 5M parameters with a 2k
@@ -68,7 +141,59 @@ impl ModelConfig {
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_word_embeddings: true,
+            model_type: ModelType::Llama,
+            attention_bias: false,
+            rope_scaling: None,
         })
+    }
+
+    /// `[out_features, in_features]` of the projection `name` (one of [`PROJECTIONS`]).
+    pub fn projection_shape(&self, name: &str) -> Option<[usize; 2]> {
+        let hidden = self.hidden_size;
+        let kv_width = self.num_key_value_heads * self.head_dim();
+        let inner = self.intermediate_size;
+        Some(match name {
+            "self_attn.q_proj" | "self_attn.o_proj" => [hidden, hidden],
+            "self_attn.k_proj" | "self_attn.v_proj" => [kv_width, hidden],
+            "mlp.gate_proj" | "mlp.up_proj" => [inner, hidden],
+            "mlp.down_proj" => [hidden, inner],
+            _ => return None,
+        })
+    }
+
+    /// Whether the projection `name` has a bias.
+    pub fn has_bias(&self, name: &str) -> bool {
+        match self.model_type {
+            ModelType::Llama => self.attention_bias && name.starts_with("self_attn."),
+            ModelType::Qwen2 => matches!(
+                name,
+                "self_attn.q_proj" | "self_attn.k_proj" | "self_attn.v_proj"
+            ),
+        }
+    }
+
+    /// The `config.json` Hugging Face `transformers` reads: these fields plus the architecture
+    /// name, the activation and the weights' dtype.
+    pub fn to_hf_json(&self, dtype: DType) -> serde_json::Value {
+        let mut json = serde_json::to_value(self).unwrap_or_default();
+        let architecture = match self.model_type {
+            ModelType::Llama => "LlamaForCausalLM",
+            ModelType::Qwen2 => "Qwen2ForCausalLM",
+        };
+        let torch_dtype = match dtype {
+            DType::BF16 => "bfloat16",
+            DType::F16 => "float16",
+            _ => "float32",
+        };
+        if let Some(fields) = json.as_object_mut() {
+            fields.insert("architectures".into(), serde_json::json!([architecture]));
+            fields.insert("hidden_act".into(), "silu".into());
+            fields.insert("torch_dtype".into(), torch_dtype.into());
+            if self.model_type == ModelType::Qwen2 {
+                fields.insert("use_sliding_window".into(), false.into());
+            }
+        }
+        json
     }
 
     /// Per-head width.
@@ -100,8 +225,28 @@ impl ModelConfig {
         if self.vocab_size == 0 || self.num_hidden_layers == 0 {
             return bad("vocab_size and num_hidden_layers must be positive".into());
         }
+        if let Some(scaling) = &self.rope_scaling {
+            if scaling.rope_type != "llama3" {
+                return bad(format!(
+                    "rope_scaling of type {:?} is not supported (only \"llama3\")",
+                    scaling.rope_type
+                ));
+            }
+            if !(scaling.factor > 0.0 && scaling.high_freq_factor > scaling.low_freq_factor) {
+                return bad(format!(
+                    "rope_scaling needs factor > 0 and high_freq_factor > low_freq_factor: {scaling:?}"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// A standard normal draw (Box-Muller: two uniforms give one).
+pub(crate) fn standard_normal(rng: &mut agentr_envs::rng::Rng) -> f64 {
+    let u1 = rng.unit_f64().max(f64::MIN_POSITIVE);
+    let u2 = rng.unit_f64();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 /// Softmax over the last dimension, from differentiable operations (the maximum is detached:
@@ -124,9 +269,14 @@ impl Rotary {
         let half = config.head_dim() / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| {
-                1.0 / config
-                    .rope_theta
-                    .powf(2.0 * i as f64 / config.head_dim() as f64) as f32
+                let inv_freq = 1.0
+                    / config
+                        .rope_theta
+                        .powf(2.0 * i as f64 / config.head_dim() as f64);
+                match &config.rope_scaling {
+                    Some(scaling) => scaling.apply(inv_freq) as f32,
+                    None => inv_freq as f32,
+                }
             })
             .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
@@ -144,34 +294,58 @@ impl Rotary {
     /// (the half-split layout of Hugging Face Llama checkpoints).
     fn apply(&self, x: &Tensor, start: usize) -> candle_core::Result<Tensor> {
         let seq = x.dim(2)?;
-        let cos = self.cos.narrow(0, start, seq)?;
-        let sin = self.sin.narrow(0, start, seq)?;
+        // The tables stay f32 (angles of late positions need its precision) and are cast per call.
+        let cos = self.cos.narrow(0, start, seq)?.to_dtype(x.dtype())?;
+        let sin = self.sin.narrow(0, start, seq)?.to_dtype(x.dtype())?;
         crate::fused::rotary(x, &cos, &sin)
     }
 }
 
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+/// A linear map `x Wᵀ + b`, plus `scale · x Aᵀ Bᵀ` when a LoRA adapter is attached.
+pub(crate) struct Projection {
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Option<Tensor>,
+    pub(crate) adapter: Option<Adapter>,
 }
 
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+/// A low-rank update: `a` is `[rank, in]`, `b` is `[out, rank]` (f32 trainable variables,
+/// cast to the activations' dtype in the forward pass).
+pub(crate) struct Adapter {
+    pub(crate) a: Var,
+    pub(crate) b: Var,
+    pub(crate) scale: f64,
 }
 
-struct Layer {
+impl Projection {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut y = x.matmul(&self.weight.t()?)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(bias)?;
+        }
+        if let Some(adapter) = &self.adapter {
+            let a = adapter.a.as_tensor().to_dtype(x.dtype())?;
+            let b = adapter.b.as_tensor().to_dtype(x.dtype())?;
+            y = (y + (x.matmul(&a.t()?)?.matmul(&b.t()?)? * adapter.scale)?)?;
+        }
+        Ok(y)
+    }
+}
+
+pub(crate) struct Layer {
     input_layernorm: Tensor,
-    attention: Attention,
     post_attention_layernorm: Tensor,
-    mlp: Mlp,
+    /// The seven projections in [`PROJECTIONS`] order.
+    pub(crate) projections: Vec<Projection>,
 }
+
+// Indices into `Layer::projections`, matching `PROJECTIONS`.
+const Q: usize = 0;
+const K: usize = 1;
+const V: usize = 2;
+const O: usize = 3;
+const GATE: usize = 4;
+const UP: usize = 5;
+const DOWN: usize = 6;
 
 /// Cached keys and values of every layer, for incremental decoding.
 #[derive(Debug, Clone, Default)]
@@ -242,17 +416,18 @@ impl KvCache {
 pub struct Llama {
     config: ModelConfig,
     embed_tokens: Embedding,
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
     norm: Tensor,
     lm_head: Tensor,
     rotary: Rotary,
     varmap: VarMap,
     device: Device,
+    dtype: DType,
 }
 
 impl Llama {
     /// A freshly initialised model: projection and embedding weights drawn from N(0, 0.02²)
-    /// (Hugging Face Llama's `initializer_range`), norms at 1. The draw is a pure function of
+    /// (Hugging Face Llama's `initializer_range`), norms at 1, biases at 0. The draw is a pure function of
     /// `seed` and each tensor's name (candle's CPU generator cannot be seeded).
     pub fn new(config: ModelConfig, device: &Device, seed: u64) -> Result<Self, TrainError> {
         config.validate()?;
@@ -263,17 +438,15 @@ impl Llama {
             if name.ends_with("norm.weight") {
                 continue;
             }
+            if name.ends_with(".bias") {
+                var.set(&var.zeros_like()?)?;
+                continue;
+            }
             let mut parts = vec![seed];
             parts.extend(name.bytes().map(u64::from));
             let mut rng = agentr_envs::rng::Rng::from_parts(&parts);
             let values: Vec<f32> = (0..var.elem_count())
-                .map(|_| {
-                    // Box-Muller: two uniforms give one standard normal.
-                    let u1 = rng.unit_f64().max(f64::MIN_POSITIVE);
-                    let u2 = rng.unit_f64();
-                    let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                    (0.02 * normal) as f32
-                })
+                .map(|_| (0.02 * standard_normal(&mut rng)) as f32)
                 .collect();
             var.set(&Tensor::from_vec(values, var.shape(), device)?)?;
         }
@@ -285,8 +458,6 @@ impl Llama {
     /// what [`Llama::from_weights`] expects and [`Llama::parameters`] returns.
     pub fn parameter_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         let hidden = config.hidden_size;
-        let kv_width = config.num_key_value_heads * config.head_dim();
-        let inner = config.intermediate_size;
         let mut shapes = vec![
             (
                 "model.embed_tokens.weight".to_owned(),
@@ -299,18 +470,17 @@ impl Llama {
         }
         for index in 0..config.num_hidden_layers {
             let layer = format!("model.layers.{index}");
-            for (name, shape) in [
-                ("input_layernorm", vec![hidden]),
-                ("post_attention_layernorm", vec![hidden]),
-                ("self_attn.q_proj", vec![hidden, hidden]),
-                ("self_attn.k_proj", vec![kv_width, hidden]),
-                ("self_attn.v_proj", vec![kv_width, hidden]),
-                ("self_attn.o_proj", vec![hidden, hidden]),
-                ("mlp.gate_proj", vec![inner, hidden]),
-                ("mlp.up_proj", vec![inner, hidden]),
-                ("mlp.down_proj", vec![hidden, inner]),
-            ] {
-                shapes.push((format!("{layer}.{name}.weight"), shape));
+            for norm in ["input_layernorm", "post_attention_layernorm"] {
+                shapes.push((format!("{layer}.{norm}.weight"), vec![hidden]));
+            }
+            for name in PROJECTIONS {
+                let [out, inp] = config
+                    .projection_shape(name)
+                    .unwrap_or_else(|| unreachable!("{name} is listed in PROJECTIONS"));
+                shapes.push((format!("{layer}.{name}.weight"), vec![out, inp]));
+                if config.has_bias(name) {
+                    shapes.push((format!("{layer}.{name}.bias"), vec![out]));
+                }
             }
         }
         shapes.sort_by(|a, b| a.0.cmp(&b.0));
@@ -324,9 +494,25 @@ impl Llama {
     /// are converted to f32; all are copied onto `device` as fresh trainable parameters.
     pub fn from_weights(
         config: ModelConfig,
-        mut weights: HashMap<String, Tensor>,
+        weights: HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Self, TrainError> {
+        Self::from_weights_as(config, weights, device, DType::F32)
+    }
+
+    /// [`Llama::from_weights`] with the weights converted to `dtype` (f32, or bf16 for
+    /// inference and LoRA on CUDA) before they are copied onto `device`.
+    pub fn from_weights_as(
+        config: ModelConfig,
+        mut weights: HashMap<String, Tensor>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self, TrainError> {
+        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(TrainError::Config(format!(
+                "weights must be f32, bf16 or f16, not {dtype:?}"
+            )));
+        }
         config.validate()?;
         let expected = Self::parameter_shapes(&config);
         let mut problems = Vec::new();
@@ -380,28 +566,34 @@ impl Llama {
                     continue;
                 };
                 // Detached first, so that a parameter of another model is copied, not shared.
-                let tensor = tensor.detach().to_dtype(DType::F32)?.to_device(device)?;
+                let tensor = tensor.detach().to_dtype(dtype)?.to_device(device)?;
                 data.insert(name.clone(), Var::from_tensor(&tensor)?);
             }
         }
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
         Self::build(config, vb, varmap, device)
     }
 
-    /// Loads `config.json` and `model.safetensors` from `dir`.
+    /// [`Llama::load_as`] with f32 weights.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, TrainError> {
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|source| TrainError::Io {
-            path: config_path.clone(),
-            source,
-        })?;
-        let config: ModelConfig = serde_json::from_str(&text).map_err(|e| TrainError::BadFile {
-            path: config_path,
-            message: e.to_string(),
-        })?;
-        let mut model = Self::new(config, device, 0)?;
-        model.load_weights(&dir.join("model.safetensors"))?;
-        Ok(model)
+        Self::load_as(dir, device, DType::F32)
+    }
+
+    /// Loads the Hugging Face checkpoint in `dir` (Llama, SmolLM or Qwen2 layout, or one
+    /// written by [`Llama::save`]): `config.json` through [`crate::hf::read_config`], the
+    /// weights (`model.safetensors` or shards with an index) through
+    /// [`crate::hf::read_weights`], converted to `dtype` (f32, bf16 or f16) on `device`.
+    pub fn load_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self, TrainError> {
+        let config = crate::hf::read_config(&dir.join(crate::hf::CONFIG_FILE))?;
+        let weights = crate::hf::read_weights(dir, &config)?;
+        // The mismatch is the checkpoint's, so the error names its folder.
+        Self::from_weights_as(config, weights, device, dtype).map_err(|e| match e {
+            TrainError::Config(message) => TrainError::BadFile {
+                path: dir.to_owned(),
+                message,
+            },
+            other => other,
+        })
     }
 
     /// Replaces the weights with those of a safetensors file written by [`Llama::save`].
@@ -412,14 +604,24 @@ impl Llama {
         })
     }
 
-    /// Writes `config.json` and `model.safetensors` into `dir` (created if missing).
+    /// Writes `config.json` and `model.safetensors` into `dir` (created if missing): a Hugging
+    /// Face checkpoint. With LoRA adapters attached this is refused (their base weights alone
+    /// would pass for the trained model): merge them first or save the adapters.
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        if self.has_adapters() {
+            return Err(TrainError::Config(
+                "the model has LoRA adapters: merge them (Llama::merge_lora) or save them \
+                 (Llama::save_adapter)"
+                    .into(),
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
             path: dir.to_owned(),
             source,
         })?;
         let config_path = dir.join("config.json");
-        let config = serde_json::to_vec_pretty(&self.config).map_err(std::io::Error::other);
+        let config = serde_json::to_vec_pretty(&self.config.to_hf_json(self.dtype))
+            .map_err(std::io::Error::other);
         config
             .and_then(|bytes| agentr_envs::atomic::write(&config_path, &bytes))
             .map_err(|source| TrainError::Io {
@@ -443,8 +645,7 @@ impl Llama {
         device: &Device,
     ) -> Result<Self, TrainError> {
         let hidden = config.hidden_size;
-        let head_dim = config.head_dim();
-        let kv_width = config.num_key_value_heads * head_dim;
+        let dtype = vb.dtype();
         let model_vb = vb.pp("model");
         let embed_tokens =
             candle_nn::embedding(config.vocab_size, hidden, model_vb.pp("embed_tokens"))?;
@@ -452,41 +653,46 @@ impl Llama {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for index in 0..config.num_hidden_layers {
             let lvb = model_vb.pp(format!("layers.{index}"));
-            let avb = lvb.pp("self_attn");
-            let mvb = lvb.pp("mlp");
+            let mut projections = Vec::with_capacity(PROJECTIONS.len());
+            for name in PROJECTIONS {
+                let [out, inp] = config
+                    .projection_shape(name)
+                    .unwrap_or_else(|| unreachable!("{name} is listed in PROJECTIONS"));
+                let pvb = lvb.pp(name);
+                // candle_nn's own initialisation (Kaiming-uniform weights, uniform biases);
+                // `Llama::new` overwrites the weights with its seeded draw.
+                let bound = 1.0 / (inp as f64).sqrt();
+                let bias = config
+                    .has_bias(name)
+                    .then(|| {
+                        pvb.get_with_hints(
+                            out,
+                            "bias",
+                            candle_nn::Init::Uniform {
+                                lo: -bound,
+                                up: bound,
+                            },
+                        )
+                    })
+                    .transpose()?;
+                projections.push(Projection {
+                    weight: pvb.get_with_hints(
+                        (out, inp),
+                        "weight",
+                        candle_nn::init::DEFAULT_KAIMING_NORMAL,
+                    )?,
+                    bias,
+                    adapter: None,
+                });
+            }
             layers.push(Layer {
                 input_layernorm: lvb
                     .pp("input_layernorm")
                     .get_with_hints(hidden, "weight", ones)?,
-                attention: Attention {
-                    q_proj: candle_nn::linear_no_bias(hidden, hidden, avb.pp("q_proj"))?,
-                    k_proj: candle_nn::linear_no_bias(hidden, kv_width, avb.pp("k_proj"))?,
-                    v_proj: candle_nn::linear_no_bias(hidden, kv_width, avb.pp("v_proj"))?,
-                    o_proj: candle_nn::linear_no_bias(hidden, hidden, avb.pp("o_proj"))?,
-                    heads: config.num_attention_heads,
-                    kv_heads: config.num_key_value_heads,
-                    head_dim,
-                },
                 post_attention_layernorm: lvb
                     .pp("post_attention_layernorm")
                     .get_with_hints(hidden, "weight", ones)?,
-                mlp: Mlp {
-                    gate_proj: candle_nn::linear_no_bias(
-                        hidden,
-                        config.intermediate_size,
-                        mvb.pp("gate_proj"),
-                    )?,
-                    up_proj: candle_nn::linear_no_bias(
-                        hidden,
-                        config.intermediate_size,
-                        mvb.pp("up_proj"),
-                    )?,
-                    down_proj: candle_nn::linear_no_bias(
-                        config.intermediate_size,
-                        hidden,
-                        mvb.pp("down_proj"),
-                    )?,
-                },
+                projections,
             });
         }
         let norm = model_vb.pp("norm").get_with_hints(hidden, "weight", ones)?;
@@ -509,6 +715,7 @@ impl Llama {
             rotary,
             varmap,
             device: device.clone(),
+            dtype,
         })
     }
 
@@ -522,8 +729,93 @@ impl Llama {
         &self.device
     }
 
-    /// Every trainable parameter with its Hugging Face name, sorted by name.
+    /// The weights' dtype (LoRA adapters are always f32).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The same model with its weights in `dtype` (a copy; adapters are not carried over).
+    pub fn with_dtype(&self, dtype: DType) -> Result<Self, TrainError> {
+        let weights = self
+            .base_parameters()
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().clone()))
+            .collect();
+        Self::from_weights_as(self.config.clone(), weights, &self.device, dtype)
+    }
+
+    /// Whether LoRA adapters are attached (then only they train).
+    pub fn has_adapters(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|layer| layer.projections.iter().any(|p| p.adapter.is_some()))
+    }
+
+    /// Every trainable parameter, sorted by name: the LoRA adapters when attached
+    /// (`model.layers.N.self_attn.q_proj.lora_A.weight`, ...), otherwise every weight under
+    /// its Hugging Face name.
     pub fn parameters(&self) -> Vec<(String, Var)> {
+        if self.has_adapters() {
+            let mut adapters = Vec::new();
+            for (index, layer) in self.layers.iter().enumerate() {
+                for (name, projection) in PROJECTIONS.iter().zip(&layer.projections) {
+                    if let Some(adapter) = &projection.adapter {
+                        let prefix = format!("model.layers.{index}.{name}");
+                        adapters.push((format!("{prefix}.lora_A.weight"), adapter.a.clone()));
+                        adapters.push((format!("{prefix}.lora_B.weight"), adapter.b.clone()));
+                    }
+                }
+            }
+            adapters.sort_by(|a, b| a.0.cmp(&b.0));
+            return adapters;
+        }
+        self.base_parameters()
+    }
+
+    /// Freezes the base weights (every tensor the forward pass reads becomes a detached view of
+    /// its variable, so backward computes no weight gradients: what LoRA training needs) or
+    /// makes them trainable again. The views share storage with the variables, so
+    /// [`Var::set`] on a base parameter is seen either way.
+    pub(crate) fn set_base_frozen(&mut self, frozen: bool) {
+        let data = self.varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        let view = |name: String, current: &Tensor| -> Tensor {
+            match data.get(&name) {
+                Some(var) if !frozen => var.as_tensor().clone(),
+                _ => current.detach(),
+            }
+        };
+        let embeddings = view(
+            "model.embed_tokens.weight".into(),
+            self.embed_tokens.embeddings(),
+        );
+        self.embed_tokens = Embedding::new(embeddings, self.config.hidden_size);
+        self.norm = view("model.norm.weight".into(), &self.norm);
+        self.lm_head = if self.config.tie_word_embeddings {
+            self.embed_tokens.embeddings().clone()
+        } else {
+            view("lm_head.weight".into(), &self.lm_head)
+        };
+        for (index, layer) in self.layers.iter_mut().enumerate() {
+            let prefix = format!("model.layers.{index}");
+            layer.input_layernorm = view(
+                format!("{prefix}.input_layernorm.weight"),
+                &layer.input_layernorm,
+            );
+            layer.post_attention_layernorm = view(
+                format!("{prefix}.post_attention_layernorm.weight"),
+                &layer.post_attention_layernorm,
+            );
+            for (name, projection) in PROJECTIONS.iter().zip(&mut layer.projections) {
+                projection.weight = view(format!("{prefix}.{name}.weight"), &projection.weight);
+                if let Some(bias) = &projection.bias {
+                    projection.bias = Some(view(format!("{prefix}.{name}.bias"), bias));
+                }
+            }
+        }
+    }
+
+    /// Every weight of the base model under its Hugging Face name, sorted by name.
+    pub(crate) fn base_parameters(&self) -> Vec<(String, Var)> {
         let data = self.varmap.data().lock().unwrap_or_else(|p| p.into_inner());
         let mut params: Vec<(String, Var)> =
             data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -580,47 +872,49 @@ impl Llama {
             let normed =
                 crate::fused::rms_norm(&x, &layer.input_layernorm, self.config.rms_norm_eps)?;
             let slot = cache.as_mut().map(|c| &mut c.layers[index]);
-            let attended =
-                layer
-                    .attention
-                    .forward(&normed, (batch, seq), &self.rotary, start, slot)?;
+            let attended = self.attention(layer, &normed, (batch, seq), start, slot)?;
             x = (x + attended)?;
             let normed = crate::fused::rms_norm(
                 &x,
                 &layer.post_attention_layernorm,
                 self.config.rms_norm_eps,
             )?;
-            let gate = layer.mlp.gate_proj.forward(&normed)?;
-            let up = layer.mlp.up_proj.forward(&normed)?;
-            x = (x + layer
-                .mlp
-                .down_proj
-                .forward(&crate::fused::swiglu(&gate, &up)?)?)?;
+            let gate = layer.projections[GATE].forward(&normed)?;
+            let up = layer.projections[UP].forward(&normed)?;
+            x = (x + layer.projections[DOWN].forward(&crate::fused::swiglu(&gate, &up)?)?)?;
         }
         crate::fused::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?
             .matmul(&self.lm_head.t()?)?
+            .to_dtype(DType::F32)?
             .reshape((batch, seq, self.config.vocab_size))
     }
-}
 
-impl Attention {
-    fn forward(
+    fn attention(
         &self,
+        layer: &Layer,
         x: &Tensor,
         (batch, seq): (usize, usize),
-        rotary: &Rotary,
         start: usize,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> candle_core::Result<Tensor> {
         let hidden = x.dim(1)?;
+        let head_dim = self.config.head_dim();
         let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
-            t.reshape((batch, seq, n, self.head_dim))?
+            t.reshape((batch, seq, n, head_dim))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = rotary.apply(&heads(self.q_proj.forward(x)?, self.heads)?, start)?;
-        let k = rotary.apply(&heads(self.k_proj.forward(x)?, self.kv_heads)?, start)?;
-        let v = heads(self.v_proj.forward(x)?, self.kv_heads)?;
+        let (query_heads, kv_heads) = (
+            self.config.num_attention_heads,
+            self.config.num_key_value_heads,
+        );
+        let rotary = &self.rotary;
+        let q = rotary.apply(
+            &heads(layer.projections[Q].forward(x)?, query_heads)?,
+            start,
+        )?;
+        let k = rotary.apply(&heads(layer.projections[K].forward(x)?, kv_heads)?, start)?;
+        let v = heads(layer.projections[V].forward(x)?, kv_heads)?;
         let (k, v) = match cache {
             Some(slot) => {
                 let (k, v) = match slot.take() {
@@ -638,11 +932,11 @@ impl Attention {
             }
             None => (k, v),
         };
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scale = 1.0 / (head_dim as f64).sqrt();
         crate::attention::causal_attention(&q, &k, &v, scale)?
             .transpose(1, 2)?
             .reshape((batch * seq, hidden))
-            .and_then(|t| self.o_proj.forward(&t))
+            .and_then(|t| layer.projections[O].forward(&t))
     }
 }
 
@@ -651,7 +945,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::masked_cross_entropy;
 
-    fn small(tie: bool) -> ModelConfig {
+    /// A two-layer model small enough for every test (shared by this crate's tests).
+    pub(crate) fn small(tie: bool) -> ModelConfig {
         ModelConfig {
             vocab_size: 61,
             hidden_size: 32,
@@ -663,6 +958,9 @@ pub(crate) mod tests {
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_word_embeddings: tie,
+            model_type: ModelType::Llama,
+            attention_bias: false,
+            rope_scaling: None,
         }
     }
 
@@ -900,6 +1198,193 @@ pub(crate) mod tests {
             .expect("an untied model needs lm_head")
             .to_string();
         assert!(message.contains("missing lm_head.weight"), "{message}");
+    }
+
+    fn qwen2() -> ModelConfig {
+        ModelConfig {
+            model_type: ModelType::Qwen2,
+            ..small(false)
+        }
+    }
+
+    #[test]
+    fn biases_follow_the_architecture_and_train() {
+        let names = |config: &ModelConfig| -> Vec<String> {
+            Llama::parameter_shapes(config)
+                .into_iter()
+                .filter(|(name, _)| name.ends_with(".bias"))
+                .map(|(name, _)| name)
+                .collect()
+        };
+        assert!(names(&small(true)).is_empty());
+        let qwen = names(&qwen2());
+        assert_eq!(qwen.len(), 2 * 3, "{qwen:?}");
+        assert!(qwen.contains(&"model.layers.1.self_attn.v_proj.bias".to_owned()));
+        let llama_with_bias = ModelConfig {
+            attention_bias: true,
+            ..small(true)
+        };
+        assert_eq!(names(&llama_with_bias).len(), 2 * 4);
+
+        // Fresh biases are zero, and a bias changes the output when set.
+        let model = Llama::new(qwen2(), &Device::Cpu, 1).unwrap();
+        let input = ids(1, 6);
+        let before = flat_logits(&model, &input);
+        let (name, bias) = model
+            .parameters()
+            .into_iter()
+            .find(|(name, _)| name == "model.layers.0.self_attn.v_proj.bias")
+            .unwrap();
+        assert!(
+            bias.as_tensor()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                == 0.0
+        );
+        bias.set(&(bias.as_tensor().ones_like().unwrap() * 0.5).unwrap())
+            .unwrap();
+        assert_ne!(flat_logits(&model, &input), before, "{name} is not used");
+        let logits = model.forward(&input, None).unwrap();
+        let mask = Tensor::ones((1, 6), DType::F32, &Device::Cpu).unwrap();
+        let (loss, _) = masked_cross_entropy(&logits, &input, &mask).unwrap();
+        let grads = loss.backward().unwrap();
+        assert!(grads.get(bias.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn llama3_rope_scaling_stretches_only_long_wavelengths() {
+        let scaling = RopeScaling {
+            rope_type: "llama3".into(),
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        };
+        // Wavelength 2π / f: short (< 2048) kept, long (> 8192) divided by the factor,
+        // between interpolated (continuous at both ends).
+        assert_eq!(scaling.apply(1.0), 1.0);
+        let long = std::f64::consts::TAU / 10_000.0;
+        assert!((scaling.apply(long) - long / 8.0).abs() < 1e-15);
+        let middle = std::f64::consts::TAU / 4096.0;
+        let scaled = scaling.apply(middle);
+        assert!(middle / 8.0 < scaled && scaled < middle, "{scaled}");
+        for edge in [2048.0, 8192.0] {
+            let f = std::f64::consts::TAU / edge;
+            let (below, above) = (scaling.apply(f * 1.000001), scaling.apply(f * 0.999999));
+            assert!(
+                (below - above).abs() < 1e-5 * f,
+                "jump at wavelength {edge}"
+            );
+        }
+
+        let scaled_config = ModelConfig {
+            rope_scaling: Some(scaling.clone()),
+            ..small(true)
+        };
+        let plain = Llama::new(small(true), &Device::Cpu, 1).unwrap();
+        let scaled = Llama::from_weights(
+            scaled_config.clone(),
+            plain
+                .parameters()
+                .into_iter()
+                .map(|(n, v)| (n, v.as_tensor().clone()))
+                .collect(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_ne!(
+            flat_logits(&plain, &ids(1, 40)),
+            flat_logits(&scaled, &ids(1, 40))
+        );
+        for rope_type in ["linear", "yarn"] {
+            let config = ModelConfig {
+                rope_scaling: Some(RopeScaling {
+                    rope_type: rope_type.into(),
+                    ..scaling.clone()
+                }),
+                ..small(true)
+            };
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(rope_type), "{message}");
+        }
+    }
+
+    #[test]
+    fn bf16_weights_give_nearly_the_f32_logits() {
+        for config in [small(true), qwen2()] {
+            let model = Llama::new(config.clone(), &Device::Cpu, 2).unwrap();
+            let weights: HashMap<String, Tensor> = model
+                .parameters()
+                .into_iter()
+                .map(|(name, var)| (name, var.as_tensor().clone()))
+                .collect();
+            let half = Llama::from_weights_as(config, weights, &Device::Cpu, DType::BF16).unwrap();
+            assert_eq!(half.dtype(), DType::BF16);
+            let input = ids(2, 11);
+            let (full, low) = (flat_logits(&model, &input), flat_logits(&half, &input));
+            let worst = full
+                .iter()
+                .zip(&low)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let scale = full.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+            assert!(
+                worst < 0.05 * scale.max(0.1),
+                "worst {worst}, scale {scale}"
+            );
+            // Incremental decoding works in bf16 too.
+            let mut cache = KvCache::default();
+            half.forward(&input.narrow(1, 0, 5).unwrap(), Some(&mut cache))
+                .unwrap();
+            half.forward(&input.narrow(1, 5, 1).unwrap(), Some(&mut cache))
+                .unwrap();
+            assert_eq!(cache.len(), 6);
+        }
+    }
+
+    #[test]
+    fn saved_config_is_a_hugging_face_config() {
+        for (config, architecture) in [
+            (small(true), "LlamaForCausalLM"),
+            (qwen2(), "Qwen2ForCausalLM"),
+        ] {
+            let json = config.to_hf_json(DType::F32);
+            assert_eq!(json["architectures"][0], architecture);
+            assert_eq!(json["hidden_act"], "silu");
+            assert_eq!(json["torch_dtype"], "float32");
+            let back: ModelConfig = serde_json::from_value(json).unwrap();
+            assert_eq!(back, config);
+        }
+    }
+
+    #[test]
+    fn frozen_weights_get_no_gradient_and_thaw_again() {
+        let mut model = Llama::new(qwen2(), &Device::Cpu, 1).unwrap();
+        let gradients = |model: &Llama| {
+            let input = ids(1, 5);
+            let logits = model.forward(&input, None).unwrap();
+            let mask = Tensor::ones((1, 5), DType::F32, &Device::Cpu).unwrap();
+            let (loss, _) = masked_cross_entropy(&logits, &input, &mask).unwrap();
+            model.gradients(&loss.backward().unwrap()).len()
+        };
+        let all = model.parameters().len();
+        assert_eq!(gradients(&model), all);
+        let before = flat_logits(&model, &ids(1, 5));
+        model.set_base_frozen(true);
+        assert_eq!(gradients(&model), 0);
+        assert_eq!(flat_logits(&model, &ids(1, 5)), before);
+        // Frozen views still see their variables.
+        let (_, norm) = &model.parameters()[1];
+        norm.set(&(norm.as_tensor() * 2.0).unwrap()).unwrap();
+        let changed = flat_logits(&model, &ids(1, 5));
+        assert_ne!(changed, before);
+        model.set_base_frozen(false);
+        assert_eq!(gradients(&model), all);
+        assert_eq!(flat_logits(&model, &ids(1, 5)), changed);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   wait before attempt k+1 is the server's `Retry-After` (in seconds; HTTP dates are not
 //!   read) capped at [`ClientConfig::max_retry_after`], else an exponential backoff with
 //!   "equal jitter": `d = min(max_delay, base_delay * 2^(k-1))`, then a uniform draw from
-//!   `[d/2, d]`. The jitter comes from a [`Rng`] seeded with [`ClientConfig::jitter_seed`], or,
+//!   `[d/2, d]`. The jitter (see [`Backoff`]) is seeded with [`ClientConfig::jitter_seed`], or,
 //!   when that is `None` (the default), from the clock and the process id, so that clients
 //!   started together do not retry in step. Other 4xx statuses are never retried: they come
 //!   back at once as [`TrainError::Http`] with the server's own message.
@@ -37,10 +37,9 @@
 //! ```
 
 use std::fmt;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use agentr_envs::rng::Rng;
+use agentr_envs::retry::Backoff;
 use agentr_envs::{Message, Role};
 use agentr_mcts::{Policy, SampleRequest};
 use agentr_revise::{Judge, JudgeRequest, Judgement, judge_prompt, parse_judgement};
@@ -403,7 +402,7 @@ pub struct ChatClient {
     config: ClientConfig,
     endpoint: String,
     agent: ureq::Agent,
-    jitter: Mutex<Rng>,
+    backoff: Backoff,
 }
 
 impl fmt::Debug for ChatClient {
@@ -481,12 +480,11 @@ impl ChatClient {
             builder = builder.proxy(None);
         }
         let agent: ureq::Agent = builder.build().into();
-        let seed = config.jitter_seed.unwrap_or_else(clock_seed);
         Ok(ChatClient {
             endpoint: format!("{base}/chat/completions"),
+            backoff: Backoff::new(config.base_delay, config.max_delay, config.jitter_seed),
             config,
             agent,
-            jitter: Mutex::new(Rng::new(seed)),
         })
     }
 
@@ -523,7 +521,7 @@ impl ChatClient {
                     }
                     let wait = retry_after
                         .map(|wait| wait.min(self.config.max_retry_after))
-                        .unwrap_or_else(|| self.backoff(attempt));
+                        .unwrap_or_else(|| self.backoff.delay(attempt));
                     std::thread::sleep(wait);
                 }
             }
@@ -571,17 +569,6 @@ impl ChatClient {
             round += 1;
         }
         Ok(answers)
-    }
-
-    /// The wait before attempt `attempt + 1` without a `Retry-After`: exponential, capped,
-    /// with equal jitter.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let unit = self
-            .jitter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unit_f64();
-        backoff_delay(self.config.base_delay, self.config.max_delay, attempt, unit)
     }
 
     fn attempt(&self, body: &[u8]) -> Attempt {
@@ -654,31 +641,9 @@ impl ChatClient {
     }
 }
 
-/// `min(max, base * 2^(attempt-1))`, then scaled into `[d/2, d]` by `unit` in `[0, 1)`.
-fn backoff_delay(base: Duration, max: Duration, attempt: u32, unit: f64) -> Duration {
-    let factor = 2f64.powi(attempt.saturating_sub(1).min(62) as i32);
-    let full = (base.as_secs_f64() * factor).min(max.as_secs_f64());
-    Duration::from_secs_f64(full * (0.5 + 0.5 * unit.clamp(0.0, 1.0)))
-}
-
 /// The seed sent for request `round` of a sampling call.
 fn wire_seed(seed: u64, round: u64) -> i64 {
     (seed.wrapping_add(round) & 0x7fff_ffff) as i64
-}
-
-/// A jitter seed from the clock, the process id and a per-process counter.
-fn clock_seed() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    Rng::from_parts(&[
-        nanos,
-        u64::from(std::process::id()),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-    ])
-    .next_u64()
 }
 
 /// Sends the conversation (roles and contents; loss flags dropped) and returns `n` answers.
@@ -1025,16 +990,10 @@ mod tests {
     }
 
     #[test]
-    fn the_backoff_doubles_is_capped_and_jittered() {
-        let (base, max) = (Duration::from_millis(100), Duration::from_secs(1));
-        assert_eq!(backoff_delay(base, max, 1, 1.0), base);
-        assert_eq!(backoff_delay(base, max, 1, 0.0), base / 2);
-        assert_eq!(backoff_delay(base, max, 3, 1.0), base * 4);
-        assert_eq!(backoff_delay(base, max, 10, 1.0), max);
-        assert_eq!(backoff_delay(base, max, u32::MAX, 0.0), max / 2);
+    fn the_backoff_follows_the_settings_and_wire_seeds_fit_31_bits() {
         let client = fast_client("http://127.0.0.1:9/v1");
         for attempt in 1..20 {
-            let wait = client.backoff(attempt);
+            let wait = client.backoff.delay(attempt);
             assert!(wait >= Duration::from_micros(500) && wait <= Duration::from_millis(5));
         }
         assert_eq!(wire_seed(u64::MAX, 1), 0);

@@ -1,6 +1,10 @@
 //! Supervised fine-tuning on rendered conversations: masked cross-entropy, AdamW, warm-up +
 //! cosine schedule, global-norm clipping, gradient accumulation, length-bucketed batches, the
 //! eta mixture with general chat data, atomic checkpoints and exact resume.
+//!
+//! A model with LoRA adapters attached ([`Llama::attach_lora`]) trains only its adapters:
+//! [`Llama::parameters`] returns only them, so the optimizer sees nothing else, and
+//! checkpoints hold the adapters (PEFT layout) instead of the full weights.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,6 +15,7 @@ use agentr_envs::rng::Rng;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::lora::{ADAPTER_WEIGHTS, LoraConfig};
 use crate::optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
 use crate::{Llama, Rendered, TrainError, masked_cross_entropy};
 
@@ -190,11 +195,23 @@ fn plan_epochs(lengths: &[usize], agent: usize, config: &SftConfig) -> Vec<Vec<V
         .collect()
 }
 
-fn fingerprint(lengths: &[usize], agent: usize, config: &SftConfig) -> u64 {
+/// A hash of the data sizes, the settings and, for LoRA, the adapters' settings (a full
+/// fine-tune hashes as before LoRA existed, so its older checkpoints still resume).
+fn fingerprint(
+    lengths: &[usize],
+    agent: usize,
+    config: &SftConfig,
+    lora: Option<&LoraConfig>,
+) -> u64 {
     let mut parts = vec![agent as u64, lengths.len() as u64];
     parts.extend(lengths.iter().map(|&l| l as u64));
     let config_json = serde_json::to_string(config).unwrap_or_default();
     parts.extend(config_json.bytes().map(u64::from));
+    if let Some(lora) = lora {
+        let lora_json = serde_json::to_string(lora).unwrap_or_default();
+        parts.push(0x4C6F_5241);
+        parts.extend(lora_json.bytes().map(u64::from));
+    }
     Rng::from_parts(&parts).next_u64()
 }
 
@@ -235,6 +252,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 /// run continues exactly where it stopped. `on_step` sees every optimizer step and returns
 /// whether to continue; stopping writes a checkpoint first. The final weights are left in
 /// `model` (the caller saves them).
+///
+/// With LoRA adapters attached only they train, and checkpoints hold only them: resuming
+/// needs the same base weights and adapter settings (the adapters' initial values come from
+/// the checkpoint). Without adapters every weight trains, which needs f32 weights (AdamW's
+/// small updates would be lost to bf16 rounding).
 pub fn train(
     model: &mut Llama,
     data: &TrainData,
@@ -252,6 +274,14 @@ pub fn train(
         return Err(TrainError::Config(format!(
             "eta must be in (0, 1], got {}",
             config.eta
+        )));
+    }
+    if model.dtype() != DType::F32 && !model.has_adapters() {
+        return Err(TrainError::Config(format!(
+            "full fine-tuning needs f32 weights, but the model's are {:?} (AdamW's updates \
+             would be rounded away): load the model as f32 or attach LoRA adapters \
+             (Llama::attach_lora)",
+            model.dtype()
         )));
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -283,7 +313,8 @@ pub fn train(
         .collect();
     let total_steps: u64 = steps_per_epoch.iter().sum();
     let warmup = (total_steps as f64 * config.warmup_ratio).round() as u64;
-    let fingerprint = fingerprint(&lengths, agent, config);
+    let lora = model.lora_config();
+    let fingerprint = fingerprint(&lengths, agent, config, lora.as_ref());
 
     let mut optimizer = AdamW::new(model.parameters(), config.optimizer)?;
     let mut progress = Progress {
@@ -298,6 +329,18 @@ pub fn train(
         .into_iter()
         .find(|c| c.join("state.json").exists());
     if let Some(latest) = latest.filter(|_| resume) {
+        let holds_adapter = latest.join(ADAPTER_WEIGHTS).exists();
+        if holds_adapter != lora.is_some() {
+            let (holds, trains) = match lora {
+                Some(_) => ("a full model", "LoRA adapters"),
+                None => ("LoRA adapters", "the full model"),
+            };
+            return Err(TrainError::Config(format!(
+                "the checkpoint in {} holds {holds} but this run trains {trains}; use a new \
+                 directory",
+                checkpoint.display()
+            )));
+        }
         let state_path = latest.join("state.json");
         let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
         let saved: Progress = serde_json::from_str(&text).map_err(|e| TrainError::BadFile {
@@ -310,7 +353,12 @@ pub fn train(
                 checkpoint.display()
             )));
         }
-        model.load_weights(&latest.join("model.safetensors"))?;
+        if lora.is_some() {
+            // Copied into the attached variables, which the optimizer holds.
+            model.load_adapter(&latest)?;
+        } else {
+            model.load_weights(&latest.join("model.safetensors"))?;
+        }
         optimizer.load(
             &latest.join("optimizer.safetensors"),
             saved.step,
@@ -434,8 +482,9 @@ pub fn train(
     })
 }
 
-/// Writes model, optimizer moments and progress into a fresh folder, then swaps it in, so an
-/// interrupted write never damages the previous checkpoint.
+/// Writes what trains (the model, or its LoRA adapters), optimizer moments and progress into
+/// a fresh folder, then swaps it in, so an interrupted write never damages the previous
+/// checkpoint.
 fn save_checkpoint(
     model: &Llama,
     optimizer: &AdamW,
@@ -445,7 +494,11 @@ fn save_checkpoint(
     let staging = checkpoint.with_extension("new");
     let old = checkpoint.with_extension("old");
     let _ = std::fs::remove_dir_all(&staging);
-    model.save(&staging)?;
+    if model.has_adapters() {
+        model.save_adapter(&staging)?;
+    } else {
+        model.save(&staging)?;
+    }
     optimizer.save(&staging.join("optimizer.safetensors"))?;
     let state = serde_json::to_vec_pretty(progress)
         .map_err(std::io::Error::other)
@@ -478,6 +531,9 @@ mod tests {
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_word_embeddings: true,
+            model_type: crate::ModelType::Llama,
+            attention_bias: false,
+            rope_scaling: None,
         }
     }
 
@@ -610,69 +666,129 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Trains `model` on 24 samples in `dir` (resuming when asked) until `go_on` says stop.
+    fn run_until(
+        model: &mut Llama,
+        dir: &Path,
+        resume: bool,
+        go_on: impl Fn(&StepReport) -> bool,
+    ) -> Result<TrainOutcome, TrainError> {
+        train(model, &data(24), &config(), dir, resume, &mut |r| go_on(r))
+    }
+
+    /// A `small()` model with rank-4 adapters on q, v and down.
+    fn adapted(seed: u64) -> Llama {
+        let mut model = Llama::new(small(), &Device::Cpu, seed).unwrap();
+        let lora = LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            targets: vec!["q".into(), "v".into(), "down".into()],
+        };
+        model.attach_lora(&lora, 11).unwrap();
+        model
+    }
+
     #[test]
     fn a_stopped_run_resumes_exactly() {
-        let straight_dir = temp_dir("straight");
-        let mut straight = Llama::new(small(), &Device::Cpu, 7).unwrap();
-        let initial = weights(&straight);
-        train(
-            &mut straight,
-            &data(24),
-            &config(),
-            &straight_dir,
-            false,
-            &mut |_| true,
-        )
-        .unwrap();
+        let full = |seed| Llama::new(small(), &Device::Cpu, seed).unwrap();
+        // (name, model maker, the file a checkpoint must hold, a run it must refuse to resume
+        // and the refusal's words)
+        type Maker = fn(u64) -> Llama;
+        let cases: [(&str, Maker, &str, Maker, &str); 2] = [
+            (
+                "full",
+                full,
+                "model.safetensors",
+                |seed| {
+                    let mut model = Llama::new(small(), &Device::Cpu, seed).unwrap();
+                    model.attach_lora(&LoraConfig::with_rank(4), 11).unwrap();
+                    model
+                },
+                "holds a full model",
+            ),
+            (
+                "lora",
+                adapted,
+                crate::lora::ADAPTER_WEIGHTS,
+                full,
+                "holds LoRA adapters",
+            ),
+        ];
+        for (name, make, checkpoint_file, other, refusal) in cases {
+            let straight_dir = temp_dir(&format!("{name}-straight"));
+            let mut straight = make(7);
+            let initial = weights(&straight);
+            run_until(&mut straight, &straight_dir, false, |_| true).unwrap();
+            assert_ne!(weights(&straight), initial, "{name}: nothing trained");
 
-        let resumed_dir = temp_dir("resumed");
-        let mut first_half = Llama::new(small(), &Device::Cpu, 7).unwrap();
-        assert_eq!(
-            weights(&first_half),
-            initial,
-            "same seed, same initial weights"
-        );
-        let stopped = train(
-            &mut first_half,
-            &data(24),
-            &config(),
-            &resumed_dir,
-            false,
-            &mut |r| r.step < 4,
-        )
-        .unwrap();
-        assert!(!stopped.finished);
-        assert_eq!(stopped.steps, 4);
-        // A fresh process: new model object, weights and optimizer from the checkpoint.
-        let mut second_half = Llama::new(small(), &Device::Cpu, 7).unwrap();
-        let outcome = train(
-            &mut second_half,
-            &data(24),
-            &config(),
-            &resumed_dir,
-            true,
-            &mut |_| true,
-        )
-        .unwrap();
-        assert!(outcome.finished);
-        assert_eq!(weights(&second_half), weights(&straight));
-        let log = std::fs::read_to_string(RunFiles::new(&resumed_dir).log()).unwrap();
-        assert_eq!(log.lines().count() as u64, outcome.steps);
+            let resumed_dir = temp_dir(&format!("{name}-resumed"));
+            let mut first_half = make(7);
+            assert_eq!(
+                weights(&first_half),
+                initial,
+                "{name}: same seed, same start"
+            );
+            let stopped = run_until(&mut first_half, &resumed_dir, false, |r| r.step < 4).unwrap();
+            assert!(!stopped.finished);
+            assert_eq!(stopped.steps, 4);
+            // The checkpoint holds what trains (the adapters alone under LoRA).
+            let checkpoint = RunFiles::new(&resumed_dir).checkpoint();
+            assert!(checkpoint.join(checkpoint_file).exists(), "{name}");
+            let holds_model = checkpoint.join("model.safetensors").exists();
+            assert_eq!(holds_model, name == "full", "{name}");
+            // A fresh process: new model object, weights and optimizer from the checkpoint.
+            let mut second_half = make(7);
+            let outcome = run_until(&mut second_half, &resumed_dir, true, |_| true).unwrap();
+            assert!(outcome.finished);
+            assert_eq!(weights(&second_half), weights(&straight), "{name}");
+            let log = std::fs::read_to_string(RunFiles::new(&resumed_dir).log()).unwrap();
+            assert_eq!(log.lines().count() as u64, outcome.steps);
 
-        // Other data cannot resume this run.
+            // Other data, or the other kind of training, cannot resume this run.
+            let err = train(
+                &mut make(7),
+                &data(10),
+                &config(),
+                &resumed_dir,
+                true,
+                &mut |_| true,
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("other data or settings"), "{err}");
+            let err = run_until(&mut other(7), &resumed_dir, true, |_| true).unwrap_err();
+            assert!(err.to_string().contains(refusal), "{name}: {err}");
+            std::fs::remove_dir_all(&straight_dir).unwrap();
+            std::fs::remove_dir_all(&resumed_dir).unwrap();
+        }
+        // Other adapter settings cannot resume a LoRA run either.
+        let dir = temp_dir("lora-settings");
+        run_until(&mut adapted(7), &dir, false, |r| r.step < 2).unwrap();
         let mut other = Llama::new(small(), &Device::Cpu, 7).unwrap();
-        let err = train(
-            &mut other,
-            &data(10),
-            &config(),
-            &resumed_dir,
-            true,
-            &mut |_| true,
-        )
-        .unwrap_err();
+        other.attach_lora(&LoraConfig::with_rank(4), 11).unwrap();
+        let err = run_until(&mut other, &dir, true, |_| true).unwrap_err();
         assert!(err.to_string().contains("other data or settings"), "{err}");
-        std::fs::remove_dir_all(&straight_dir).unwrap();
-        std::fs::remove_dir_all(&resumed_dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bf16_weights_train_only_through_lora() {
+        let dir = temp_dir("bf16");
+        let model = Llama::new(small(), &Device::Cpu, 7).unwrap();
+        let base = model
+            .parameters()
+            .into_iter()
+            .map(|(name, var)| (name, var.as_tensor().clone()))
+            .collect();
+        let mut half = Llama::from_weights_as(small(), base, &Device::Cpu, DType::BF16).unwrap();
+        let err = train(&mut half, &data(4), &config(), &dir, false, &mut |_| true).unwrap_err();
+        assert!(err.to_string().contains("needs f32 weights"), "{err}");
+        // f32 adapters on the bf16 base train.
+        half.attach_lora(&LoraConfig::with_rank(4), 1).unwrap();
+        let initial = weights(&half);
+        train(&mut half, &data(8), &config(), &dir, false, &mut |_| true).unwrap();
+        assert_ne!(weights(&half), initial);
+        assert_eq!(half.dtype(), DType::BF16);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use agentr_train::{
-    DeviceChoice, Llama, ModelConfig, Rendered, SftConfig, TrainData, masked_cross_entropy, train,
+    DeviceChoice, Llama, LoraConfig, ModelConfig, Rendered, SftConfig, TrainData, inference_dtype,
+    masked_cross_entropy, train,
 };
 use candle_core::{DType, Device, Tensor};
 
@@ -30,6 +31,9 @@ fn config() -> ModelConfig {
         rope_theta: 10_000.0,
         rms_norm_eps: 1e-5,
         tie_word_embeddings: true,
+        model_type: agentr_train::ModelType::Llama,
+        attention_bias: false,
+        rope_scaling: None,
     }
 }
 
@@ -104,9 +108,45 @@ fn the_gpu_agrees_with_the_cpu() {
 }
 
 #[test]
+fn bf16_weights_on_the_gpu_give_nearly_the_f32_logits() {
+    let device = gpu();
+    assert_eq!(inference_dtype(&device), DType::BF16);
+    let cpu = Llama::new(config(), &Device::Cpu, 7).unwrap();
+    let half = Llama::new(config(), &device, 7)
+        .unwrap()
+        .with_dtype(DType::BF16)
+        .unwrap();
+    let reference = cpu.forward(&ids(2, 40, &Device::Cpu), None).unwrap();
+    let logits = half.forward(&ids(2, 40, &device), None).unwrap();
+    assert_eq!(logits.dtype(), DType::F32, "logits are always f32");
+    let scale = max_abs_difference(&reference, &reference.zeros_like().unwrap());
+    let difference = max_abs_difference(&reference, &logits);
+    println!("bf16 logits: max |f32 cpu - bf16 gpu| = {difference:e} at scale {scale:e}");
+    assert!(difference < 0.05 * scale, "{difference} at scale {scale}");
+}
+
+#[test]
 fn sft_on_the_gpu_lowers_the_loss() {
     let preset = ModelConfig::preset("tiny-m", 2048).unwrap();
     let mut model = Llama::new(preset, &gpu(), 3).unwrap();
+    let (first, last) = train_on_patterns(&mut model, 4);
+    assert!(last < 0.5 * first, "{first} -> {last}");
+}
+
+#[test]
+fn lora_on_a_bf16_base_trains_on_the_gpu() {
+    let preset = ModelConfig::preset("tiny-m", 2048).unwrap();
+    let mut model = Llama::new(preset, &gpu(), 3)
+        .unwrap()
+        .with_dtype(DType::BF16)
+        .unwrap();
+    model.attach_lora(&LoraConfig::with_rank(16), 1).unwrap();
+    let (first, last) = train_on_patterns(&mut model, 4);
+    assert!(last < 0.8 * first, "{first} -> {last}");
+}
+
+/// SFT of `model` for `epochs` on repeated patterns; the first and last step's loss.
+fn train_on_patterns(model: &mut Llama, epochs: usize) -> (f64, f64) {
     // 64 sequences of 256 tokens: a repeated pattern per sequence, the second half trained.
     let agent: Vec<Rendered> = (0..64)
         .map(|s| {
@@ -122,7 +162,7 @@ fn sft_on_the_gpu_lowers_the_loss() {
         general: Vec::new(),
     };
     let sft = SftConfig {
-        epochs: 4,
+        epochs,
         lr: 2e-3,
         batch_tokens: 4096,
         checkpoint_every: 1_000_000,
@@ -131,7 +171,7 @@ fn sft_on_the_gpu_lowers_the_loss() {
     let dir = std::env::temp_dir().join(format!("agentr-cuda-sft-{}", std::process::id()));
     let mut losses = Vec::new();
     let mut throughput = 0.0;
-    train(&mut model, &data, &sft, &dir, false, &mut |report| {
+    train(model, &data, &sft, &dir, false, &mut |report| {
         losses.push(report.loss);
         throughput = report.tokens_per_second;
         true
@@ -139,11 +179,14 @@ fn sft_on_the_gpu_lowers_the_loss() {
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "tiny-m SFT on the GPU: {} steps, loss {:.3} -> {:.3}, {throughput:.0} tokens/s",
+        "tiny-m SFT on the GPU ({:?} weights, adapters: {}): {} steps, loss {:.3} -> {:.3}, \
+         {throughput:.0} tokens/s",
+        model.dtype(),
+        model.has_adapters(),
         losses.len(),
         losses[0],
         losses[losses.len() - 1]
     );
     assert!(losses.len() >= 8);
-    assert!(losses[losses.len() - 1] < 0.5 * losses[0], "{losses:?}");
+    (losses[0], losses[losses.len() - 1])
 }

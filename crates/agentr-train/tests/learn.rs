@@ -71,6 +71,9 @@ fn agent() -> ModelAgent {
         rope_theta: 10_000.0,
         rms_norm_eps: 1e-5,
         tie_word_embeddings: true,
+        model_type: agentr_train::ModelType::Llama,
+        attention_bias: false,
+        rope_scaling: None,
     };
     let sft = SftConfig {
         epochs: 60,

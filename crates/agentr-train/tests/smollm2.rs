@@ -87,8 +87,8 @@ fn the_tokenizer_round_trips_and_knows_the_chat_tokens() {
     assert_eq!(
         (
             vocab["<|endoftext|>"],
-            tokenizer.im_start(),
-            tokenizer.im_end()
+            tokenizer.turn_start(),
+            tokenizer.turn_end()
         ),
         (0, 1, 2)
     );

@@ -10,7 +10,6 @@ use agentr_mcts::collect::{TaskOutcome, TaskReport, collect};
 use agentr_mcts::{Policy, Restore, SearchConfig, SearchError};
 use agentr_train::ModelAgent;
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::envs::{EnvName, EnvOptions};
@@ -21,7 +20,8 @@ use crate::remote::OpenAiSpec;
 pub enum PolicySpec {
     /// `noisy-expert:<epsilon>`: the environment's expert with seeded mistakes.
     NoisyExpert(f64),
-    /// `model:DIR`: a model trained with `agentr train` (or a .gguf file, or smollm2-135m).
+    /// `model:DIR`: a model trained with `agentr train` (or a .gguf file, smollm2-135m, or a
+    /// Hugging Face model id org/name[@revision]).
     Model(PathBuf),
     /// `openai:MODEL@BASE_URL`: a model on an OpenAI-compatible server.
     OpenAi(OpenAiSpec),
@@ -95,6 +95,8 @@ pub struct Args {
     pub(crate) replay_restore: bool,
     #[command(flatten)]
     pub(crate) env_options: EnvOptions,
+    #[command(flatten)]
+    pub(crate) device: crate::device::DeviceArg,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -126,8 +128,9 @@ pub fn run(args: Args) -> Result<()> {
             run_with(&args, &config, &tasks, &factory, &policy)
         }
         PolicySpec::Model(dir) => {
-            let policy = ModelAgent::load(&crate::models::model_path(dir)?, &Device::Cpu)
-                .with_context(|| format!("loading the policy model from {}", dir.display()))?;
+            let policy =
+                ModelAgent::load(&crate::models::model_path(dir)?, &args.device.open()?)
+                    .with_context(|| format!("loading the policy model from {}", dir.display()))?;
             run_with(&args, &config, &tasks, &factory, &policy)
         }
         PolicySpec::OpenAi(spec) => {

@@ -15,7 +15,6 @@ use agentr_envs::{Message, Role, TaskId, TaskSpec};
 use agentr_train::openai::ChatClient;
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -30,7 +29,8 @@ pub struct Args {
     /// The environment.
     #[arg(long)]
     pub(crate) env: EnvName,
-    /// Model folder from `agentr train`, a .gguf file, smollm2-135m, or
+    /// Model folder from `agentr train`, a .gguf file, smollm2-135m, a Hugging Face model id
+    /// org/name[@revision] (from the hub cache), or
     /// openai:MODEL@BASE_URL (an OpenAI-compatible server; API key from $OPENAI_API_KEY).
     #[arg(long, value_name = "DIR")]
     pub(crate) model: ModelSpec,
@@ -72,6 +72,8 @@ pub struct Args {
     pub(crate) out: PathBuf,
     #[command(flatten)]
     pub(crate) env_options: EnvOptions,
+    #[command(flatten)]
+    pub(crate) device: crate::device::DeviceArg,
 }
 
 /// The evaluated model: a folder, or a model on an OpenAI-compatible server.
@@ -108,9 +110,36 @@ enum Responder {
     Remote(Box<ChatClient>),
 }
 
-fn file_digest(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
+/// SHA-256 of a model's weights: the file itself for a `.gguf`, else the folder's
+/// `config.json` and every `*.safetensors` file (shards included) by name order, streamed.
+fn model_digest(path: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    if path.is_file() {
+        files.push(path.to_owned());
+    } else {
+        let entries =
+            std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+        for entry in entries {
+            let file = entry?.path();
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name == "config.json" || name.ends_with(".safetensors") {
+                files.push(file);
+            }
+        }
+        files.sort();
+    }
+    let mut hasher = Sha256::new();
+    for file in &files {
+        let mut reader =
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+        std::io::copy(&mut reader, &mut hasher)
+            .with_context(|| format!("reading {}", file.display()))?;
+    }
+    Ok(hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
@@ -264,10 +293,11 @@ pub fn run(args: Args) -> Result<()> {
     let tasks: Vec<TaskId> = jobs.iter().map(|j| j.task).collect();
     let (responder, model_digest) = match &args.model {
         ModelSpec::Dir(dir) => {
-            let mut agent = ModelAgent::load(&crate::models::model_path(dir)?, &Device::Cpu)
+            let path = crate::models::model_path(dir)?;
+            let mut agent = ModelAgent::load(&path, &args.device.open()?)
                 .with_context(|| format!("loading {}", dir.display()))?;
             agent.generation.max_new_tokens = args.max_tokens;
-            let digest = file_digest(&dir.join("model.safetensors"))?;
+            let digest = model_digest(&path)?;
             (Responder::Local(Box::new(agent)), Some(digest))
         }
         ModelSpec::OpenAi(spec) => (

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use agentr_envs::Message;
 use agentr_train::ModelAgent;
 use anyhow::Result;
-use candle_core::Device;
 
 /// Arguments of `agentr generate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model folder (config.json, model.safetensors, tokenizer.json), a .gguf file, or
-    /// smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up).
+    /// Model folder (config.json, model.safetensors, tokenizer.json), a .gguf file,
+    /// smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up), or a Hugging Face model id
+    /// org/name[@revision] (from the hub cache).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
     /// The user message.
@@ -32,10 +32,15 @@ pub struct Args {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    pub(crate) device: crate::device::DeviceArg,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut agent = ModelAgent::load(&crate::models::model_path(&args.model)?, &Device::Cpu)?;
+    let mut agent = ModelAgent::load(
+        &crate::models::model_path(&args.model)?,
+        &args.device.open()?,
+    )?;
     agent.generation.max_new_tokens = args.max_tokens;
     agent.generation.top_p = args.top_p;
     let outputs = agent.respond(

@@ -8,6 +8,7 @@ pub mod play;
 pub mod replay;
 pub mod revise;
 pub mod self_train;
+pub mod serve;
 pub mod serve_model;
 pub mod setup;
 pub mod train;

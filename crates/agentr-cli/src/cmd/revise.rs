@@ -13,7 +13,6 @@ use agentr_revise::{
 use agentr_train::openai::ChatClient;
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::remote::OpenAiSpec;
@@ -25,7 +24,8 @@ pub enum JudgeSpec {
     EnvFeedback,
     /// `scripted:FILE`: labels from a JSON file.
     Scripted(PathBuf),
-    /// `model:DIR`: a model trained with `agentr train` (or a .gguf file, or smollm2-135m),
+    /// `model:DIR`: a model trained with `agentr train` (or a .gguf file, smollm2-135m, or a
+    /// Hugging Face model id org/name[@revision]),
     /// prompted as a verifier.
     Model(PathBuf),
     /// `openai:MODEL@BASE_URL`: a model on an OpenAI-compatible server, prompted the same way.
@@ -129,6 +129,8 @@ pub struct Args {
     /// Output JSONL file; statistics go to the same name with `.stats.json`.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) device: crate::device::DeviceArg,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -168,7 +170,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         (Some(JudgeSpec::Scripted(path)), _) => CliJudge::Scripted(ScriptedJudge::load(path)?),
         (Some(JudgeSpec::Model(dir)), _) => CliJudge::Model(Box::new(
-            ModelAgent::load(&crate::models::model_path(dir)?, &Device::Cpu)
+            ModelAgent::load(&crate::models::model_path(dir)?, &args.device.open()?)
                 .with_context(|| format!("loading the judge model from {}", dir.display()))?,
         )),
         (Some(JudgeSpec::OpenAi(spec)), _) => CliJudge::OpenAi(Box::new(spec.client(None)?)),

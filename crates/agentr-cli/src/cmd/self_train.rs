@@ -122,6 +122,8 @@ pub struct Args {
     /// instead of the preset and the options above.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Behaviour-cloning warm start.
@@ -363,6 +365,8 @@ struct Run {
     config: RunConfig,
     manifest: Manifest,
     workers: usize,
+    /// Not a setting of the run: a run may be resumed on another device.
+    device: crate::device::DeviceArg,
 }
 
 impl Run {
@@ -494,6 +498,7 @@ pub fn run(args: Args) -> Result<()> {
         config,
         manifest,
         workers: args.workers.max(1),
+        device: args.device,
     };
     let overall = Instant::now();
     // Expert episodes: the warm start's data, and part of the iterations' general data when
@@ -544,6 +549,7 @@ pub fn run(args: Args) -> Result<()> {
                     raw_observations: true,
                     replay_restore: false,
                     env_options: EnvOptions::default_for(env),
+                    device: run.device,
                 })
             })?;
         }
@@ -582,6 +588,7 @@ pub fn run(args: Args) -> Result<()> {
                     // On trees the judge has not been trained on: this iteration's.
                     agreement_steps: run.config.train.judge_samples_per_label,
                     out: out.clone(),
+                    device: run.device,
                 })
             })?;
         }
@@ -731,6 +738,8 @@ fn train_args(
         checkpoint_every: 100,
         resume: true,
         observation_loss: false,
+        lora: train::LoraArgs::default(),
+        device: run.device,
     }
 }
 
@@ -801,6 +810,7 @@ fn eval_args(run: &Run, env: EnvName, model: &Path, stage: &str) -> Result<eval:
         continue_rounds: 50,
         out: run.path(&format!("{stage}/{}", env.name())),
         env_options: EnvOptions::default_for(env),
+        device: run.device,
     })
 }
 
@@ -920,6 +930,7 @@ mod tests {
             config: None,
             general: Vec::new(),
             eta: None,
+            device: Default::default(),
         }
     }
 
@@ -969,6 +980,7 @@ mod tests {
             config: quick_config(),
             manifest: Manifest::default(),
             workers: 1,
+            device: Default::default(),
         };
         let expert = vec![PathBuf::from("bc/gold.jsonl")];
         let args = |run: &Run| {

@@ -11,7 +11,6 @@ use agentr_envs::rng::Rng;
 use agentr_train::openai::{ChatCompletion, ChatCompletionRequest, Choice, ChoiceMessage, Usage};
 use agentr_train::{AgentCompletion, GenerationConfig, ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -20,8 +19,9 @@ use crate::http::{self, Body, Handler, ServerOptions};
 /// Arguments of `agentr serve-model`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model folder (config.json, model.safetensors, tokenizer.json), a .gguf file, or
-    /// smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up).
+    /// Model folder (config.json, model.safetensors, tokenizer.json), a .gguf file,
+    /// smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up), or a Hugging Face model id
+    /// org/name[@revision] (from the hub cache).
     #[arg(long, value_name = "DIR")]
     pub(crate) model: PathBuf,
     /// Port; 0 picks a free one. The bound address is printed to stderr as
@@ -45,6 +45,8 @@ pub struct Args {
     /// Largest request body in bytes (larger ones get 413).
     #[arg(long, default_value_t = 8 << 20)]
     pub(crate) max_body_bytes: usize,
+    #[command(flatten)]
+    pub(crate) device: crate::device::DeviceArg,
 }
 
 /// Limits a request is checked against.
@@ -248,8 +250,11 @@ pub fn run(args: Args) -> Result<()> {
     if args.max_tokens_limit == 0 || args.max_n == 0 {
         bail!("--max-tokens-limit and --max-n must be at least 1");
     }
-    let agent = ModelAgent::load(&crate::models::model_path(&args.model)?, &Device::Cpu)
-        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let agent = ModelAgent::load(
+        &crate::models::model_path(&args.model)?,
+        &args.device.open()?,
+    )
+    .with_context(|| format!("loading the model from {}", args.model.display()))?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.model
             .canonicalize()

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use agentr_envs::Role;
 use agentr_train::{
-    AdamWConfig, ChatTokenizer, Llama, ModelAgent, ModelConfig, SftConfig, TrainData, train,
+    AdamWConfig, ChatTokenizer, Llama, LoraConfig, ModelAgent, ModelConfig, SftConfig, TrainData,
+    train,
 };
 use anyhow::{Context, Result, bail};
-use candle_core::Device;
+use candle_core::DType;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::samples::read_samples;
@@ -19,7 +20,8 @@ pub struct Args {
     #[arg(long, required = true, num_args = 1..)]
     pub(crate) samples: Vec<PathBuf>,
     /// tiny-xs, tiny-2l, tiny-s or tiny-m (trained from scratch, with a new tokenizer), a model
-    /// folder, a .gguf file, or smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up).
+    /// folder, a .gguf file, smollm2-135m (SmolLM2-135M-Instruct, fetched by set-up), or a
+    /// Hugging Face model id org/name[@revision] (Llama, Qwen2, SmolLM; from the hub cache).
     #[arg(long)]
     pub(crate) model: String,
     /// Output folder: the final model, tokenizer, checkpoint and training log.
@@ -71,6 +73,50 @@ pub struct Args {
     /// prompt).
     #[arg(long)]
     pub(crate) observation_loss: bool,
+    /// LoRA instead of full fine-tuning.
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
+    #[command(flatten)]
+    pub(crate) device: crate::device::DeviceArg,
+}
+
+/// The LoRA flags of `agentr train`; none given means full fine-tuning.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LoraArgs {
+    /// Train LoRA adapters of this rank on the frozen model instead of every weight. The
+    /// output folder gets the merged model (so every other command reads it as usual) and the
+    /// adapter alone, in PEFT's layout, in its adapter/ folder.
+    #[arg(long, value_name = "R")]
+    pub(crate) lora_rank: Option<usize>,
+    /// LoRA alpha: the adapters' update is scaled by alpha / rank [default: 2 x rank].
+    #[arg(long, value_name = "A", requires = "lora_rank")]
+    pub(crate) lora_alpha: Option<f64>,
+    /// The projections that get adapters, comma-separated [default: q,k,v,o,gate,up,down].
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        requires = "lora_rank"
+    )]
+    pub(crate) lora_targets: Vec<String>,
+}
+
+impl LoraArgs {
+    /// The LoRA settings asked for, checked; `None` for full fine-tuning.
+    pub(crate) fn config(&self) -> Result<Option<LoraConfig>> {
+        let Some(rank) = self.lora_rank else {
+            return Ok(None);
+        };
+        let mut config = LoraConfig::with_rank(rank);
+        if let Some(alpha) = self.lora_alpha {
+            config.alpha = alpha;
+        }
+        if !self.lora_targets.is_empty() {
+            config.targets = self.lora_targets.clone();
+        }
+        config.validate()?;
+        Ok(Some(config))
+    }
 }
 
 /// Marks the user turns after the first (the observations) as trained, unless a sample says
@@ -85,7 +131,15 @@ fn train_on_observations(sample: &mut agentr_envs::Sample) {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let device = Device::Cpu;
+    let device = args.device.open()?;
+    let lora = args.lora.config()?;
+    // Full fine-tuning updates every weight, which bf16 would round away; under LoRA the base
+    // is frozen and may take the device's cheaper inference dtype.
+    let dtype = if lora.is_some() {
+        agentr_train::inference_dtype(&device)
+    } else {
+        DType::F32
+    };
     let mut samples = Vec::new();
     for path in &args.samples {
         samples.extend(read_samples(path)?);
@@ -106,6 +160,9 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let tokenizer_path = args.out.join("tokenizer.json");
+    // What the adapter records as its base model (PEFT's `base_model_name_or_path`): a model
+    // folder or Hub id, not a preset (its random weights are saved nowhere) or a GGUF file.
+    let mut base_name = None;
     let (mut model, tokenizer) = match ModelConfig::preset(&args.model, args.vocab_size) {
         Some(_) if args.resume && tokenizer_path.exists() => {
             let tokenizer = ChatTokenizer::load(&tokenizer_path)?;
@@ -129,14 +186,16 @@ pub fn run(args: Args) -> Result<()> {
             (Llama::new(config, &device, args.seed)?, tokenizer)
         }
         None => {
-            let agent = ModelAgent::load(&crate::models::model_path(std::path::Path::new(&args.model))?, &device).with_context(
-                || {
-                    format!(
-                        "`{}` is neither a preset (tiny-xs, tiny-2l, tiny-s, tiny-m) nor a model folder",
-                        args.model
-                    )
-                },
-            )?;
+            let path = crate::models::model_path(std::path::Path::new(&args.model))?;
+            let agent = ModelAgent::load_as(&path, &device, dtype).with_context(|| {
+                format!(
+                    "`{}` is neither a preset (tiny-xs, tiny-2l, tiny-s, tiny-m) nor a model folder",
+                    args.model
+                )
+            })?;
+            if path.is_dir() {
+                base_name = Some(args.model.clone());
+            }
             agent.tokenizer.save(&tokenizer_path)?;
             (agent.model, agent.tokenizer)
         }
@@ -168,9 +227,23 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
     };
+    let trains = match &lora {
+        Some(lora) => {
+            model.attach_lora(lora, args.seed)?;
+            let (adapters, base) = (model.parameter_count(), model.base_parameter_count());
+            format!(
+                "{adapters} LoRA parameters ({:.2}% of the {base} frozen ones; rank {}, alpha {}, \
+                 on {})",
+                100.0 * adapters as f64 / base.max(1) as f64,
+                lora.rank,
+                lora.alpha,
+                lora.targets.join(",")
+            )
+        }
+        None => format!("{} parameters", model.parameter_count()),
+    };
     eprintln!(
-        "{} parameters, {} agent samples, {} general samples",
-        model.parameter_count(),
+        "{trains}, {} agent samples, {} general samples",
         data.agent.len(),
         data.general.len()
     );
@@ -197,14 +270,29 @@ pub fn run(args: Args) -> Result<()> {
         },
     )?;
     progress.finish_and_clear();
+    let adapter_dir = args.out.join("adapter");
+    if lora.is_some() {
+        match &base_name {
+            Some(base) => model.save_adapter_with_base(&adapter_dir, base)?,
+            None => model.save_adapter(&adapter_dir)?,
+        }
+        model.merge_lora()?;
+    }
     model.save(&args.out)?;
     tokenizer.save(&tokenizer_path)?;
     let last = std::fs::read_to_string(args.out.join("train_log.jsonl"))
         .ok()
         .and_then(|log| log.lines().last().map(str::to_owned))
         .unwrap_or_default();
+    let adapter = match lora {
+        Some(_) => format!(
+            " (adapters merged; the adapter alone in {})",
+            adapter_dir.display()
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "trained {} steps ({} samples skipped: nothing to train after truncation); model in {}\nlast step: {last}",
+        "trained {} steps ({} samples skipped: nothing to train after truncation); model in {}{adapter}\nlast step: {last}",
         outcome.steps,
         outcome.skipped_samples,
         args.out.display()
@@ -215,6 +303,8 @@ pub fn run(args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use agentr_envs::{Message, Sample};
+    use candle_core::Device;
+    use clap::Parser;
 
     use super::*;
 
@@ -235,5 +325,133 @@ mod tests {
         train_on_observations(&mut sample);
         let trains: Vec<bool> = sample.messages.iter().map(Message::trains).collect();
         assert_eq!(trains, [false, false, true, true, false]);
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(flags: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("train").chain(flags.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn lora_flags_give_checked_settings() {
+        let base = ["--samples", "s.jsonl", "--model", "tiny-xs", "--out", "o"];
+        let args = parse(&base).unwrap();
+        assert!(args.lora.config().unwrap().is_none());
+        let args = parse(&[&base[..], &["--lora-rank", "4"]].concat()).unwrap();
+        assert_eq!(args.lora.config().unwrap(), Some(LoraConfig::with_rank(4)));
+        let flags = [
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "3",
+            "--lora-targets",
+            "q,v_proj",
+        ];
+        let args = parse(&[&base[..], &flags].concat()).unwrap();
+        let config = args.lora.config().unwrap().unwrap();
+        assert_eq!((config.rank, config.alpha), (4, 3.0));
+        assert_eq!(config.targets, ["q", "v_proj"]);
+        assert!(parse(&[&base[..], &["--lora-alpha", "3"]].concat()).is_err());
+        for flags in [
+            ["--lora-rank", "0", "--lora-targets", "q"],
+            ["--lora-rank", "2", "--lora-targets", "q,lm_head"],
+        ] {
+            let args = parse(&[&base[..], &flags].concat()).unwrap();
+            assert!(args.lora.config().is_err(), "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn lora_training_writes_the_merged_model_and_the_adapter() {
+        let dir = std::env::temp_dir().join(format!("agentr-train-lora-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let samples = dir.join("samples.jsonl");
+        let lines: Vec<String> = (0..8)
+            .map(|i| {
+                let sample = Sample {
+                    messages: vec![
+                        Message::user(format!("Goal: craft item {i}.")),
+                        Message::assistant(format!("Action: get {i} oak logs"), true),
+                    ],
+                    meta: Default::default(),
+                };
+                serde_json::to_string(&sample).unwrap()
+            })
+            .collect();
+        std::fs::write(&samples, lines.join("\n")).unwrap();
+        let out = dir.join("out");
+        let flags = [
+            "--samples",
+            samples.to_str().unwrap(),
+            "--model",
+            "tiny-xs",
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--vocab-size",
+            "300",
+            "--seed",
+            "3",
+            "--lora-rank",
+            "2",
+            "--lora-targets",
+            "q,v",
+        ];
+        run(parse(&flags).unwrap()).unwrap();
+        for file in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "adapter/adapter_config.json",
+            "adapter/adapter_model.safetensors",
+            "checkpoint/adapter_model.safetensors",
+        ] {
+            assert!(out.join(file).exists(), "{file} is missing");
+        }
+        assert!(!out.join("checkpoint/model.safetensors").exists());
+        let adapter: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("adapter/adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            adapter["target_modules"],
+            serde_json::json!(["q_proj", "v_proj"])
+        );
+        assert_eq!(adapter["r"], 2);
+        assert!(
+            adapter["base_model_name_or_path"].is_null(),
+            "a preset is no base"
+        );
+
+        // The merged model: the preset's base with only the q and v projections changed.
+        let agent = ModelAgent::load(&out, &Device::Cpu).unwrap();
+        let config = ModelConfig::preset("tiny-xs", agent.tokenizer.vocab_size()).unwrap();
+        let base = Llama::new(config, &Device::Cpu, 3).unwrap();
+        let trained: std::collections::HashMap<String, Vec<f32>> = agent
+            .model
+            .parameters()
+            .into_iter()
+            .map(|(name, var)| (name, var.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        for (name, var) in base.parameters() {
+            let before: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+            let adapted = name.contains("q_proj") || name.contains("v_proj");
+            assert_eq!(trained[&name] != before, adapted, "{name}");
+        }
+
+        // Resuming the finished run rebuilds the same merged model from the checkpoint.
+        let merged = std::fs::read(out.join("model.safetensors")).unwrap();
+        run(parse(&[&flags[..], &["--resume"]].concat()).unwrap()).unwrap();
+        assert!(std::fs::read(out.join("model.safetensors")).unwrap() == merged);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -210,6 +210,8 @@ pub struct SciWorld {
     gateway: Option<Gateway>,
     /// The task of the running episode.
     episode: Option<TaskId>,
+    /// The simulator's score after the last step (0 after a reset).
+    score: i64,
 }
 
 impl Clone for SciWorld {
@@ -226,6 +228,7 @@ impl SciWorld {
             config: Arc::new(config),
             gateway: None,
             episode: None,
+            score: 0,
         }
     }
 
@@ -245,6 +248,43 @@ impl SciWorld {
     /// The running JVM's process id, if one is running.
     pub fn jvm_pid(&self) -> Option<u32> {
         self.gateway.as_ref().map(Gateway::pid)
+    }
+
+    /// The simulator's score after the last step, -100 to 100 (0 after a reset): what
+    /// AgentGym's server reports, where [`Step::reward`] is its normalised form.
+    pub fn score(&self) -> i64 {
+        self.score
+    }
+
+    /// The task description of the running episode (the simulator's own text).
+    pub fn task_description(&mut self) -> Result<String, EnvError> {
+        self.require_episode()?;
+        self.gateway_call(|g| g.call_str("getTaskDescription", &[]))
+    }
+
+    /// The simulator's action templates and the objects the agent can refer to now
+    /// (AgentGym's `/action_hint`).
+    pub fn action_hint(&mut self) -> Result<(Vec<String>, Vec<String>), EnvError> {
+        self.require_episode()?;
+        self.gateway_call(|g| {
+            Ok((
+                g.call_strings("getPossibleActions", &[])?,
+                g.call_strings("getPossibleObjects", &[])?,
+            ))
+        })
+    }
+
+    /// The simulator's account of the task's goals and which are met (AgentGym's `/goals`).
+    pub fn goal_progress(&mut self) -> Result<String, EnvError> {
+        self.require_episode()?;
+        self.gateway_call(|g| g.call_str("getGoalProgressStr", &[]))
+    }
+
+    fn require_episode(&self) -> Result<(), EnvError> {
+        match self.episode {
+            Some(_) => Ok(()),
+            None => Err(EnvError::NotReset { env: NAME }),
+        }
     }
 
     /// The gold action sequence of `task` (loads the game with its gold path; the current
@@ -355,7 +395,7 @@ impl SciWorld {
         }
     }
 
-    fn score(&mut self) -> Result<(i64, bool), EnvError> {
+    fn read_score(&mut self) -> Result<(i64, bool), EnvError> {
         self.gateway_call(|g| {
             let score = match g.call("getScore", &[])? {
                 Value::Double(s) => (100.0 * s).round() as i64,
@@ -438,6 +478,32 @@ pub fn listing_insensitive(observation: &str) -> Vec<Vec<&str>> {
     lines
 }
 
+/// Whether two observations are equal up to the order of lines and of comma-separated items
+/// ([`listing_insensitive`]): ScienceWorld's [`Environment::same_observation`].
+pub fn same_listing(a: &str, b: &str) -> bool {
+    a == b || listing_insensitive(a) == listing_insensitive(b)
+}
+
+/// A step's observation as the environment reports it: trailing whitespace dropped, except
+/// from a request to choose among numbered actions, which is kept verbatim.
+pub fn clean_observation(observation: String) -> String {
+    if asks_to_choose(&observation) {
+        observation
+    } else {
+        observation.trim_end().to_owned()
+    }
+}
+
+/// The reward and disaster flag of a simulator score: score / 100 with partial credit; a
+/// negative score (a fatal mistake) is a disaster with reward 0.
+pub fn reward_of_score(score: i64) -> (f64, bool) {
+    if score < 0 {
+        (0.0, true)
+    } else {
+        (score.min(100) as f64 / 100.0, false)
+    }
+}
+
 /// Whether the simulator is waiting for the number of one of several matching actions.
 fn asks_to_choose(observation: &str) -> bool {
     observation.starts_with("Ambiguous request")
@@ -454,6 +520,7 @@ impl Environment for SciWorld {
 
     fn reset(&mut self, task: TaskId) -> Result<String, EnvError> {
         self.episode = None;
+        self.score = 0;
         let (game, variation) = known_game(task)?;
         // Generating a gold path makes a load ten to twenty times slower: once per task.
         let record_gold = RECORD_GOLD.load(Ordering::Relaxed) && !expert::knows_gold(task.0);
@@ -474,9 +541,7 @@ impl Environment for SciWorld {
     }
 
     fn step(&mut self, action: &str) -> Result<Step, EnvError> {
-        if self.episode.is_none() {
-            return Err(EnvError::NotReset { env: NAME });
-        }
+        self.require_episode()?;
         let mut action = action.trim().to_owned();
         if self.config.snap_actions && !action.chars().all(|c| c.is_ascii_digit()) {
             let valid = self.valid_actions()?;
@@ -485,27 +550,19 @@ impl Environment for SciWorld {
             }
         }
         let observation = self.gateway_call(|g| g.call_str("step", &[Arg::Str(&action)]))?;
-        let (score, completed) = self.score()?;
-        let disaster = score < 0;
-        let done = completed || disaster;
+        let (score, completed) = self.read_score()?;
+        self.score = score;
+        let (reward, disaster) = reward_of_score(score);
         Ok(Step {
-            observation: if asks_to_choose(&observation) {
-                observation
-            } else {
-                observation.trim_end().to_owned()
-            },
-            reward: if disaster {
-                0.0
-            } else {
-                score.clamp(0, 100) as f64 / 100.0
-            },
-            done,
+            observation: clean_observation(observation),
+            reward,
+            done: completed || disaster,
             disaster,
         })
     }
 
     fn same_observation(&self, a: &str, b: &str) -> bool {
-        a == b || listing_insensitive(a) == listing_insensitive(b)
+        same_listing(a, b)
     }
 
     fn task_ids(&self, split: Split) -> Vec<TaskId> {
