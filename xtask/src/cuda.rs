@@ -96,8 +96,10 @@ pub fn check_cuda(root: &Path, extra: &[String]) -> Result<()> {
     )
 }
 
-/// The asset folder, as the `agentr` binary chooses it: `$AGENTR_HOME`, else
-/// `$HOME/.cache/agentr`, else `./.agentr`.
+/// The asset folder, as the `agentr` binary chooses it (`agentr_envs::assets::agentr_home`):
+/// `$AGENTR_HOME`, else `$HOME/.cache/agentr`, else `./.agentr`. Repeated rather than
+/// imported: depending on agentr-envs would compile it and its search engine into xtask, once
+/// more with xtask's own feature set, before every `cargo xtask` command.
 fn agentr_home() -> PathBuf {
     if let Some(home) = std::env::var_os("AGENTR_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(home);

@@ -201,6 +201,40 @@ fn the_oracle_scores_one_on_every_synthetic_test_goal() {
     assert!(asins(&train).is_disjoint(&asins(&env.task_ids(Split::Test))));
 }
 
+#[test]
+fn goals_are_found_by_instruction_as_a_scan_finds_them() {
+    // Goals with equal texts (the real data has them): the first of them is found.
+    let sandals = || {
+        let products = (0..5)
+            .map(|i| product(&format!("S{i}"), &format!("Sandal {i}"), 9.0, &[]))
+            .collect();
+        Catalogue { products }
+    };
+    let mut goals = ShopData::from_catalogue(sandals(), None)
+        .unwrap()
+        .goals()
+        .to_vec();
+    goals.extend([goals[0].clone(), goals[2].clone(), goals[0].clone()]);
+    let shops = [
+        ShopData::synthetic(300, crate::webshop::synthetic::DEFAULT_SEED, None).unwrap(),
+        ShopData::assemble(sandals(), goals, Vec::new(), Vec::new(), None, true).unwrap(),
+    ];
+    let mut later_equals = 0;
+    for data in &shops {
+        for goal in data.goals() {
+            let text = &goal.instruction_text;
+            let found = data.goal_by_instruction(text).expect("its own text");
+            let first = data.goals().iter().find(|g| &g.instruction_text == text);
+            assert!(std::ptr::eq(found, first.unwrap()), "{text}");
+            later_equals += usize::from(!std::ptr::eq(found, goal));
+        }
+        for text in ["", "i need", "zzzz", "\u{10ffff}"] {
+            assert!(data.goal_by_instruction(text).is_none(), "{text:?}");
+        }
+    }
+    assert_eq!(later_equals, 3, "the first-of-equals rule went untested");
+}
+
 /// Regression: in the 100k synthetic catalogue a goal's product was not among the 50 results
 /// for its own title (many products share it), and the oracle gave up. It now searches for the
 /// title and description.
