@@ -5,7 +5,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ use agentr_envs::{EnvError, Environment, Expert, Split, TaskId, assets};
 use serde_json::{Value, json};
 
 mod common;
-use common::Served;
+use common::{Served, agentr, temp_path, text};
 
 /// A running `agentr serve`, killed on drop.
 struct Server {
@@ -72,22 +71,6 @@ impl Server {
         let (status, _, body) = self.raw(&common::get(target));
         (status, body)
     }
-}
-
-fn agentr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentr"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("agentr runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("agentr-agentgym-{name}-{}", std::process::id()))
 }
 
 /// The synthetic shop `agentr serve --env webshop` serves by default.

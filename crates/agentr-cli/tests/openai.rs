@@ -3,7 +3,6 @@
 //! test run on two expert episodes; each test starts its own server on a free port.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -13,23 +12,7 @@ use agentr_train::openai::{ChatClient, ChatCompletionRequest, ClientConfig, Stop
 use serde_json::Value;
 
 mod common;
-use common::Served;
-
-fn agentr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agentr"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("agentr runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("agentr-openai-{name}-{}", std::process::id()))
-}
+use common::{Served, agentr, temp_path, text};
 
 /// A tiny-xs model trained for one epoch on two expert episodes (once per test binary).
 fn tiny_model() -> &'static Path {

@@ -372,18 +372,8 @@ mod tests {
     fn reused_prefixes_give_the_same_generations() {
         let config = crate::ModelConfig {
             vocab_size: 300,
-            hidden_size: 32,
-            intermediate_size: 48,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
             max_position_embeddings: 256,
-            rope_theta: 10_000.0,
-            rms_norm_eps: 1e-5,
-            tie_word_embeddings: true,
-            model_type: crate::ModelType::Llama,
-            attention_bias: false,
-            rope_scaling: None,
+            ..crate::model::tests::small(true)
         };
         let model = Llama::new(config, &candle_core::Device::Cpu, 3).unwrap();
         let tokenizer = ChatTokenizer::train(["get 2 oak logs and craft"].iter(), 300).unwrap();

@@ -673,18 +673,8 @@ mod tests {
     fn tiny_config() -> ModelConfig {
         ModelConfig {
             vocab_size: 0,
-            hidden_size: 32,
             intermediate_size: 64,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            max_position_embeddings: 64,
-            rope_theta: 10_000.0,
-            rms_norm_eps: 1e-5,
-            tie_word_embeddings: true,
-            model_type: crate::ModelType::Llama,
-            attention_bias: false,
-            rope_scaling: None,
+            ..crate::model::tests::small(true)
         }
     }
 
@@ -717,9 +707,6 @@ mod tests {
         let config = ModelConfig {
             vocab_size: tokens.len(),
             tie_word_embeddings: tie,
-            model_type: crate::ModelType::Llama,
-            attention_bias: false,
-            rope_scaling: None,
             ..tiny_config()
         };
         let model = Llama::new(config.clone(), &Device::Cpu, 9).unwrap();

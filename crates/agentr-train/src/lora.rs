@@ -21,7 +21,7 @@
 //! base weights (`W += (alpha / rank) · B A`), after which [`Llama::save`] writes an ordinary
 //! Hugging Face checkpoint; [`Llama::export_merged`] does both without touching the model.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Tensor, Var};
@@ -252,60 +252,60 @@ fn parse_peft_config(text: &str) -> Result<LoraConfig, String> {
     })
 }
 
-/// The adapter tensors a model of `config` has for `targets` (indices into [`PROJECTIONS`]) at
-/// rank `rank`: (name without the PEFT prefix, shape, layer, projection, whether it is `B`).
-fn adapter_shapes(
-    config: &ModelConfig,
-    targets: &[usize],
-    rank: usize,
-) -> Vec<(String, Vec<usize>, usize, usize, bool)> {
-    let mut shapes = Vec::new();
-    for layer in 0..config.num_hidden_layers {
-        for &index in targets {
-            let name = PROJECTIONS[index];
-            let [out, inp] = config
-                .projection_shape(name)
-                .unwrap_or_else(|| unreachable!("{name} is listed in PROJECTIONS"));
-            let prefix = format!("model.layers.{layer}.{name}");
-            shapes.push((
-                format!("{prefix}.lora_A.weight"),
-                vec![rank, inp],
-                layer,
-                index,
-                false,
-            ));
-            shapes.push((
-                format!("{prefix}.lora_B.weight"),
-                vec![out, rank],
-                layer,
-                index,
-                true,
-            ));
-        }
-    }
-    shapes
+/// One adapter a model of `config` has for `targets` at some rank.
+struct Slot {
+    layer: usize,
+    /// Index into [`PROJECTIONS`].
+    projection: usize,
+    /// `model.layers.N.self_attn.q_proj`: `.lora_A.weight` / `.lora_B.weight` name the factors.
+    name: String,
+    /// `[out_features, in_features]` of the projection.
+    shape: [usize; 2],
 }
 
-/// "missing a, b and 3 more; unexpected c; misshaped d (...)", or `None` when all is well.
-fn describe_problems(groups: [(&str, Vec<String>); 3]) -> Option<String> {
-    let parts: Vec<String> = groups
-        .into_iter()
-        .filter(|(_, names)| !names.is_empty())
-        .map(|(kind, names)| {
-            let shown = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
-            match names.len().saturating_sub(6) {
-                0 => format!("{kind} {shown}"),
-                more => format!("{kind} {shown} and {more} more"),
-            }
+impl Slot {
+    /// The factors' names (without the PEFT prefix) and shapes at `rank`: A, then B.
+    fn factors(&self, rank: usize) -> [(String, Vec<usize>); 2] {
+        let [out, inp] = self.shape;
+        [
+            (format!("{}.lora_A.weight", self.name), vec![rank, inp]),
+            (format!("{}.lora_B.weight", self.name), vec![out, rank]),
+        ]
+    }
+}
+
+/// Every adapter of a model of `config` for `targets` (indices into [`PROJECTIONS`]), layer by
+/// layer.
+fn slots(config: &ModelConfig, targets: &[usize]) -> Vec<Slot> {
+    (0..config.num_hidden_layers)
+        .flat_map(|layer| {
+            targets.iter().map(move |&projection| {
+                let name = PROJECTIONS[projection];
+                let shape = config
+                    .projection_shape(name)
+                    .unwrap_or_else(|| unreachable!("{name} is listed in PROJECTIONS"));
+                Slot {
+                    layer,
+                    projection,
+                    name: format!("model.layers.{layer}.{name}"),
+                    shape,
+                }
+            })
         })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("; "))
+        .collect()
 }
 
 /// `W + scale · B A`, computed in f32 and returned in `weight`'s dtype.
 fn merged_weight(weight: &Tensor, adapter: &Adapter) -> candle_core::Result<Tensor> {
     let update = (adapter.b.as_tensor().matmul(adapter.a.as_tensor())? * adapter.scale)?;
     (weight.to_dtype(DType::F32)? + update)?.to_dtype(weight.dtype())
+}
+
+/// The weight of `projection` (`model.layers.N.self_attn.q_proj`) among `base`.
+fn base_weight<'a, T>(base: &'a HashMap<String, T>, projection: &str) -> Result<&'a T, TrainError> {
+    let key = format!("{projection}.weight");
+    base.get(&key)
+        .ok_or_else(|| TrainError::Config(format!("the model has no base weight {key}")))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -331,30 +331,18 @@ impl Llama {
             ));
         }
         let device = self.device().clone();
-        let shapes = adapter_shapes(self.config(), &targets, config.rank);
-        let mut adapters: HashMap<(usize, usize), (Option<Var>, Option<Var>)> = HashMap::new();
-        for (name, shape, layer, index, is_b) in shapes {
-            let slot = adapters.entry((layer, index)).or_default();
-            if is_b {
-                slot.1 = Some(Var::zeros(shape, DType::F32, &device)?);
-                continue;
-            }
-            let bound = 1.0 / (shape[1] as f64).sqrt();
+        for slot in slots(self.config(), &targets) {
+            let [(a_name, a_shape), (_, b_shape)] = slot.factors(config.rank);
+            let bound = 1.0 / (slot.shape[1] as f64).sqrt();
             let mut parts = vec![seed];
-            parts.extend(name.bytes().map(u64::from));
+            parts.extend(a_name.bytes().map(u64::from));
             let mut rng = agentr_envs::rng::Rng::from_parts(&parts);
-            let values: Vec<f32> = (0..shape[0] * shape[1])
+            let values: Vec<f32> = (0..a_shape.iter().product())
                 .map(|_| ((2.0 * rng.unit_f64() - 1.0) * bound) as f32)
                 .collect();
-            slot.0 = Some(Var::from_vec(values, shape, &device)?);
-        }
-        for ((layer, index), (a, b)) in adapters {
-            let (Some(a), Some(b)) = (a, b) else {
-                unreachable!("adapter_shapes lists A and B of every adapter");
-            };
-            self.layers[layer].projections[index].adapter = Some(Adapter {
-                a,
-                b,
+            self.layers[slot.layer].projections[slot.projection].adapter = Some(Adapter {
+                a: Var::from_vec(values, a_shape, &device)?,
+                b: Var::zeros(b_shape, DType::F32, &device)?,
                 scale: config.scale(),
             });
         }
@@ -406,17 +394,9 @@ impl Llama {
             return Err(TrainError::Config("no LoRA adapters to merge".into()));
         }
         let base: HashMap<String, Var> = self.base_parameters().into_iter().collect();
-        for (layer_index, layer) in self.layers.iter().enumerate() {
-            for (name, projection) in PROJECTIONS.iter().zip(&layer.projections) {
-                let Some(adapter) = &projection.adapter else {
-                    continue;
-                };
-                let key = format!("model.layers.{layer_index}.{name}.weight");
-                let var = base.get(&key).ok_or_else(|| {
-                    TrainError::Config(format!("the model has no base weight {key}"))
-                })?;
-                var.set(&merged_weight(var.as_tensor(), adapter)?)?;
-            }
+        for (projection, adapter) in self.adapters() {
+            let var = base_weight(&base, &projection)?;
+            var.set(&merged_weight(var.as_tensor(), adapter)?)?;
         }
         self.remove_lora();
         Ok(())
@@ -448,18 +428,9 @@ impl Llama {
             .into_iter()
             .map(|(name, var)| (name, var.as_tensor().clone()))
             .collect();
-        for (layer_index, layer) in self.layers.iter().enumerate() {
-            for (name, projection) in PROJECTIONS.iter().zip(&layer.projections) {
-                let Some(adapter) = &projection.adapter else {
-                    continue;
-                };
-                let key = format!("model.layers.{layer_index}.{name}.weight");
-                let weight = weights.get(&key).ok_or_else(|| {
-                    TrainError::Config(format!("the model has no base weight {key}"))
-                })?;
-                let merged = merged_weight(weight, adapter)?;
-                weights.insert(key, merged);
-            }
+        for (projection, adapter) in self.adapters() {
+            let merged = merged_weight(base_weight(&weights, &projection)?, adapter)?;
+            weights.insert(format!("{projection}.weight"), merged);
         }
         Llama::from_weights_as(self.config().clone(), weights, self.device(), self.dtype())?
             .save(dir)
@@ -544,35 +515,13 @@ impl Llama {
                     message: e.to_string(),
                 }
             })?;
-        let expected = adapter_shapes(self.config(), &targets, config.rank);
-        let missing = expected
+        let slots = slots(self.config(), &targets);
+        let expected: Vec<(String, Vec<usize>)> = slots
             .iter()
-            .map(|(name, ..)| format!("{PEFT_PREFIX}{name}"))
-            .filter(|name| !tensors.contains_key(name))
+            .flat_map(|slot| slot.factors(config.rank))
+            .map(|(name, shape)| (format!("{PEFT_PREFIX}{name}"), shape))
             .collect();
-        let known: HashSet<String> = expected
-            .iter()
-            .map(|(name, ..)| format!("{PEFT_PREFIX}{name}"))
-            .collect();
-        let mut unexpected: Vec<String> = tensors
-            .keys()
-            .filter(|name| !known.contains(*name))
-            .cloned()
-            .collect();
-        unexpected.sort();
-        let misshaped = expected
-            .iter()
-            .filter_map(|(name, shape, ..)| {
-                let found = tensors.get(&format!("{PEFT_PREFIX}{name}"))?.dims();
-                (found != shape.as_slice())
-                    .then(|| format!("{PEFT_PREFIX}{name} (expected {shape:?}, found {found:?})"))
-            })
-            .collect();
-        if let Some(problems) = describe_problems([
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("misshaped", misshaped),
-        ]) {
+        if let Some(problems) = crate::model::tensor_mismatches(&expected, &tensors) {
             return Err(TrainError::BadFile {
                 path: weights_path,
                 message: format!(
@@ -583,24 +532,15 @@ impl Llama {
             });
         }
         let attach = !self.has_adapters();
-        let mut loaded: HashMap<(usize, usize), (Option<Tensor>, Option<Tensor>)> = HashMap::new();
-        for (name, _, layer, index, is_b) in expected {
-            let Some(tensor) = tensors.remove(&format!("{PEFT_PREFIX}{name}")) else {
-                unreachable!("every expected tensor is present (checked above)");
-            };
-            let tensor = tensor.to_dtype(DType::F32)?;
-            let slot = loaded.entry((layer, index)).or_default();
-            if is_b {
-                slot.1 = Some(tensor);
-            } else {
-                slot.0 = Some(tensor);
-            }
-        }
-        for ((layer, index), (a, b)) in loaded {
-            let (Some(a), Some(b)) = (a, b) else {
-                unreachable!("adapter_shapes lists A and B of every adapter");
-            };
-            let projection = &mut self.layers[layer].projections[index];
+        for slot in slots {
+            let [a, b] = slot.factors(config.rank).map(|(name, _)| {
+                tensors
+                    .remove(&format!("{PEFT_PREFIX}{name}"))
+                    .unwrap_or_else(|| unreachable!("{name} is present (checked above)"))
+                    .to_dtype(DType::F32)
+            });
+            let (a, b) = (a?, b?);
+            let projection = &mut self.layers[slot.layer].projections[slot.projection];
             match &projection.adapter {
                 Some(adapter) => {
                     adapter.a.set(&a)?;

@@ -242,6 +242,52 @@ impl ModelConfig {
     }
 }
 
+/// What keeps `found` from being exactly the tensors `expected` (name and shape each):
+/// "missing a, b and 3 more; unexpected c; misshaped d (expected [2], found [3])", at most six
+/// names per kind, or `None` when they fit.
+pub(crate) fn tensor_mismatches(
+    expected: &[(String, Vec<usize>)],
+    found: &HashMap<String, Tensor>,
+) -> Option<String> {
+    let missing = expected
+        .iter()
+        .filter(|(name, _)| !found.contains_key(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let known: std::collections::HashSet<&str> =
+        expected.iter().map(|(name, _)| name.as_str()).collect();
+    let mut unexpected: Vec<String> = found
+        .keys()
+        .filter(|name| !known.contains(name.as_str()))
+        .cloned()
+        .collect();
+    unexpected.sort();
+    let misshaped = expected
+        .iter()
+        .filter_map(|(name, shape)| {
+            let dims = found.get(name)?.dims();
+            (dims != shape.as_slice())
+                .then(|| format!("{name} (expected {shape:?}, found {dims:?})"))
+        })
+        .collect();
+    let parts: Vec<String> = [
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("misshaped", misshaped),
+    ]
+    .into_iter()
+    .filter(|(_, names): &(&str, Vec<String>)| !names.is_empty())
+    .map(|(kind, names)| {
+        let shown = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+        match names.len().saturating_sub(6) {
+            0 => format!("{kind} {shown}"),
+            more => format!("{kind} {shown} and {more} more"),
+        }
+    })
+    .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// A standard normal draw (Box-Muller: two uniforms give one).
 pub(crate) fn standard_normal(rng: &mut agentr_envs::rng::Rng) -> f64 {
     let u1 = rng.unit_f64().max(f64::MIN_POSITIVE);
@@ -515,47 +561,9 @@ impl Llama {
         }
         config.validate()?;
         let expected = Self::parameter_shapes(&config);
-        let mut problems = Vec::new();
-        let mut listed = |kind: &str, names: Vec<String>| {
-            if !names.is_empty() {
-                let shown = names.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
-                let more = names.len().saturating_sub(6);
-                let more = if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                };
-                problems.push(format!("{kind} {shown}{more}"));
-            }
-        };
-        let missing = expected
-            .iter()
-            .filter(|(name, _)| !weights.contains_key(name))
-            .map(|(name, _)| name.clone())
-            .collect();
-        listed("missing", missing);
-        let known: std::collections::HashSet<&str> =
-            expected.iter().map(|(name, _)| name.as_str()).collect();
-        let mut unexpected: Vec<String> = weights
-            .keys()
-            .filter(|name| !known.contains(name.as_str()))
-            .cloned()
-            .collect();
-        unexpected.sort();
-        listed("unexpected", unexpected);
-        let misshaped = expected
-            .iter()
-            .filter_map(|(name, shape)| {
-                let found = weights.get(name)?.dims();
-                (found != shape.as_slice())
-                    .then(|| format!("{name} (expected {shape:?}, found {found:?})"))
-            })
-            .collect();
-        listed("misshaped", misshaped);
-        if !problems.is_empty() {
+        if let Some(problems) = tensor_mismatches(&expected, &weights) {
             return Err(TrainError::Config(format!(
-                "the weights do not fit the model: {}",
-                problems.join("; ")
+                "the weights do not fit the model: {problems}"
             )));
         }
         let varmap = VarMap::new();
@@ -756,20 +764,32 @@ impl Llama {
     /// its Hugging Face name.
     pub fn parameters(&self) -> Vec<(String, Var)> {
         if self.has_adapters() {
-            let mut adapters = Vec::new();
-            for (index, layer) in self.layers.iter().enumerate() {
-                for (name, projection) in PROJECTIONS.iter().zip(&layer.projections) {
-                    if let Some(adapter) = &projection.adapter {
-                        let prefix = format!("model.layers.{index}.{name}");
-                        adapters.push((format!("{prefix}.lora_A.weight"), adapter.a.clone()));
-                        adapters.push((format!("{prefix}.lora_B.weight"), adapter.b.clone()));
-                    }
-                }
-            }
+            let mut adapters: Vec<(String, Var)> = self
+                .adapters()
+                .flat_map(|(projection, adapter)| {
+                    [
+                        (format!("{projection}.lora_A.weight"), adapter.a.clone()),
+                        (format!("{projection}.lora_B.weight"), adapter.b.clone()),
+                    ]
+                })
+                .collect();
             adapters.sort_by(|a, b| a.0.cmp(&b.0));
             return adapters;
         }
         self.base_parameters()
+    }
+
+    /// Every attached adapter with its projection's name (`model.layers.N.self_attn.q_proj`).
+    pub(crate) fn adapters(&self) -> impl Iterator<Item = (String, &Adapter)> {
+        self.layers.iter().enumerate().flat_map(|(index, layer)| {
+            PROJECTIONS
+                .iter()
+                .zip(&layer.projections)
+                .filter_map(move |(name, projection)| {
+                    let adapter = projection.adapter.as_ref()?;
+                    Some((format!("model.layers.{index}.{name}"), adapter))
+                })
+        })
     }
 
     /// Freezes the base weights (every tensor the forward pass reads becomes a detached view of

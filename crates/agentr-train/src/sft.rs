@@ -522,18 +522,9 @@ mod tests {
     fn small() -> ModelConfig {
         ModelConfig {
             vocab_size: 40,
-            hidden_size: 32,
             intermediate_size: 64,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
             max_position_embeddings: 128,
-            rope_theta: 10_000.0,
-            rms_norm_eps: 1e-5,
-            tie_word_embeddings: true,
-            model_type: crate::ModelType::Llama,
-            attention_bias: false,
-            rope_scaling: None,
+            ..crate::model::tests::small(true)
         }
     }
 

@@ -75,8 +75,9 @@ enum Endpoint {
     ListEnvs,
 }
 
-/// `(path, POST?, endpoint)` of each environment's server.
-fn routes(kind: EnvKind) -> &'static [(&'static str, bool, Endpoint)] {
+/// `(path, POST?, endpoint)` of each environment's server: the six every AgentGym server has,
+/// then the environment's own.
+fn routes(kind: EnvKind) -> impl Iterator<Item = (&'static str, bool, Endpoint)> {
     use Endpoint::*;
     const COMMON: [(&str, bool, Endpoint); 6] = [
         ("/", false, Hello),
@@ -86,42 +87,20 @@ fn routes(kind: EnvKind) -> &'static [(&'static str, bool, Endpoint)] {
         ("/close", true, Close),
         ("/observation", false, Observation),
     ];
-    const TEXTCRAFT: [(&str, bool, Endpoint); 7] = [
-        COMMON[0],
-        COMMON[1],
-        COMMON[2],
-        COMMON[3],
-        COMMON[4],
-        COMMON[5],
-        ("/detail", false, Detail),
-    ];
-    const SCIWORLD: [(&str, bool, Endpoint); 9] = [
-        COMMON[0],
-        COMMON[1],
-        COMMON[2],
-        COMMON[3],
-        COMMON[4],
-        COMMON[5],
-        ("/detail", false, Detail),
-        ("/action_hint", false, ActionHint),
-        ("/goals", false, Goals),
-    ];
-    const WEBSHOP: [(&str, bool, Endpoint); 9] = [
-        COMMON[0],
-        COMMON[1],
-        COMMON[2],
-        COMMON[3],
-        COMMON[4],
-        COMMON[5],
-        ("/available_actions", false, AvailableActions),
-        ("/instruction_text", false, InstructionText),
-        ("/list_envs", false, ListEnvs),
-    ];
-    match kind {
-        EnvKind::TextCraft => &TEXTCRAFT,
-        EnvKind::SciWorld => &SCIWORLD,
-        EnvKind::WebShop => &WEBSHOP,
-    }
+    let own: &[(&str, bool, Endpoint)] = match kind {
+        EnvKind::TextCraft => &[("/detail", false, Detail)],
+        EnvKind::SciWorld => &[
+            ("/detail", false, Detail),
+            ("/action_hint", false, ActionHint),
+            ("/goals", false, Goals),
+        ],
+        EnvKind::WebShop => &[
+            ("/available_actions", false, AvailableActions),
+            ("/instruction_text", false, InstructionText),
+            ("/list_envs", false, ListEnvs),
+        ],
+    };
+    COMMON.iter().chain(own).copied()
 }
 
 /// Limits of a [`GymServer`].
@@ -168,7 +147,7 @@ impl GymServer {
 
     /// The endpoint of `path`; FastAPI's 404 or 405 when there is none for `method`.
     fn route(&self, method: &Method, path: &str) -> Result<Endpoint, Box<Response<Body>>> {
-        let Some(&(_, post, endpoint)) = routes(self.kind).iter().find(|r| r.0 == path) else {
+        let Some((_, post, endpoint)) = routes(self.kind).find(|r| r.0 == path) else {
             return Err(Box::new(detail(StatusCode::NOT_FOUND, "Not Found")));
         };
         let allowed = if post { Method::POST } else { Method::GET };
@@ -401,14 +380,10 @@ mod tests {
             (EnvKind::WebShop, "/state", false),
         ];
         for (kind, path, served) in expect {
-            assert_eq!(
-                routes(kind).iter().any(|r| r.0 == path),
-                served,
-                "{kind} {path}"
-            );
+            assert_eq!(routes(kind).any(|r| r.0 == path), served, "{kind} {path}");
         }
         for kind in [EnvKind::TextCraft, EnvKind::SciWorld, EnvKind::WebShop] {
-            let paths: Vec<&str> = routes(kind).iter().map(|r| r.0).collect();
+            let paths: Vec<&str> = routes(kind).map(|r| r.0).collect();
             for path in ["/", "/create", "/step", "/reset", "/close", "/observation"] {
                 assert!(paths.contains(&path), "{kind} {path}");
             }

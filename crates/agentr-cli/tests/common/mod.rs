@@ -3,8 +3,30 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+
+/// Runs `agentr ARGS` to the end, without standard input.
+pub fn agentr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentr"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("agentr runs")
+}
+
+/// Bytes as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A path in the temporary folder unique to this test binary (`CARGO_CRATE_NAME` is the test
+/// file's name) and process.
+pub fn temp_path(name: &str) -> PathBuf {
+    let binary = env!("CARGO_CRATE_NAME");
+    std::env::temp_dir().join(format!("agentr-{binary}-{name}-{}", std::process::id()))
+}
 
 /// An `agentr` server process, killed on drop.
 pub struct Served {
