@@ -3,6 +3,8 @@
 //!
 //! * `train_step/BxT`: one optimizer step on a `B x T` batch: forward, masked loss, backward,
 //!   global-norm clipping and AdamW, as `agentr train` does it;
+//! * `lora_step/4x256`: the same step with rank-8 LoRA adapters on every projection (the base
+//!   frozen, only adapters in the optimizer);
 //! * `generate/n`: greedy decoding of 64 new tokens after a 512-token prompt, for one sample
 //!   and for four samples sharing the prefill (the prefill is inside the timing).
 
@@ -11,8 +13,8 @@
 use std::time::Duration;
 
 use agentr_train::{
-    AdamW, AdamWConfig, ChatTokenizer, GenerationConfig, Llama, ModelConfig, clip_global_norm,
-    generate, masked_cross_entropy,
+    AdamW, AdamWConfig, ChatTokenizer, GenerationConfig, Llama, LoraConfig, ModelConfig,
+    clip_global_norm, generate, masked_cross_entropy,
 };
 use candle_core::{DType, Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -24,14 +26,13 @@ fn model() -> Llama {
     Llama::new(config, &Device::Cpu, 0).expect("model")
 }
 
-fn train_step(c: &mut Criterion) {
-    agentr_train::tune_runtime();
+/// Times optimizer steps of `model` (all its trainable parameters) on each `B x T` shape.
+fn bench_steps(c: &mut Criterion, name: &str, model: &Llama, shapes: &[(usize, usize)]) {
     let device = Device::Cpu;
-    let model = model();
     let mut optimizer = AdamW::new(model.parameters(), AdamWConfig::default()).expect("adamw");
-    let mut group = c.benchmark_group("train_step");
+    let mut group = c.benchmark_group(name);
     group.sample_size(10).warm_up_time(Duration::from_secs(5));
-    for (batch, seq) in [(1usize, 128usize), (4, 256), (8, 512)] {
+    for &(batch, seq) in shapes {
         let mut rng = agentr_envs::rng::Rng::new(1);
         let ids: Vec<u32> = (0..batch * seq)
             .map(|_| 3 + rng.below(2045) as u32)
@@ -50,6 +51,20 @@ fn train_step(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+fn train_step(c: &mut Criterion) {
+    agentr_train::tune_runtime();
+    bench_steps(c, "train_step", &model(), &[(1, 128), (4, 256), (8, 512)]);
+}
+
+fn lora_step(c: &mut Criterion) {
+    agentr_train::tune_runtime();
+    let mut model = model();
+    model
+        .attach_lora(&LoraConfig::with_rank(8), 0)
+        .expect("adapters");
+    bench_steps(c, "lora_step", &model, &[(4, 256)]);
 }
 
 fn generation(c: &mut Criterion) {
@@ -88,5 +103,5 @@ fn generation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step, generation);
+criterion_group!(benches, train_step, lora_step, generation);
 criterion_main!(benches);

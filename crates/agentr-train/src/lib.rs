@@ -8,6 +8,7 @@ mod agent;
 mod attention;
 mod device;
 mod error;
+mod frozen;
 mod fused;
 mod generate;
 pub mod gguf;

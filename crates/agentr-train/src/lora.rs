@@ -7,8 +7,10 @@
 //!   the base model's exact outputs. `A` starts random (PEFT's default, Kaiming-uniform with
 //!   `a = √5`, i.e. `U(−1/√in, 1/√in)`), otherwise the gradients of both factors would be zero
 //!   forever.
-//! * **The base is frozen**: its weights reach the forward pass as detached views, so backward
-//!   computes no weight gradients (the large matrix products of a full fine-tune), the
+//! * **The base is frozen**: its weights reach the forward pass as detached views, and their
+//!   products go through `frozen::linear`, so backward computes no weight-gradient products
+//!   (the large matrix products of a full fine-tune; candle's own matmul backward would
+//!   compute them for a frozen operand too and drop them), the
 //!   optimizer keeps moments only for the adapters, and checkpoints hold only the adapters.
 //! * **Adapters are f32** even when the frozen base is bf16 (half the memory, on CUDA): an
 //!   update of a low-rank factor is a small relative change that bf16's 8-bit mantissa would
@@ -717,6 +719,23 @@ mod tests {
             assert!(
                 store.get(var.as_tensor()).is_none(),
                 "{name} got a gradient"
+            );
+        }
+        // Nor is a base matrix's gradient computed and dropped (candle's matmul backward
+        // computes one for a frozen operand too; see frozen.rs): no tensor in the store has
+        // the shape of a base matrix or of its transpose.
+        let mut matrices: Vec<Vec<usize>> = model
+            .base_parameters()
+            .iter()
+            .map(|(_, var)| var.dims().to_vec())
+            .filter(|dims| dims.len() == 2)
+            .collect();
+        matrices.extend(matrices.clone().into_iter().map(|d| vec![d[1], d[0]]));
+        for id in store.get_ids() {
+            let dims = store.get_id(*id).unwrap().dims();
+            assert!(
+                !matrices.iter().any(|m| m == dims),
+                "a gradient of shape {dims:?} was computed"
             );
         }
     }

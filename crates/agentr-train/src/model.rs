@@ -364,14 +364,16 @@ pub(crate) struct Adapter {
 
 impl Projection {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = x.matmul(&self.weight.t()?)?;
+        let mut y = crate::frozen::linear(x, &self.weight)?;
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }
         if let Some(adapter) = &self.adapter {
             let a = adapter.a.as_tensor().to_dtype(x.dtype())?;
             let b = adapter.b.as_tensor().to_dtype(x.dtype())?;
-            y = (y + (x.matmul(&a.t()?)?.matmul(&b.t()?)? * adapter.scale)?)?;
+            // Scaled at rank width ([rows, rank]), not at output width.
+            let low = (x.matmul(&a.t()?)? * adapter.scale)?;
+            y = (y + low.matmul(&b.t()?)?)?;
         }
         Ok(y)
     }
@@ -903,8 +905,8 @@ impl Llama {
             let up = layer.projections[UP].forward(&normed)?;
             x = (x + layer.projections[DOWN].forward(&crate::fused::swiglu(&gate, &up)?)?)?;
         }
-        crate::fused::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?
-            .matmul(&self.lm_head.t()?)?
+        let normed = crate::fused::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        crate::frozen::linear(&normed, &self.lm_head)?
             .to_dtype(DType::F32)?
             .reshape((batch, seq, self.config.vocab_size))
     }

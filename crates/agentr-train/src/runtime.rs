@@ -4,10 +4,14 @@
 /// thread starts (it changes allocator settings and the environment, neither of which is
 /// synchronised with other threads).
 ///
-/// * glibc's mmap and trim thresholds are raised: candle allocates a fresh buffer for every
-///   operation's output, and with glibc's defaults each large one is an mmap/munmap pair whose
-///   pages the kernel zeroes again on every step, which doubles CPU training time on the
-///   development machine. With the thresholds raised, freed buffers stay in the heap for reuse.
+/// * glibc's mmap threshold is raised and heap trimming is off: candle allocates a fresh buffer
+///   for every operation's output, and with glibc's defaults each large one is an mmap/munmap
+///   pair whose pages the kernel zeroes again on every step, which doubles CPU training time on
+///   the development machine. With the threshold raised, freed buffers stay in the heap for
+///   reuse; without trimming, a step that frees more than any fixed threshold at the heap's
+///   top (SmolLM2's logits alone are 0.4 GB at 2,048 tokens) does not hand it back to the
+///   kernel only to fault it in, zeroed, in the next step (system time of a LoRA run on
+///   SmolLM2 halved, BENCHMARKS.md). The process keeps its peak heap for its lifetime.
 /// * `RAYON_NUM_THREADS` is set to the available parallelism when unset: candle asks for the
 ///   thread count on every matrix product, and without the variable it parses
 ///   `/proc/cpuinfo` each time (a tenth of decoding time for tiny models).
@@ -24,7 +28,7 @@ pub fn tune_runtime() {
         // defaults in place. The caller promises no other thread is allocating yet.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_GIB);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, ONE_GIB);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         }
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
