@@ -40,6 +40,9 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Evaluate a model on an environment's tasks.
     Eval(cmd::eval::Args),
+    /// Compare two models' evaluations of the same tasks by pairs: the success difference
+    /// with a 95% bootstrap interval and an exact McNemar p-value.
+    Compare(cmd::compare::Args),
     /// The whole Agent-R loop in one resumable run directory: warm start, then search, revise,
     /// train and evaluate for each iteration.
     SelfTrain(cmd::self_train::Args),
@@ -65,6 +68,7 @@ fn main() -> Result<()> {
         Command::Train(args) => cmd::train::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
         Command::SelfTrain(args) => cmd::self_train::run(args),
         Command::ServeModel(args) => cmd::serve_model::run(args),
         Command::Serve(args) => cmd::serve::run(args),

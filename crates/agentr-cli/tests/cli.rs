@@ -606,6 +606,159 @@ fn self_train_records_stages_resumes_and_refuses_other_settings() {
     std::fs::remove_file(&config_path).unwrap();
 }
 
+/// An experiment small enough for a test: three arms over two seeds. Each seed's arms share
+/// its warm start (evaluations taken over, not redone) and its iteration-1 trees (searched once),
+/// the results carry every arm and seed with paired comparisons, and a resumed experiment skips
+/// what is finished.
+#[test]
+fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
+    let dir = temp_path("experiment");
+    let config = serde_json::json!({
+        "preset": "quick",
+        "mode": "agent-r",
+        "judge": "env-feedback",
+        "envs": ["textcraft"],
+        "seed": 0,
+        "start_model": null,
+        "bc": {"tasks": 2, "textcraft_seeds": [42], "renamed_worlds": 0, "observation_loss": false, "model": "tiny-xs", "epochs": 1, "lr": 0.002},
+        "iterations": 1,
+        "search": {"tasks_per_iteration": 2, "passes": 2, "candidates": 2, "depth_limit": 3, "temperature": 1.0, "cloned_goals": false},
+        "train": {"epochs": [1], "lr": 0.001, "beta": 0.2, "max_pairs_per_tree": 10, "judge_samples_per_label": 0, "agreement_steps": 1, "observation_loss": false, "general": [], "mix_expert_episodes": false, "eta": 0.5},
+        "eval": {"tasks": "test[:3]", "max_rounds": 2, "max_tokens": 8, "reflection_rounds": 2},
+        "batch_tokens": 4096
+    });
+    let config_path = temp_path("experiment-config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let run = |arms: &str| {
+        let args = [
+            "self-train",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--arms",
+            arms,
+            "--seeds",
+            "0,1",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        agentr(&args, "")
+    };
+    // The base arm is added when not named.
+    let first = run("good-only,agent-r-env-feedback");
+    let stderr = text(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    let experiment: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("experiment.json")).unwrap()).unwrap();
+    assert_eq!(
+        experiment["arms"],
+        serde_json::json!(["base", "agent-r-env-feedback", "good-only"])
+    );
+    for seed in ["seed-0", "seed-1"] {
+        let seed_dir = dir.join(seed);
+        let read = |path: &str| std::fs::read(seed_dir.join(path)).unwrap();
+        // Warm start once, its evaluations taken over by the arms.
+        assert!(seed_dir.join("base/bc/model/model.safetensors").exists());
+        for arm in ["agent-r-env-feedback", "good-only"] {
+            assert!(!seed_dir.join(arm).join("bc/model").exists(), "{arm}");
+            assert_eq!(
+                read(&format!("{arm}/bc/eval/textcraft/episodes.jsonl")),
+                read("base/bc/eval/textcraft/episodes.jsonl")
+            );
+            let arm_config: Value =
+                serde_json::from_slice(&read(&format!("{arm}/config.json"))).unwrap();
+            assert!(
+                arm_config["start_model"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("{seed}/base/bc/model")),
+                "{arm_config}"
+            );
+        }
+        // The first arm searched; the second took its trees.
+        let searched = seed_dir.join("agent-r-env-feedback/iter-1/trees/textcraft");
+        let names: Vec<_> = std::fs::read_dir(&searched)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2);
+        for name in names {
+            let reused = seed_dir
+                .join("good-only/iter-1/trees/textcraft")
+                .join(&name);
+            assert_eq!(
+                std::fs::read(searched.join(&name)).unwrap(),
+                std::fs::read(reused).unwrap()
+            );
+        }
+    }
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let rows = results["rows"].as_array().unwrap();
+    // Three arms, two seeds, two tests.
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    let comparisons: Vec<String> = results["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} vs {} {}", c["candidate"], c["baseline"], c["test"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        comparisons,
+        [
+            "good-only vs base eval",
+            "good-only vs base reflection",
+            "agent-r-env-feedback vs base eval",
+            "agent-r-env-feedback vs base reflection",
+        ]
+    );
+    let paired = &results["comparisons"][0]["paired"];
+    assert_eq!(
+        (paired["seeds"].as_u64(), paired["pairs"].as_u64()),
+        (Some(2), Some(6))
+    );
+    assert!(paired["mcnemar_p"].as_f64().unwrap() <= 1.0);
+    assert!(
+        stderr.contains("good-only vs base (eval, textcraft)"),
+        "{stderr}"
+    );
+    // The same comparison by hand.
+    let compare = agentr(
+        &[
+            "compare",
+            "--baseline",
+            dir.join("seed-0/base/bc/eval/textcraft").to_str().unwrap(),
+            dir.join("seed-1/base/bc/eval/textcraft").to_str().unwrap(),
+            "--candidate",
+            dir.join("seed-0/good-only/iter-1/eval/textcraft")
+                .to_str()
+                .unwrap(),
+            dir.join("seed-1/good-only/iter-1/eval/textcraft")
+                .to_str()
+                .unwrap(),
+            "--json",
+        ],
+        "",
+    );
+    assert!(compare.status.success(), "{}", text(&compare.stderr));
+    let by_hand: Value = serde_json::from_slice(&compare.stdout).unwrap();
+    assert_eq!(&by_hand, paired);
+    // Resuming skips every finished stage; other settings are refused.
+    let again = run("base,agent-r-env-feedback,good-only");
+    let stderr = text(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming the experiment"), "{stderr}");
+    assert!(!stderr.contains("] ...\n"), "a stage ran again: {stderr}");
+    let other = run("good-only");
+    assert!(!other.status.success());
+    assert!(
+        text(&other.stderr).contains("holds an experiment with other settings"),
+        "{}",
+        text(&other.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&config_path).unwrap();
+}
+
 #[test]
 fn sciworld_gold_collect_and_replay_run_on_the_simulator() {
     let samples = gold_samples("sciworld", "test[:2]", 2);

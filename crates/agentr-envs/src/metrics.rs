@@ -1,9 +1,12 @@
 //! Episode metrics shared by evaluation and the model-free judge: rejected actions and
-//! back-to-back repetition of action sequences (loops).
+//! back-to-back repetition of action sequences (loops), and the paired comparison of two
+//! agents on the same tasks ([`paired`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub mod paired;
 
 /// Whether the environment `env` refused the action that turned `previous` (the observation
 /// the action answered) into `observation`: TextCraft's `Could not ...` / `Wrong item format`,

@@ -70,6 +70,11 @@ pub struct Args {
     /// Output folder: episodes.jsonl and summary.json.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
+    /// Compare with this earlier evaluation of the same tasks (another model's output
+    /// folder) by pairs: the success difference with a 95% bootstrap interval and an exact
+    /// McNemar p-value, printed and recorded in summary.json.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) baseline: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) env_options: EnvOptions,
     #[command(flatten)]
@@ -435,7 +440,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => format!("the failed episodes of {}", path.display()),
         None => args.tasks.to_string(),
     };
-    let summary = json!({
+    let mut summary = json!({
         "protocol": {
             "env": env_name,
             "tasks": selection,
@@ -465,6 +470,17 @@ pub fn run(args: Args) -> Result<()> {
             "loops": LoopStats::of(&actions_per_episode, 3),
         },
     });
+    let comparison = match &args.baseline {
+        Some(baseline) => {
+            let comparison = super::compare::compare_folders(
+                std::slice::from_ref(baseline),
+                std::slice::from_ref(&args.out),
+            )?;
+            summary["comparison"] = json!({"baseline": baseline, "paired": comparison});
+            Some(comparison)
+        }
+        None => None,
+    };
     std::fs::write(
         args.out.join("summary.json"),
         serde_json::to_vec_pretty(&summary)?,
@@ -487,6 +503,13 @@ pub fn run(args: Args) -> Result<()> {
         100.0 * counts.invalid_rate(),
         counts.revisions as f64 / n,
     );
+    if let (Some(baseline), Some(comparison)) = (&args.baseline, comparison) {
+        eprintln!(
+            "against {}: {}",
+            baseline.display(),
+            super::compare::describe(&comparison)
+        );
+    }
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod collect;
+pub mod compare;
 pub mod eval;
+pub mod experiment;
 pub mod generate;
 pub mod gold;
 pub mod play;

@@ -1,0 +1,185 @@
+//! `agentr compare`: two agents' evaluations on the same tasks, compared by pairs (success
+//! difference, 95% bootstrap interval over tasks and seeds, exact McNemar p-value).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use agentr_envs::metrics::paired::{Comparison, Outcome, compare};
+use anyhow::{Context, Result, bail};
+
+use crate::samples::read_samples;
+
+/// Bootstrap resamples of every comparison agentr reports.
+pub const BOOTSTRAP_DRAWS: usize = 10_000;
+
+/// Seed of those resamples (fixed, so a report is reproducible from its episodes).
+pub const BOOTSTRAP_SEED: u64 = 0x5eed_b007;
+
+/// Arguments of `agentr compare`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The baseline's evaluation folders (from `agentr eval --out`), one per seed.
+    #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
+    baseline: Vec<PathBuf>,
+    /// The candidate's evaluation folders, one per seed, in the same seed order.
+    #[arg(long, value_name = "DIR", num_args = 1.., required = true)]
+    candidate: Vec<PathBuf>,
+    /// Print the comparison as JSON instead of a sentence.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Success (reward 1) per task of an evaluation folder's `episodes.jsonl` (or of that file
+/// given directly).
+pub fn outcomes_by_task(path: &Path) -> Result<BTreeMap<u64, bool>> {
+    let file = match path.is_dir() {
+        true => path.join("episodes.jsonl"),
+        false => path.to_owned(),
+    };
+    let mut outcomes = BTreeMap::new();
+    for (index, sample) in read_samples(&file)?.into_iter().enumerate() {
+        let task = sample.meta.get("task").and_then(|v| v.as_u64());
+        let reward = sample.meta.get("reward").and_then(|v| v.as_f64());
+        let (Some(task), Some(reward)) = (task, reward) else {
+            bail!(
+                "{}: episode {} has no meta.task or meta.reward",
+                file.display(),
+                index + 1
+            );
+        };
+        if outcomes.insert(task, reward >= 1.0).is_some() {
+            bail!(
+                "{}: task {task} is evaluated twice; a paired comparison needs one episode per task",
+                file.display()
+            );
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The pairs of two evaluations of the same tasks; an error names the tasks only one has.
+pub fn pair(baseline: &Path, candidate: &Path) -> Result<Vec<Outcome>> {
+    let before = outcomes_by_task(baseline)?;
+    let after = outcomes_by_task(candidate)?;
+    let only = |a: &BTreeMap<u64, bool>, b: &BTreeMap<u64, bool>| -> Vec<String> {
+        a.keys()
+            .filter(|t| !b.contains_key(t))
+            .take(5)
+            .map(u64::to_string)
+            .collect()
+    };
+    let (missing, extra) = (only(&before, &after), only(&after, &before));
+    if !missing.is_empty() || !extra.is_empty() {
+        bail!(
+            "{} and {} evaluated different tasks (only the first: [{}]; only the second: [{}]); \
+             a paired comparison needs the same tasks",
+            baseline.display(),
+            candidate.display(),
+            missing.join(", "),
+            extra.join(", ")
+        );
+    }
+    Ok(before
+        .iter()
+        .map(|(task, &baseline)| Outcome {
+            baseline,
+            candidate: after[task],
+        })
+        .collect())
+}
+
+/// Compares the candidate's evaluations with the baseline's, seed by seed in the given order.
+pub fn compare_folders(baseline: &[PathBuf], candidate: &[PathBuf]) -> Result<Comparison> {
+    if baseline.len() != candidate.len() {
+        bail!(
+            "{} baseline evaluations but {} candidate ones; give one of each per seed",
+            baseline.len(),
+            candidate.len()
+        );
+    }
+    let seeds = baseline
+        .iter()
+        .zip(candidate)
+        .map(|(b, c)| pair(b, c))
+        .collect::<Result<Vec<_>>>()?;
+    compare(&seeds, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED).context("the evaluations hold no episode")
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let comparison = compare_folders(&args.baseline, &args.candidate)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        println!("{}", describe(&comparison));
+    }
+    Ok(())
+}
+
+/// The comparison in words: the rates, the difference with its interval and p-value, and
+/// whether it is beyond noise.
+pub fn describe(comparison: &Comparison) -> String {
+    let verdict = match comparison.significant() {
+        true => "beyond noise (the interval excludes 0 and p < 0.05)",
+        false => "within noise",
+    };
+    format!(
+        "success {:.1}% -> {:.1}% over {} pairs ({} seed{}): {}; {verdict}",
+        100.0 * comparison.baseline_rate,
+        100.0 * comparison.candidate_rate,
+        comparison.pairs,
+        comparison.seeds,
+        if comparison.seeds == 1 { "" } else { "s" },
+        comparison.summary_line()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn write_episodes(dir: &Path, rewards: &[(u64, f64)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let lines: Vec<String> = rewards
+            .iter()
+            .map(|(task, reward)| {
+                json!({"messages": [], "meta": {"env": "textcraft", "task": task, "reward": reward}})
+                    .to_string()
+            })
+            .collect();
+        std::fs::write(dir.join("episodes.jsonl"), lines.join("\n")).unwrap();
+    }
+
+    #[test]
+    fn evaluations_pair_by_task_and_refuse_other_task_sets() {
+        let dir = std::env::temp_dir().join(format!("agentr-compare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b, c, d) = (dir.join("a"), dir.join("b"), dir.join("c"), dir.join("d"));
+        write_episodes(&a, &[(3, 1.0), (1, 0.0), (2, 0.5)]);
+        // Another order, and partial rewards are failures.
+        write_episodes(&b, &[(2, 1.0), (3, 1.0), (1, 0.9)]);
+        write_episodes(&c, &[(3, 1.0), (4, 0.0)]);
+        write_episodes(&d, &[(3, 1.0), (3, 0.0)]);
+        let pairs = pair(&a, &b).unwrap();
+        let expected = [(false, false), (false, true), (true, true)];
+        let expected: Vec<Outcome> = expected
+            .iter()
+            .map(|&(baseline, candidate)| Outcome {
+                baseline,
+                candidate,
+            })
+            .collect();
+        assert_eq!(pairs, expected);
+        let comparison =
+            compare_folders(std::slice::from_ref(&a), std::slice::from_ref(&b)).unwrap();
+        assert!((comparison.difference - 1.0 / 3.0).abs() < 1e-12);
+        assert!(describe(&comparison).contains("33.3% -> 66.7%"));
+        let error = pair(&a, &c).unwrap_err().to_string();
+        assert!(error.contains("[1, 2]") && error.contains("[4]"), "{error}");
+        let error = pair(&a, &d).unwrap_err().to_string();
+        assert!(error.contains("twice"), "{error}");
+        let error = compare_folders(&[a.clone(), a], &[b]).unwrap_err();
+        assert!(error.to_string().contains("per seed"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

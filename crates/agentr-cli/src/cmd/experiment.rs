@@ -1,0 +1,269 @@
+//! `agentr self-train --preset smol` (or `--arms ...`): an experiment, several arms over
+//! several seeds, in one resumable directory.
+//!
+//! ```text
+//! DIR/experiment.json             the arms, seeds and shared run settings
+//! DIR/seed-S/base/                the warm start (or the pretrained base) and its evaluations
+//! DIR/seed-S/<arm>/               a `self-train` run from seed S's start model; the first arm
+//!                                 with iterations searches iteration 1, the others reuse its trees
+//! DIR/results.json                every arm and seed, and the paired comparisons
+//! ```
+//!
+//! Arms run seed by seed, so the first seed's comparison is complete first. A stopped
+//! experiment resumes at its first unfinished stage (each run keeps its own manifest).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::compare::{compare_folders, describe};
+use super::self_train::{Experiment, ExperimentArm, execute};
+
+/// The comparisons an experiment reports: (candidate, baseline), the paper's orderings first.
+const ORDERINGS: [(ExperimentArm, ExperimentArm); 7] = [
+    (ExperimentArm::AgentR, ExperimentArm::DirectRevision),
+    (ExperimentArm::DirectRevision, ExperimentArm::GoodOnly),
+    (ExperimentArm::GoodOnly, ExperimentArm::Base),
+    (ExperimentArm::AgentR, ExperimentArm::Base),
+    (ExperimentArm::DirectRevision, ExperimentArm::Base),
+    (ExperimentArm::AgentREnvFeedback, ExperimentArm::Base),
+    (ExperimentArm::AgentR, ExperimentArm::AgentREnvFeedback),
+];
+
+/// Runs or resumes `experiment` in `dir`.
+pub fn run(
+    dir: &Path,
+    experiment: Experiment,
+    workers: usize,
+    device: crate::device::DeviceArg,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let saved_path = dir.join("experiment.json");
+    if saved_path.exists() {
+        let text = std::fs::read_to_string(&saved_path)
+            .with_context(|| format!("reading {}", saved_path.display()))?;
+        let saved: Experiment = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an experiment", saved_path.display()))?;
+        if saved != experiment {
+            bail!(
+                "{} holds an experiment with other settings; resume it with the same options or \
+                 choose another --out\nsaved:     {}\nrequested: {}",
+                dir.display(),
+                serde_json::to_string(&saved)?,
+                serde_json::to_string(&experiment)?
+            );
+        }
+        eprintln!("resuming the experiment in {}", dir.display());
+    } else {
+        let bytes = serde_json::to_vec_pretty(&experiment)?;
+        agentr_envs::atomic::write(&saved_path, &bytes)
+            .with_context(|| format!("writing {}", saved_path.display()))?;
+    }
+    let started = Instant::now();
+    let arms: Vec<&str> = experiment.arms.iter().map(|a| a.name()).collect();
+    eprintln!(
+        "experiment in {}: arms {}, seeds {:?}",
+        dir.display(),
+        arms.join(", "),
+        experiment.seeds
+    );
+    let mut results = BTreeMap::new();
+    for &seed in &experiment.seeds {
+        for &arm in &experiment.arms {
+            let relative = Experiment::run_dir(arm, seed);
+            eprintln!("== {relative}");
+            let config = experiment.run_config(dir, arm, seed);
+            let summary = execute(&dir.join(&relative), config, workers, device)?;
+            results.insert((arm, seed), summary);
+        }
+    }
+    let report = summarise(dir, &experiment, &results)?;
+    let path = dir.join("results.json");
+    agentr_envs::atomic::write(&path, &serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    print_report(&report);
+    eprintln!(
+        "experiment finished in {:.0}s (this invocation); results in {}",
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// An evaluation folder of an arm's run: the start model's (`bc/`) for the base, else the
+/// iteration's.
+fn evaluation_dir(
+    dir: &Path,
+    arm: ExperimentArm,
+    seed: u64,
+    iteration: usize,
+    test: &str,
+    env: &str,
+) -> PathBuf {
+    let stage = match arm {
+        ExperimentArm::Base => "bc".to_owned(),
+        _ => format!("iter-{iteration}"),
+    };
+    dir.join(Experiment::run_dir(arm, seed))
+        .join(format!("{stage}/{test}/{env}"))
+}
+
+/// Success rates and metrics of every arm and seed, and the paired comparisons.
+fn summarise(
+    dir: &Path,
+    experiment: &Experiment,
+    results: &BTreeMap<(ExperimentArm, u64), Value>,
+) -> Result<Value> {
+    let tests: &[&str] = match experiment.template.eval.reflection_rounds {
+        0 => &["eval"],
+        _ => &["eval", "reflection"],
+    };
+    // (arm label, arm, iteration): every arm at iteration 1, and agent-r at its last.
+    let mut entries: Vec<(String, ExperimentArm, usize)> = experiment
+        .arms
+        .iter()
+        .map(|&arm| (arm.name().to_owned(), arm, 1))
+        .collect();
+    if experiment.arms.contains(&ExperimentArm::AgentR) && experiment.agent_r_iterations > 1 {
+        let last = experiment.agent_r_iterations;
+        entries.push((
+            format!("agent-r (iteration {last})"),
+            ExperimentArm::AgentR,
+            last,
+        ));
+    }
+    let mut rows = Vec::new();
+    for (label, arm, iteration) in &entries {
+        let stage = match arm {
+            ExperimentArm::Base => "bc".to_owned(),
+            _ => format!("iter-{iteration}"),
+        };
+        for &seed in &experiment.seeds {
+            let evaluations = results
+                .get(&(*arm, seed))
+                .and_then(|r| r["evaluations"].as_array())
+                .into_iter()
+                .flatten();
+            for evaluation in evaluations {
+                let Some(name) = evaluation["stage"].as_str() else {
+                    continue;
+                };
+                if let Some(test) = name.strip_prefix(&format!("{stage}/")) {
+                    rows.push(json!({
+                        "arm": label,
+                        "seed": seed,
+                        "test": test,
+                        "env": evaluation["env"],
+                        "metrics": evaluation,
+                    }));
+                }
+            }
+        }
+    }
+    let mut pairs: Vec<(String, ExperimentArm, usize, String, ExperimentArm, usize)> = ORDERINGS
+        .iter()
+        .filter(|(a, b)| experiment.arms.contains(a) && experiment.arms.contains(b))
+        .map(|&(a, b)| (a.name().to_owned(), a, 1, b.name().to_owned(), b, 1))
+        .collect();
+    if let Some((label, _, last)) = entries.iter().find(|(_, _, i)| *i > 1) {
+        for (base_label, base_arm, base_iteration) in [
+            ("agent-r".to_owned(), ExperimentArm::AgentR, 1),
+            ("base".to_owned(), ExperimentArm::Base, 1),
+        ] {
+            pairs.push((
+                label.clone(),
+                ExperimentArm::AgentR,
+                *last,
+                base_label,
+                base_arm,
+                base_iteration,
+            ));
+        }
+    }
+    let mut comparisons = Vec::new();
+    for (candidate, c_arm, c_iteration, baseline, b_arm, b_iteration) in pairs {
+        for test in tests {
+            for env in &experiment.template.envs {
+                let folder =
+                    |arm, iteration, seed| evaluation_dir(dir, arm, seed, iteration, test, env);
+                let candidates: Vec<PathBuf> = experiment
+                    .seeds
+                    .iter()
+                    .map(|&seed| folder(c_arm, c_iteration, seed))
+                    .collect();
+                let baselines: Vec<PathBuf> = experiment
+                    .seeds
+                    .iter()
+                    .map(|&seed| folder(b_arm, b_iteration, seed))
+                    .collect();
+                let paired = compare_folders(&baselines, &candidates)?;
+                comparisons.push(json!({
+                    "candidate": candidate,
+                    "baseline": baseline,
+                    "test": test,
+                    "env": env,
+                    "paired": paired,
+                    "beyond_noise": paired.significant(),
+                }));
+            }
+        }
+    }
+    Ok(json!({
+        "experiment": experiment,
+        "rows": rows,
+        "comparisons": comparisons,
+    }))
+}
+
+fn print_report(report: &Value) {
+    // Success per arm and test over the seeds.
+    let mut table: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+    let mut order: Vec<(String, String, String)> = Vec::new();
+    for row in report["rows"].as_array().into_iter().flatten() {
+        let key = (
+            row["arm"].as_str().unwrap_or_default().to_owned(),
+            row["test"].as_str().unwrap_or_default().to_owned(),
+            row["env"].as_str().unwrap_or_default().to_owned(),
+        );
+        if !order.contains(&key) {
+            order.push(key.clone());
+        }
+        let success = row["metrics"]["success_rate_x100"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        table.entry(key).or_default().push(success);
+    }
+    eprintln!(
+        "{:<28} {:<11} {:<10} {:>8}  per seed",
+        "arm", "test", "env", "success%"
+    );
+    for key in &order {
+        let values = &table[key];
+        let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+        let each: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+        eprintln!(
+            "{:<28} {:<11} {:<10} {:>8.1}  {}",
+            key.0,
+            key.1,
+            key.2,
+            mean,
+            each.join(" / ")
+        );
+    }
+    for comparison in report["comparisons"].as_array().into_iter().flatten() {
+        let Ok(paired) = serde_json::from_value(comparison["paired"].clone()) else {
+            continue;
+        };
+        eprintln!(
+            "{} vs {} ({}, {}): {}",
+            comparison["candidate"].as_str().unwrap_or_default(),
+            comparison["baseline"].as_str().unwrap_or_default(),
+            comparison["test"].as_str().unwrap_or_default(),
+            comparison["env"].as_str().unwrap_or_default(),
+            describe(&paired)
+        );
+    }
+}
