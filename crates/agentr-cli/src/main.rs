@@ -6,6 +6,7 @@ mod envs;
 mod gym;
 mod http;
 mod models;
+mod progress;
 mod remote;
 mod samples;
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use agentr_mcts::Tree;
 use agentr_revise::{
-    EnvFeedbackJudge, Judge, Mode, PairCondition, ReviseConfig, ScriptedJudge, Signals, Stats,
-    Thresholds, revise_tree,
+    EnvFeedbackJudge, Judge, Label, Mode, PairCondition, ReviseConfig, ScriptedJudge, Signals,
+    Stats, Thresholds, parse_judgement, revise_tree,
 };
 
 fn fixtures() -> PathBuf {
@@ -96,4 +96,37 @@ fn env_feedback_judge_finds_the_rejected_steps() {
     let (jsonl, stats) = render(Mode::AgentR, &EnvFeedbackJudge);
     check("sticks.env-feedback.expected.jsonl", &jsonl);
     assert_eq!(stats.fallbacks_to_direct, 0);
+}
+
+/// Real answers of SmolLM2-135M-Instruct to the verifier prompt (greedy, 192 tokens, recorded
+/// with `agentr generate --model smollm2-135m`), with the label and parse state each must read
+/// as. The untuned model echoes the task's command list and never writes a label line, so every
+/// answer is unparsed and uncertain: the reason the smol preset scores its judge
+/// (`JudgeAnswer::Scored`) instead of parsing it.
+#[test]
+fn smollm2s_verifier_answers_parse_as_recorded() {
+    let text = std::fs::read_to_string(fixtures().join("smollm2_judge_answers.jsonl")).unwrap();
+    let mut count = 0;
+    for (line, record) in text.lines().enumerate() {
+        let record: serde_json::Value = serde_json::from_str(record).unwrap();
+        let answer = record["answer"].as_str().unwrap();
+        let judgement = parse_judgement(answer);
+        let expected = match record["label"].as_str().unwrap() {
+            "good" => Label::Good,
+            "bad" => Label::Bad,
+            _ => Label::Uncertain,
+        };
+        assert_eq!(judgement.label, expected, "line {}", line + 1);
+        assert_eq!(
+            judgement.parsed,
+            record["parsed"].as_bool().unwrap(),
+            "line {}",
+            line + 1
+        );
+        if !judgement.parsed {
+            assert_eq!(judgement.rationale, answer.trim(), "line {}", line + 1);
+        }
+        count += 1;
+    }
+    assert!(count >= 8, "{count} answers");
 }

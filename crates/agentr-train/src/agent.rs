@@ -8,17 +8,39 @@ use agentr_mcts::{Policy, SampleRequest};
 use agentr_revise::{Judge, JudgeRequest, Judgement, judge_prompt, parse_judgement};
 use candle_core::{DType, Device};
 
+use agentr_revise::Label;
+use serde::{Deserialize, Serialize};
+
 use crate::{
     ChatTokenizer, Generated, GenerationConfig, Llama, PrefixCache, TrainError, fit_conversation,
-    generate_detailed, generate_with_cache,
+    generate::next_token_logits, generate_detailed, generate_with_cache,
 };
 
 /// Tokens the judge may write (reasons plus the label line).
 const JUDGE_TOKENS: usize = 192;
 
+/// How a scored judge's reply starts (the label line of the verifier prompt).
+const SCORED_ANSWER_START: &str = "Judgment:";
+
 /// Prompts whose keys and values an agent keeps for reuse (a few MB each for tiny models):
 /// enough for the episodes of a few workers and the recent nodes of a search.
 const CACHED_PROMPTS: usize = 16;
+
+/// How the model, as a judge, gives its verdict on the verifier prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeAnswer {
+    /// It writes its reasons and a `Judgment: <label>` line, which is parsed (the paper's
+    /// verifier; an answer without that line counts as uncertain).
+    #[default]
+    Written,
+    /// Its reply is started for it with `Judgment:`, and the verdict is the label whose first
+    /// token it finds likelier next (Good or Bad). For models too small to follow the answer
+    /// format: SmolLM2-135M-Instruct echoes the task instead of writing a label line (the
+    /// golden answers in agentr-revise's tests), but its next-token distribution after
+    /// `Judgment:` still says which label it prefers.
+    Scored,
+}
 
 /// A model with its tokenizer and sampling settings.
 pub struct ModelAgent {
@@ -30,6 +52,8 @@ pub struct ModelAgent {
     pub generation: GenerationConfig,
     /// Where the model was loaded from (recorded as the judge's name).
     pub source: PathBuf,
+    /// How it answers as a judge.
+    pub judge_answer: JudgeAnswer,
     prefixes: PrefixCache,
 }
 
@@ -79,6 +103,7 @@ impl ModelAgent {
                 ..GenerationConfig::default()
             },
             source: source.to_owned(),
+            judge_answer: JudgeAnswer::default(),
             prefixes: PrefixCache::new(CACHED_PROMPTS),
         }
     }
@@ -160,11 +185,59 @@ impl Policy for ModelAgent {
     }
 }
 
+impl ModelAgent {
+    /// The verdict of a [`JudgeAnswer::Scored`] judge on `prompt` (which ends with the start
+    /// of its answer): Good or Bad, whichever label's first token is likelier next, with both
+    /// probabilities (renormalised over the two) as the rationale.
+    fn scored_verdict(&self, prompt: &[u32]) -> Result<Judgement, TrainError> {
+        let first_token = |word: &str| -> Result<Option<u32>, TrainError> {
+            Ok(self.tokenizer.encode(word)?.first().copied())
+        };
+        let (good, bad) = (first_token(" Good")?, first_token(" Bad")?);
+        let (Some(good), Some(bad)) = (good, bad) else {
+            return Ok(unscorable("the labels have no tokens"));
+        };
+        if good == bad {
+            return Ok(unscorable("the labels start with the same token"));
+        }
+        let logits = next_token_logits(&self.model, prompt, &self.prefixes)?;
+        let (Some(&good_logit), Some(&bad_logit)) =
+            (logits.get(good as usize), logits.get(bad as usize))
+        else {
+            return Ok(unscorable(
+                "the labels' tokens are outside the model's vocabulary",
+            ));
+        };
+        let p_bad = 1.0 / (1.0 + f64::from(good_logit - bad_logit).exp());
+        let label = if p_bad > 0.5 { Label::Bad } else { Label::Good };
+        Ok(Judgement {
+            label,
+            rationale: format!(
+                "scored after `{SCORED_ANSWER_START}`: Good {:.3}, Bad {p_bad:.3}",
+                1.0 - p_bad
+            ),
+            parsed: true,
+        })
+    }
+}
+
+/// The verdict of a scored judge that cannot score: uncertain, unparsed.
+fn unscorable(why: &str) -> Judgement {
+    Judgement {
+        label: Label::Uncertain,
+        rationale: format!("not scored: {why}"),
+        parsed: false,
+    }
+}
+
 impl Judge for ModelAgent {
     type Error = TrainError;
 
     fn name(&self) -> String {
-        format!("model:{}", self.source.display())
+        match self.judge_answer {
+            JudgeAnswer::Written => format!("model:{}", self.source.display()),
+            JudgeAnswer::Scored => format!("model:{} (scored)", self.source.display()),
+        }
     }
 
     fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, TrainError> {
@@ -172,9 +245,15 @@ impl Judge for ModelAgent {
         let budget = self.model.config().max_position_embeddings;
         let mut trimmed = request.clone();
         let mut prompt = self.tokenizer.render_prompt(&judge_prompt(&trimmed))?;
+        // A scored judge needs room for its answer's start only, but the same history keeps
+        // the two kinds of judge comparable.
         while prompt.len() + JUDGE_TOKENS > budget && !trimmed.history.is_empty() {
             trimmed.history.remove(0);
             prompt = self.tokenizer.render_prompt(&judge_prompt(&trimmed))?;
+        }
+        if self.judge_answer == JudgeAnswer::Scored {
+            prompt.extend(self.tokenizer.encode(SCORED_ANSWER_START)?);
+            return self.scored_verdict(&prompt);
         }
         let generation = GenerationConfig {
             max_new_tokens: JUDGE_TOKENS,

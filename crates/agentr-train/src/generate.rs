@@ -248,13 +248,8 @@ pub fn generate_detailed(
     }
     let max_new = config.max_new_tokens.min(limit - prompt.len());
     let device = model.device();
-    let (reused, mut cache) = prefixes.lookup(prompt)?.unwrap_or_default();
-    let fresh = &prompt[reused..];
-    let input = Tensor::from_vec(fresh.to_vec(), (1, fresh.len()), device)?;
-    let logits = model.forward(&input, Some(&mut cache))?;
-    prefixes.store(prompt, &cache);
-    let last = logits.narrow(1, fresh.len() - 1, 1)?.squeeze(1)?;
-    let mut rows: Vec<Vec<f32>> = vec![last.squeeze(0)?.to_vec1::<f32>()?; n];
+    let (last, cache) = prefill(model, prompt, prefixes)?;
+    let mut rows: Vec<Vec<f32>> = vec![last; n];
     let mut cache = cache.repeat_batch(n)?;
     let mut rngs: Vec<Rng> = (0..n as u64).map(|i| Rng::from_parts(&[seed, i])).collect();
     let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n];
@@ -302,10 +297,8 @@ pub fn generate_detailed(
         }
         active = still;
         let input = Tensor::from_vec(next, (active.len(), 1), device)?;
-        let logits = model.forward(&input, Some(&mut cache))?;
-        rows = logits
-            .squeeze(1)?
-            .to_dtype(candle_core::DType::F32)?
+        rows = model
+            .forward_last(&input, Some(&mut cache))?
             .to_vec2::<f32>()?;
     }
     (0..n)
@@ -321,6 +314,39 @@ pub fn generate_detailed(
             })
         })
         .collect()
+}
+
+/// Runs `prompt` through the model, prefilling only what `prefixes` does not already hold and
+/// remembering its state there: the last position's logits and the cache after the prompt.
+fn prefill(
+    model: &Llama,
+    prompt: &[u32],
+    prefixes: &PrefixCache,
+) -> Result<(Vec<f32>, KvCache), TrainError> {
+    let (reused, mut cache) = prefixes.lookup(prompt)?.unwrap_or_default();
+    let fresh = &prompt[reused..];
+    let input = Tensor::from_vec(fresh.to_vec(), (1, fresh.len()), model.device())?;
+    // Only the last position's logits are needed.
+    let last = model.forward_last(&input, Some(&mut cache))?;
+    prefixes.store(prompt, &cache);
+    Ok((last.squeeze(0)?.to_vec1::<f32>()?, cache))
+}
+
+/// The logits of the token after `prompt` (non-empty, shorter than the model's context), with
+/// [`PrefixCache`] reuse: what a scored judge reads its verdict from.
+pub fn next_token_logits(
+    model: &Llama,
+    prompt: &[u32],
+    prefixes: &PrefixCache,
+) -> Result<Vec<f32>, TrainError> {
+    let limit = model.config().max_position_embeddings;
+    if prompt.is_empty() || prompt.len() > limit {
+        return Err(TrainError::Config(format!(
+            "a prompt of {} tokens; the model takes 1 to {limit}",
+            prompt.len()
+        )));
+    }
+    Ok(prefill(model, prompt, prefixes)?.0)
 }
 
 /// Mean log-probability per token the model gives `continuation` after `prompt` (for tests and

@@ -22,12 +22,12 @@ mod runtime;
 mod sft;
 mod tokenizer;
 
-pub use agent::{AgentCompletion, ModelAgent};
+pub use agent::{AgentCompletion, JudgeAnswer, ModelAgent};
 pub use device::{DeviceChoice, inference_dtype};
 pub use error::TrainError;
 pub use generate::{
     FinishReason, Generated, GenerationConfig, PrefixCache, continuation_logprob, fit_conversation,
-    generate, generate_detailed, generate_with_cache,
+    generate, generate_detailed, generate_with_cache, next_token_logits,
 };
 pub use lora::LoraConfig;
 pub use loss::masked_cross_entropy;

@@ -862,10 +862,54 @@ impl Llama {
     /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` at positions
     /// `cache.len()..`. With a cache, keys and values are appended to it.
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor, TrainError> {
-        Ok(self.forward_inner(ids, cache)?)
+        let (batch, seq) = ids.dims2()?;
+        let hidden = self.hidden_inner(ids, cache)?;
+        Ok(self
+            .head_inner(&hidden)?
+            .reshape((batch, seq, self.config.vocab_size))?)
     }
 
-    fn forward_inner(
+    /// The final normalised hidden states, `[batch * seq, hidden]`: what the vocabulary head
+    /// reads. With [`Llama::head`] on a subset of the rows, the `[tokens, vocab]` logits (the
+    /// head is a fifth of SmolLM2's parameters, and its output 85 times wider than the hidden
+    /// state) are computed only where they are needed: the trained positions, the last one.
+    pub fn hidden_states(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, TrainError> {
+        Ok(self.hidden_inner(ids, cache)?)
+    }
+
+    /// f32 logits `[rows, vocab]` of hidden-state rows `[rows, hidden]`.
+    pub fn head(&self, rows: &Tensor) -> Result<Tensor, TrainError> {
+        Ok(self.head_inner(rows)?)
+    }
+
+    /// f32 logits `[batch, vocab]` of each sequence's last position (generation's need).
+    pub fn forward_last(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, TrainError> {
+        let (batch, seq) = ids.dims2()?;
+        let hidden = self.hidden_inner(ids, cache)?;
+        let last = match seq {
+            1 => hidden,
+            _ => {
+                let rows: Vec<u32> = (0..batch).map(|b| (b * seq + seq - 1) as u32).collect();
+                let rows = Tensor::from_vec(rows, batch, hidden.device())?;
+                hidden.index_select(&rows, 0)?
+            }
+        };
+        Ok(self.head_inner(&last)?)
+    }
+
+    fn head_inner(&self, rows: &Tensor) -> candle_core::Result<Tensor> {
+        crate::frozen::linear(rows, &self.lm_head)?.to_dtype(DType::F32)
+    }
+
+    fn hidden_inner(
         &self,
         ids: &Tensor,
         mut cache: Option<&mut KvCache>,
@@ -905,10 +949,7 @@ impl Llama {
             let up = layer.projections[UP].forward(&normed)?;
             x = (x + layer.projections[DOWN].forward(&crate::fused::swiglu(&gate, &up)?)?)?;
         }
-        let normed = crate::fused::rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
-        crate::frozen::linear(&normed, &self.lm_head)?
-            .to_dtype(DType::F32)?
-            .reshape((batch, seq, self.config.vocab_size))
+        crate::fused::rms_norm(&x, &self.norm, self.config.rms_norm_eps)
     }
 
     fn attention(
@@ -1040,6 +1081,36 @@ pub(crate) mod tests {
                 "{name} missing from {names:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_last_positions_logits_alone_equal_the_full_passs() {
+        let model = Llama::new(small(false), &Device::Cpu, 2).unwrap();
+        let input = ids(2, 6);
+        let full = model.forward(&input, None).unwrap();
+        let expected = full.narrow(1, 5, 1).unwrap().squeeze(1).unwrap();
+        let last = model.forward_last(&input, None).unwrap();
+        assert_eq!(last.dims(), [2, 61]);
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Products over other row counts may sum in another order: equal up to rounding.
+        let largest = |t: &Tensor| {
+            flat(t)
+                .iter()
+                .zip(flat(&expected))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(largest(&last) < 1e-5, "{}", largest(&last));
+        // With a cache, one position at a time.
+        let mut cache = KvCache::default();
+        model
+            .forward_last(&input.narrow(1, 0, 5).unwrap(), Some(&mut cache))
+            .unwrap();
+        let stepped = model
+            .forward_last(&input.narrow(1, 5, 1).unwrap(), Some(&mut cache))
+            .unwrap();
+        assert_eq!(stepped.dims(), [2, 61]);
+        assert!(largest(&stepped) < 1e-4, "{}", largest(&stepped));
     }
 
     #[test]

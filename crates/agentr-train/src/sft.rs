@@ -122,6 +122,35 @@ pub struct TrainOutcome {
     pub skipped_samples: usize,
 }
 
+/// Mean cross-entropy of `targets` at the positions `mask` marks (flattened over the batch
+/// `inputs` `[batch, seq]`). The vocabulary head runs on those positions only: the others'
+/// logits would be multiplied by a zero mask, and in agent data most positions are prompt.
+fn trained_positions_loss(
+    model: &Llama,
+    inputs: &Tensor,
+    targets: &[u32],
+    mask: &[f32],
+) -> Result<Tensor, TrainError> {
+    let device = inputs.device();
+    let trained: Vec<u32> = (0..mask.len() as u32)
+        .filter(|&i| mask[i as usize] != 0.0)
+        .collect();
+    let picked_targets: Vec<u32> = trained.iter().map(|&i| targets[i as usize]).collect();
+    let weights: Vec<f32> = trained.iter().map(|&i| mask[i as usize]).collect();
+    let rows = trained.len();
+    if rows == 0 {
+        return Err(TrainError::Config(
+            "a micro-batch with no trained position".into(),
+        ));
+    }
+    let hidden = model.hidden_states(inputs, None)?;
+    let index = Tensor::from_vec(trained, rows, device)?;
+    let logits = model.head(&hidden.index_select(&index, 0)?)?.unsqueeze(0)?;
+    let targets = Tensor::from_vec(picked_targets, (1, rows), device)?;
+    let weights = Tensor::from_vec(weights, (1, rows), device)?;
+    Ok(masked_cross_entropy(&logits, &targets, &weights)?.0)
+}
+
 /// A sample prepared for batching: inputs, targets and mask, already shifted by one.
 struct Prepared {
     inputs: Vec<u32>,
@@ -414,12 +443,8 @@ pub fn train(
                     .iter()
                     .map(|&i| prepared[i].inputs.len())
                     .sum::<usize>();
-                let shape = (batch.len(), longest);
-                let inputs = Tensor::from_vec(inputs, shape, &device)?;
-                let targets = Tensor::from_vec(targets, shape, &device)?;
-                let mask = Tensor::from_vec(mask, shape, &device)?;
-                let logits = model.forward(&inputs, None)?;
-                let (loss, _) = masked_cross_entropy(&logits, &targets, &mask)?;
+                let inputs = Tensor::from_vec(inputs, (batch.len(), longest), &device)?;
+                let loss = trained_positions_loss(model, &inputs, &targets, &mask)?;
                 let loss = (loss / micro.len() as f64)?;
                 loss_sum += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
                 let store = loss.backward()?;
@@ -526,6 +551,43 @@ mod tests {
             max_position_embeddings: 128,
             ..crate::model::tests::small(true)
         }
+    }
+
+    /// The loss over the trained positions alone is the masked loss over every position's
+    /// logits, and so are the gradients (tied head included).
+    #[test]
+    fn the_head_on_trained_positions_alone_gives_the_masked_loss_and_its_gradients() {
+        let model = Llama::new(small(), &Device::Cpu, 4).unwrap();
+        let (batch, seq) = (2, 9);
+        let inputs: Vec<u32> = (0..batch * seq).map(|i| (i * 11 % 40) as u32).collect();
+        let targets: Vec<u32> = (0..batch * seq).map(|i| (i * 7 % 40) as u32).collect();
+        let mask: Vec<f32> = (0..batch * seq)
+            .map(|i| f32::from(u8::from(i % 3 == 0 || i > 14)))
+            .collect();
+        let inputs = Tensor::from_vec(inputs, (batch, seq), &Device::Cpu).unwrap();
+        let selected = trained_positions_loss(&model, &inputs, &targets, &mask).unwrap();
+        let full = {
+            let logits = model.forward(&inputs, None).unwrap();
+            let targets = Tensor::from_vec(targets.clone(), (batch, seq), &Device::Cpu).unwrap();
+            let mask = Tensor::from_vec(mask.clone(), (batch, seq), &Device::Cpu).unwrap();
+            masked_cross_entropy(&logits, &targets, &mask).unwrap().0
+        };
+        let value = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+        assert!((value(&selected) - value(&full)).abs() < 1e-5);
+        let (a, b) = (selected.backward().unwrap(), full.backward().unwrap());
+        let (a, b) = (model.gradients(&a), model.gradients(&b));
+        assert_eq!(a.len(), b.len());
+        for (name, gradient) in &a {
+            let difference = (gradient - &b[name])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert!(value(&difference) < 1e-5, "{name}");
+        }
+        let nothing = vec![0.0; batch * seq];
+        assert!(trained_positions_loss(&model, &inputs, &targets, &nothing).is_err());
     }
 
     /// Counting sequences: after the prompt token the model must continue 1, 2, 3, ...

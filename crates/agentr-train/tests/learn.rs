@@ -190,3 +190,104 @@ fn tiny_s_learns_a_fixed_sample_set_and_reloads_exactly() {
     assert_eq!(logits(&model, &ids), logits(&loaded, &ids));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A model taught to end verifier answers with `Judgment: Bad` after rejected steps and
+/// `Judgment: Good` otherwise: scored, its verdict is the label it prefers after `Judgment:`;
+/// written, its answer parses to the same labels.
+#[test]
+fn a_scored_judge_gives_the_label_the_model_prefers() {
+    use agentr_revise::judge_prompt;
+    use agentr_train::JudgeAnswer;
+
+    let observations: Vec<(String, Label)> = (0..12)
+        .map(|i| match i % 2 {
+            0 => (format!("Got {} logs", i + 1), Label::Good),
+            _ => (format!("Could not find item {i}"), Label::Bad),
+        })
+        .collect();
+    let requests: Vec<JudgeRequest> = observations
+        .iter()
+        .map(|(observation, _)| JudgeRequest {
+            env: "textcraft",
+            task: agentr_envs::TaskId(0),
+            node: &[0],
+            task_description: "Goal: craft item 1.",
+            history: Vec::new(),
+            step: StepView {
+                response: "Action: get 2 logs",
+                action: "get 2 logs",
+                observation,
+            },
+        })
+        .collect();
+    let conversations: Vec<Vec<Message>> = requests
+        .iter()
+        .zip(&observations)
+        .map(|(request, (_, label))| {
+            let word = match label {
+                Label::Bad => "Bad",
+                _ => "Good",
+            };
+            let mut messages = judge_prompt(request);
+            messages.push(Message::assistant(format!("Judgment: {word}"), true));
+            messages
+        })
+        .collect();
+    let texts: Vec<&str> = conversations
+        .iter()
+        .flatten()
+        .map(|m| m.content.as_str())
+        .collect();
+    let tokenizer = ChatTokenizer::train(texts.iter(), 400).unwrap();
+    let config = ModelConfig {
+        vocab_size: tokenizer.vocab_size(),
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 1024,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: true,
+        model_type: agentr_train::ModelType::Llama,
+        attention_bias: false,
+        rope_scaling: None,
+    };
+    let mut model = Llama::new(config, &Device::Cpu, 8).unwrap();
+    let data = TrainData {
+        agent: conversations
+            .iter()
+            .map(|c| tokenizer.render(c).unwrap())
+            .collect(),
+        general: Vec::new(),
+    };
+    let sft = SftConfig {
+        epochs: 40,
+        lr: 5e-3,
+        batch_tokens: 4096,
+        checkpoint_every: 10_000,
+        ..SftConfig::default()
+    };
+    let dir = std::env::temp_dir().join(format!("agentr-judge-{}", std::process::id()));
+    train(&mut model, &data, &sft, &dir, false, &mut |_| true).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut agent = ModelAgent::new(model, tokenizer, std::path::Path::new("judge"));
+    for answer in [JudgeAnswer::Scored, JudgeAnswer::Written] {
+        agent.judge_answer = answer;
+        for (request, (observation, label)) in requests.iter().zip(&observations) {
+            let judgement = agent.judge(request).unwrap();
+            assert!(judgement.parsed, "{answer:?} {observation}: {judgement:?}");
+            assert_eq!(
+                judgement.label, *label,
+                "{answer:?} {observation}: {judgement:?}"
+            );
+            if answer == JudgeAnswer::Scored {
+                assert!(judgement.rationale.starts_with("scored after `Judgment:`"));
+            }
+        }
+    }
+    assert_eq!(agent.name(), "model:judge");
+    agent.judge_answer = JudgeAnswer::Scored;
+    assert_eq!(agent.name(), "model:judge (scored)");
+}

@@ -10,9 +10,9 @@ use agentr_mcts::collect::{TaskOutcome, TaskReport, collect};
 use agentr_mcts::{Policy, Restore, SearchConfig, SearchError};
 use agentr_train::ModelAgent;
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::envs::{EnvName, EnvOptions};
+use crate::progress::Progress;
 use crate::remote::OpenAiSpec;
 
 /// Which policy proposes responses.
@@ -147,10 +147,7 @@ fn run_with<P: Policy>(
     factory: &crate::envs::EnvFactory,
     policy: &P,
 ) -> Result<()> {
-    let progress = ProgressBar::new(tasks.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {msg} [{elapsed}<{eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = Progress::new("collect", "tasks", tasks.len() as u64);
     let tally = Mutex::new(Tally::default());
     let on_done = |report: TaskReport| {
         let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
@@ -162,8 +159,7 @@ fn run_with<P: Policy>(
                 tally.nodes += nodes;
             }
             TaskOutcome::Failed(err) => {
-                // Not `progress.println`: a hidden bar (output not a terminal) drops its lines.
-                progress.suspend(|| eprintln!("task {} failed: {err}", report.task));
+                progress.println(&format!("task {} failed: {err}", report.task));
                 tally.failed.push(report.task.0);
             }
         }
@@ -186,7 +182,7 @@ fn run_with<P: Policy>(
         &on_done,
     )
     .with_context(|| format!("collecting into {}", args.out.display()))?;
-    progress.finish_and_clear();
+    progress.finish();
     let tally = tally.into_inner().unwrap_or_else(|p| p.into_inner());
     eprintln!(
         "searched {} tasks in {:.1}s ({} with a successful leaf, {} nodes), skipped {} already done, {} failed; trees in {}",

@@ -15,11 +15,11 @@ use agentr_envs::{Message, Role, TaskId, TaskSpec};
 use agentr_train::openai::ChatClient;
 use agentr_train::{ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::envs::{EnvName, EnvOptions};
+use crate::progress::Progress;
 use crate::remote::OpenAiSpec;
 use crate::samples::read_samples;
 
@@ -322,10 +322,7 @@ pub fn run(args: Args) -> Result<()> {
         },
     };
 
-    let progress = ProgressBar::new(tasks.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} episodes, {msg} [{elapsed}<{eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = Progress::new("eval", "episodes", tasks.len() as u64);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Episode, String>>>> =
         Mutex::new((0..tasks.len()).map(|_| None).collect());
@@ -381,7 +378,7 @@ pub fn run(args: Args) -> Result<()> {
             });
         }
     });
-    progress.finish_and_clear();
+    progress.finish();
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
 
     let env_name = args.env.name();

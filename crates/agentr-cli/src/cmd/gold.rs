@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use agentr_envs::episode::{RolloutOptions, rollout};
 use agentr_envs::{EnvError, TaskSpec};
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::envs::{EnvName, EnvOptions};
+use crate::progress::Progress;
 
 /// Arguments of `agentr gold`.
 #[derive(Debug, clap::Args)]
@@ -57,10 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let progress = ProgressBar::new(tasks.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {msg} [{elapsed}<{eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = Progress::new("gold", "tasks", tasks.len() as u64);
     let (mut solved, mut written, mut steps_of_solved, mut max_steps) =
         (0usize, 0usize, 0usize, 0usize);
     let mut failures = Vec::new();
@@ -97,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         progress.inc(1);
     }
     sink.flush()?;
-    progress.finish_and_clear();
+    progress.finish();
     for failure in &failures {
         eprintln!("not solved: {failure}");
     }

@@ -11,10 +11,10 @@ use agentr_revise::{
     judge_agreement, judge_samples, revise_tree,
 };
 use agentr_train::openai::ChatClient;
-use agentr_train::{ModelAgent, TrainError};
+use agentr_train::{JudgeAnswer, ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::progress::Progress;
 use crate::remote::OpenAiSpec;
 
 /// Which judge finds the transition points in agent-r mode.
@@ -93,6 +93,11 @@ pub struct Args {
     /// (an OpenAI-compatible server; API key from $OPENAI_API_KEY).
     #[arg(long)]
     pub(crate) judge: Option<JudgeSpec>,
+    /// How a model judge (model:DIR) gives its verdict: written (it reasons and ends with a
+    /// `Judgment:` line, which is parsed) or scored (its answer is started with `Judgment:`
+    /// and the label it finds likelier next is taken; for models too small to write the line).
+    #[arg(long, default_value = "written", value_parser = parse_judge_answer)]
+    pub(crate) judge_answer: JudgeAnswer,
     /// Self-training iteration; sets alpha to 0.5, 0.7, 1.0 for iterations 1, 2, 3+.
     #[arg(long, default_value_t = 1)]
     pub(crate) iteration: usize,
@@ -133,6 +138,15 @@ pub struct Args {
     pub(crate) device: crate::device::DeviceArg,
 }
 
+/// `--judge-answer written|scored`.
+fn parse_judge_answer(text: &str) -> Result<JudgeAnswer, String> {
+    match text {
+        "written" => Ok(JudgeAnswer::Written),
+        "scored" => Ok(JudgeAnswer::Scored),
+        other => Err(format!("`{other}` is neither written nor scored")),
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ConditionArg {
     /// r_bad < beta < r_good (the paper's rule).
@@ -169,10 +183,13 @@ pub fn run(args: Args) -> Result<()> {
             )
         }
         (Some(JudgeSpec::Scripted(path)), _) => CliJudge::Scripted(ScriptedJudge::load(path)?),
-        (Some(JudgeSpec::Model(dir)), _) => CliJudge::Model(Box::new(
-            ModelAgent::load(&crate::models::model_path(dir)?, &args.device.open()?)
-                .with_context(|| format!("loading the judge model from {}", dir.display()))?,
-        )),
+        (Some(JudgeSpec::Model(dir)), _) => {
+            let mut agent =
+                ModelAgent::load(&crate::models::model_path(dir)?, &args.device.open()?)
+                    .with_context(|| format!("loading the judge model from {}", dir.display()))?;
+            agent.judge_answer = args.judge_answer;
+            CliJudge::Model(Box::new(agent))
+        }
         (Some(JudgeSpec::OpenAi(spec)), _) => CliJudge::OpenAi(Box::new(spec.client(None)?)),
         (_, _) => CliJudge::EnvFeedback(EnvFeedbackJudge),
     };
@@ -202,10 +219,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("no tree files (*.json) in {}", args.trees.display());
     }
 
-    let progress = ProgressBar::new(files.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} trees, {msg} [{elapsed}<{eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = Progress::new("revise", "trees", files.len() as u64);
     let mut stats = Stats::default();
     let mut agreement = Agreement::default();
     let measure_agreement = args.mode == Mode::AgentR && args.agreement_steps > 0;
@@ -238,7 +252,7 @@ pub fn run(args: Args) -> Result<()> {
         sink.flush()
     })
     .with_context(|| format!("writing {}", args.out.display()))?;
-    progress.finish_and_clear();
+    progress.finish();
 
     let summary = serde_json::json!({
         "config": config,
@@ -320,6 +334,9 @@ mod tests {
         for bad in ["scripted:", "model", "model:", "", "openai:", "openai:m"] {
             assert!(bad.parse::<JudgeSpec>().is_err(), "{bad}");
         }
+        assert_eq!(parse_judge_answer("scored"), Ok(JudgeAnswer::Scored));
+        assert_eq!(parse_judge_answer("written"), Ok(JudgeAnswer::Written));
+        assert!(parse_judge_answer("Scored").is_err());
         assert_eq!(
             stats_path(Path::new("x/s.jsonl")),
             Path::new("x/s.stats.json")

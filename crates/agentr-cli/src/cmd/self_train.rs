@@ -262,6 +262,9 @@ pub struct IterationTraining {
     /// compared with the tree's label (the judge's agreement, recorded per iteration).
     #[serde(default)]
     pub agreement_steps: usize,
+    /// How the model judge gives its verdict (written and parsed, or scored).
+    #[serde(default)]
+    pub judge_answer: agentr_train::JudgeAnswer,
     /// Also mix in the expert episodes of the behaviour-cloning slice as general data. A model
     /// trained from scratch has no general chat data, and without a mix one iteration on a
     /// hundred samples overwrote what cloning had taught it.
@@ -401,6 +404,7 @@ impl RunConfig {
                 max_pairs_per_tree: Some(10),
                 judge_samples_per_label: 2,
                 agreement_steps: 2,
+                judge_answer: agentr_train::JudgeAnswer::Written,
                 observation_loss: false,
                 general: args.general.clone(),
                 mix_expert_episodes: false,
@@ -505,8 +509,11 @@ impl RunConfig {
             train: IterationTraining {
                 epochs: vec![2, 1],
                 lr: 3e-4,
-                // A pretrained model judges untaught, as in the paper.
+                // A pretrained model judges untaught, as in the paper; SmolLM2-135M does not
+                // write the verifier's label line (its answers echo the task; agentr-revise's
+                // golden test), so its verdict is read from its next-token preference.
                 judge_samples_per_label: 0,
+                judge_answer: agentr_train::JudgeAnswer::Scored,
                 ..common.train
             },
             eval: EvalSettings {
@@ -921,6 +928,7 @@ pub fn execute(
                     no_good: false,
                     // On trees the judge has not been trained on: this iteration's.
                     agreement_steps: run.config.train.agreement_steps,
+                    judge_answer: run.config.train.judge_answer,
                     out: out.clone(),
                     device: run.device,
                 })
@@ -1395,6 +1403,7 @@ mod tests {
         assert_eq!(config.bc.model, crate::models::SMOLLM2);
         assert_eq!(config.lora.as_ref().map(|l| l.rank), Some(16));
         assert_eq!(config.train.judge_samples_per_label, 0);
+        assert_eq!(config.train.judge_answer, agentr_train::JudgeAnswer::Scored);
         // --base and --warm-start-goals override the preset.
         let bare = RunConfig::resolve(&Args {
             base: Some("org/model".into()),

@@ -9,8 +9,8 @@ use agentr_train::{
 };
 use anyhow::{Context, Result, bail};
 use candle_core::DType;
-use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::progress::Progress;
 use crate::samples::read_samples;
 
 /// Arguments of `agentr train`.
@@ -247,10 +247,8 @@ pub fn run(args: Args) -> Result<()> {
         data.agent.len(),
         data.general.len()
     );
-    let progress = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} steps, {msg} [{elapsed}<{eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = Progress::new("train", "steps", 0);
+    let mut first_step = true;
     let outcome = train(
         &mut model,
         &data,
@@ -258,18 +256,22 @@ pub fn run(args: Args) -> Result<()> {
         &args.out,
         args.resume,
         &mut |report| {
-            progress.set_length(report.total_steps);
-            progress.set_position(report.step);
+            progress.set_total(report.total_steps);
+            if std::mem::take(&mut first_step) {
+                // A resumed run's earlier steps do not count toward its rate and ETA.
+                progress.start_at(report.step.saturating_sub(1));
+            }
             progress.set_message(format!(
                 "epoch {}, loss {:.4}, {:.0} tokens/s",
                 report.epoch + 1,
                 report.loss,
                 report.tokens_per_second
             ));
+            progress.set_position(report.step);
             true
         },
     )?;
-    progress.finish_and_clear();
+    progress.finish();
     let adapter_dir = args.out.join("adapter");
     if lora.is_some() {
         match &base_name {
