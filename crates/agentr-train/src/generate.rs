@@ -247,11 +247,26 @@ pub fn generate_detailed(
         )));
     }
     let max_new = config.max_new_tokens.min(limit - prompt.len());
-    let device = model.device();
     let (last, cache) = prefill(model, prompt, prefixes)?;
+    let rngs: Vec<Rng> = (0..n as u64).map(|i| Rng::from_parts(&[seed, i])).collect();
+    decode(model, tokenizer, last, &cache, rngs, max_new, config)
+}
+
+/// Samples one continuation per generator in `rngs`, all from the state `cache` whose next
+/// token has the logits `last`, decoding them as one batch (finished samples leave it).
+fn decode(
+    model: &Llama,
+    tokenizer: &ChatTokenizer,
+    last: Vec<f32>,
+    cache: &KvCache,
+    mut rngs: Vec<Rng>,
+    max_new: usize,
+    config: &GenerationConfig,
+) -> Result<Vec<Generated>, TrainError> {
+    let n = rngs.len();
+    let device = model.device();
     let mut rows: Vec<Vec<f32>> = vec![last; n];
     let mut cache = cache.repeat_batch(n)?;
-    let mut rngs: Vec<Rng> = (0..n as u64).map(|i| Rng::from_parts(&[seed, i])).collect();
     let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut texts: Vec<Option<String>> = vec![None; n];
     // Rows of the batch still generating, by sample index.
@@ -429,6 +444,48 @@ mod tests {
         assert!(cache.lookup(&[200]).unwrap().is_none());
         // Capacity 2: the least recently used prompt went.
         assert_eq!(cache.entries.lock().unwrap().len(), 2);
+    }
+
+    /// Sampling n continuations as one batch gives each the tokens it would get alone with
+    /// its own generator: batching changes the speed, not the samples.
+    #[test]
+    fn batched_sampling_equals_sampling_one_at_a_time() {
+        let config = crate::ModelConfig {
+            vocab_size: 300,
+            max_position_embeddings: 256,
+            ..crate::model::tests::small(true)
+        };
+        let model = Llama::new(config, &candle_core::Device::Cpu, 9).unwrap();
+        let tokenizer =
+            ChatTokenizer::train(["get 2 oak logs and craft a stick"].iter(), 300).unwrap();
+        let sampling = GenerationConfig {
+            max_new_tokens: 16,
+            temperature: 1.0,
+            top_p: 0.95,
+            ..GenerationConfig::default()
+        };
+        let prompt: Vec<u32> = (0..30).map(|i| 3 + (i * 11) % 250).collect();
+        let none = PrefixCache::new(0);
+        for seed in 0..4 {
+            let batched =
+                generate_detailed(&model, &tokenizer, &prompt, 4, &sampling, seed, &none).unwrap();
+            let (last, cache) = prefill(&model, &prompt, &none).unwrap();
+            for (i, sample) in batched.iter().enumerate() {
+                let alone = decode(
+                    &model,
+                    &tokenizer,
+                    last.clone(),
+                    &cache,
+                    vec![Rng::from_parts(&[seed, i as u64])],
+                    16,
+                    &sampling,
+                )
+                .unwrap();
+                assert_eq!(&alone[0], sample, "seed {seed}, sample {i}");
+            }
+            // Different generators give different samples (the test is not vacuous).
+            assert!(batched.windows(2).any(|w| w[0] != w[1]), "seed {seed}");
+        }
     }
 
     proptest! {

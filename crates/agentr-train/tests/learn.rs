@@ -59,8 +59,9 @@ fn logits(model: &Llama, ids: &candle_core::Tensor) -> Vec<f32> {
         .unwrap()
 }
 
-fn agent() -> ModelAgent {
-    let small = |vocab_size| ModelConfig {
+/// Two small layers over a vocabulary of `vocab_size`.
+fn small(vocab_size: usize) -> ModelConfig {
+    ModelConfig {
         vocab_size,
         hidden_size: 64,
         intermediate_size: 128,
@@ -74,7 +75,10 @@ fn agent() -> ModelAgent {
         model_type: agentr_train::ModelType::Llama,
         attention_bias: false,
         rope_scaling: None,
-    };
+    }
+}
+
+fn agent() -> ModelAgent {
     let sft = SftConfig {
         epochs: 60,
         lr: 5e-3,
@@ -239,22 +243,7 @@ fn a_scored_judge_gives_the_label_the_model_prefers() {
         .map(|m| m.content.as_str())
         .collect();
     let tokenizer = ChatTokenizer::train(texts.iter(), 400).unwrap();
-    let config = ModelConfig {
-        vocab_size: tokenizer.vocab_size(),
-        hidden_size: 64,
-        intermediate_size: 128,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        max_position_embeddings: 1024,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-        tie_word_embeddings: true,
-        model_type: agentr_train::ModelType::Llama,
-        attention_bias: false,
-        rope_scaling: None,
-    };
-    let mut model = Llama::new(config, &Device::Cpu, 8).unwrap();
+    let mut model = Llama::new(small(tokenizer.vocab_size()), &Device::Cpu, 8).unwrap();
     let data = TrainData {
         agent: conversations
             .iter()

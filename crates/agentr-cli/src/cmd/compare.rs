@@ -133,6 +133,27 @@ pub fn describe(comparison: &Comparison) -> String {
     )
 }
 
+/// Prints a results file's `comparisons` (entries with `candidate`, `baseline`, `env`, an
+/// optional `test`, and the `paired` comparison), one line each.
+pub fn print_comparisons(comparisons: &serde_json::Value) {
+    for comparison in comparisons.as_array().into_iter().flatten() {
+        let Ok(paired) = serde_json::from_value::<Comparison>(comparison["paired"].clone()) else {
+            continue;
+        };
+        let text = |key: &str| comparison[key].as_str().unwrap_or_default().to_owned();
+        let place = match comparison["test"].as_str() {
+            Some(test) => format!("{test}, {}", text("env")),
+            None => text("env"),
+        };
+        eprintln!(
+            "{} vs {} ({place}): {}",
+            text("candidate"),
+            text("baseline"),
+            describe(&paired)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

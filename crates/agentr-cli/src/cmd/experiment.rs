@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::compare::{compare_folders, describe};
+use super::compare::{compare_folders, print_comparisons};
 use super::self_train::{Experiment, ExperimentArm, execute};
 
 /// The comparisons an experiment reports: (candidate, baseline), the paper's orderings first.
@@ -253,17 +253,5 @@ fn print_report(report: &Value) {
             each.join(" / ")
         );
     }
-    for comparison in report["comparisons"].as_array().into_iter().flatten() {
-        let Ok(paired) = serde_json::from_value(comparison["paired"].clone()) else {
-            continue;
-        };
-        eprintln!(
-            "{} vs {} ({}, {}): {}",
-            comparison["candidate"].as_str().unwrap_or_default(),
-            comparison["baseline"].as_str().unwrap_or_default(),
-            comparison["test"].as_str().unwrap_or_default(),
-            comparison["env"].as_str().unwrap_or_default(),
-            describe(&paired)
-        );
-    }
+    print_comparisons(&report["comparisons"]);
 }

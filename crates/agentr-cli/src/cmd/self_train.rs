@@ -1091,7 +1091,9 @@ fn train_args(
         eta: 0.2,
         seed: run.config.seed,
         vocab_size: 2048,
-        checkpoint_every: 100,
+        // A LoRA checkpoint holds only the adapters and their moments (tens of MB for
+        // SmolLM2), and a pretrained model's steps are slow: a stopped stage loses at most 10.
+        checkpoint_every: if run.config.lora.is_some() { 10 } else { 100 },
         resume: true,
         observation_loss: false,
         lora: match &run.config.lora {
@@ -1303,18 +1305,7 @@ pub(crate) fn print_table(summary: &serde_json::Value) {
             repeats.join(" / ")
         );
     }
-    for comparison in summary["comparisons"].as_array().into_iter().flatten() {
-        let Ok(paired) = serde_json::from_value(comparison["paired"].clone()) else {
-            continue;
-        };
-        eprintln!(
-            "{} vs {} ({}): {}",
-            comparison["candidate"].as_str().unwrap_or_default(),
-            comparison["baseline"].as_str().unwrap_or_default(),
-            comparison["env"].as_str().unwrap_or_default(),
-            super::compare::describe(&paired)
-        );
-    }
+    super::compare::print_comparisons(&summary["comparisons"]);
 }
 
 #[cfg(test)]
@@ -1459,7 +1450,6 @@ mod tests {
     /// its own adapter, not the base's plus anything.
     #[test]
     fn lora_iterations_continue_from_the_previous_iterations_model() {
-        use agentr_envs::{Message, Sample};
         use agentr_train::{Llama, ModelAgent};
         use candle_core::{Device, Tensor};
 
@@ -1467,20 +1457,7 @@ mod tests {
             std::env::temp_dir().join(format!("agentr-lora-iterations-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         create_dir(&dir).unwrap();
-        let samples = dir.join("samples.jsonl");
-        let lines: Vec<String> = (0..6)
-            .map(|i| {
-                let sample = Sample {
-                    messages: vec![
-                        Message::user(format!("Goal: craft item {i}.")),
-                        Message::assistant(format!("Action: get {i} oak logs"), true),
-                    ],
-                    meta: Default::default(),
-                };
-                serde_json::to_string(&sample).unwrap()
-            })
-            .collect();
-        std::fs::write(&samples, lines.join("\n")).unwrap();
+        let samples = train::tests::write_toy_samples(&dir, 6);
         let mut config = quick_config();
         config.lora = Some(LoraSettings {
             rank: 2,

@@ -303,7 +303,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use agentr_envs::{Message, Sample};
     use candle_core::Device;
     use clap::Parser;
@@ -327,6 +327,26 @@ mod tests {
         train_on_observations(&mut sample);
         let trains: Vec<bool> = sample.messages.iter().map(Message::trains).collect();
         assert_eq!(trains, [false, false, true, true, false]);
+    }
+
+    /// `dir/samples.jsonl` with `count` one-step episodes (`Goal: craft item i.` answered
+    /// `Action: get i oak logs`), for tests that train a toy model.
+    pub(crate) fn write_toy_samples(dir: &std::path::Path, count: usize) -> PathBuf {
+        let samples = dir.join("samples.jsonl");
+        let lines: Vec<String> = (0..count)
+            .map(|i| {
+                let sample = Sample {
+                    messages: vec![
+                        Message::user(format!("Goal: craft item {i}.")),
+                        Message::assistant(format!("Action: get {i} oak logs"), true),
+                    ],
+                    meta: Default::default(),
+                };
+                serde_json::to_string(&sample).unwrap()
+            })
+            .collect();
+        std::fs::write(&samples, lines.join("\n")).unwrap();
+        samples
     }
 
     #[derive(clap::Parser)]
@@ -373,20 +393,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("agentr-train-lora-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let samples = dir.join("samples.jsonl");
-        let lines: Vec<String> = (0..8)
-            .map(|i| {
-                let sample = Sample {
-                    messages: vec![
-                        Message::user(format!("Goal: craft item {i}.")),
-                        Message::assistant(format!("Action: get {i} oak logs"), true),
-                    ],
-                    meta: Default::default(),
-                };
-                serde_json::to_string(&sample).unwrap()
-            })
-            .collect();
-        std::fs::write(&samples, lines.join("\n")).unwrap();
+        let samples = write_toy_samples(&dir, 8);
         let out = dir.join("out");
         let flags = [
             "--samples",
