@@ -742,6 +742,42 @@ fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
     assert!(compare.status.success(), "{}", text(&compare.stderr));
     let by_hand: Value = serde_json::from_slice(&compare.stdout).unwrap();
     assert_eq!(&by_hand, paired);
+    // An evaluation compared with an earlier one as it is made: the same model greedily on
+    // the same tasks, so every pair agrees.
+    let again_eval = dir.join("again-eval");
+    let base_eval = dir.join("seed-0/base/bc/eval/textcraft");
+    let output = agentr(
+        &[
+            "eval",
+            "--env",
+            "textcraft",
+            "--model",
+            dir.join("seed-0/base/bc/model").to_str().unwrap(),
+            "--tasks",
+            "test[:3]",
+            "--max-rounds",
+            "2",
+            "--max-tokens",
+            "8",
+            "--out",
+            again_eval.to_str().unwrap(),
+            "--baseline",
+            base_eval.to_str().unwrap(),
+        ],
+        "",
+    );
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("against") && stderr.contains("within noise"),
+        "{stderr}"
+    );
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(again_eval.join("summary.json")).unwrap()).unwrap();
+    let recorded = &summary["comparison"];
+    assert_eq!(recorded["baseline"], base_eval.to_str().unwrap());
+    assert_eq!(recorded["paired"]["difference"], 0.0);
+    assert_eq!(recorded["paired"]["mcnemar_p"], 1.0);
     // Resuming skips every finished stage; other settings are refused.
     let again = run("base,agent-r-env-feedback,good-only");
     let stderr = text(&again.stderr);
