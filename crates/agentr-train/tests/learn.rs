@@ -78,6 +78,22 @@ fn small(vocab_size: usize) -> ModelConfig {
     }
 }
 
+/// The judge's question about the first step of goal 1, `get 2 logs`, answered `observation`.
+fn first_step(observation: &str) -> JudgeRequest<'_> {
+    JudgeRequest {
+        env: "textcraft",
+        task: agentr_envs::TaskId(0),
+        node: &[0],
+        task_description: "Goal: craft item 1.",
+        history: Vec::new(),
+        step: StepView {
+            response: "Action: get 2 logs",
+            action: "get 2 logs",
+            observation,
+        },
+    }
+}
+
 fn agent() -> ModelAgent {
     let sft = SftConfig {
         epochs: 60,
@@ -133,20 +149,7 @@ fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
 
     // As a judge it answers (this toy model never learned to judge, so the label is whatever
     // its text parses to), and it records its name.
-    let judgement = agent
-        .judge(&JudgeRequest {
-            env: "textcraft",
-            task: agentr_envs::TaskId(0),
-            node: &[0],
-            task_description: "Goal: craft item 1.",
-            history: Vec::new(),
-            step: StepView {
-                response: "Action: get 2 logs",
-                action: "get 2 logs",
-                observation: "Got 2 logs",
-            },
-        })
-        .unwrap();
+    let judgement = agent.judge(&first_step("Got 2 logs")).unwrap();
     assert!(judgement.parsed || judgement.label == Label::Uncertain);
     assert_eq!(agent.name(), "model:memory");
 
@@ -211,18 +214,7 @@ fn a_scored_judge_gives_the_label_the_model_prefers() {
         .collect();
     let requests: Vec<JudgeRequest> = observations
         .iter()
-        .map(|(observation, _)| JudgeRequest {
-            env: "textcraft",
-            task: agentr_envs::TaskId(0),
-            node: &[0],
-            task_description: "Goal: craft item 1.",
-            history: Vec::new(),
-            step: StepView {
-                response: "Action: get 2 logs",
-                action: "get 2 logs",
-                observation,
-            },
-        })
+        .map(|(observation, _)| first_step(observation))
         .collect();
     let conversations: Vec<Vec<Message>> = requests
         .iter()

@@ -93,22 +93,38 @@ pub fn run(
     Ok(())
 }
 
-/// An evaluation folder of an arm's run: the start model's (`bc/`) for the base, else the
-/// iteration's.
-fn evaluation_dir(
-    dir: &Path,
+/// One arm at one iteration, as the report names it.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// `agent-r`, or `agent-r (iteration 2)` beyond the first.
+    label: String,
     arm: ExperimentArm,
-    seed: u64,
     iteration: usize,
-    test: &str,
-    env: &str,
-) -> PathBuf {
-    let stage = match arm {
-        ExperimentArm::Base => "bc".to_owned(),
-        _ => format!("iter-{iteration}"),
-    };
-    dir.join(Experiment::run_dir(arm, seed))
-        .join(format!("{stage}/{test}/{env}"))
+}
+
+impl Entry {
+    fn first(arm: ExperimentArm) -> Self {
+        Entry {
+            label: arm.name().to_owned(),
+            arm,
+            iteration: 1,
+        }
+    }
+
+    /// The stage folder of its evaluations: the start model's (`bc`) for the base, else the
+    /// iteration's.
+    fn stage(&self) -> String {
+        match self.arm {
+            ExperimentArm::Base => "bc".to_owned(),
+            _ => format!("iter-{}", self.iteration),
+        }
+    }
+
+    /// Its evaluation folder of `test` on `env` with `seed`, the experiment in `dir`.
+    fn folder(&self, dir: &Path, seed: u64, test: &str, env: &str) -> PathBuf {
+        dir.join(Experiment::run_dir(self.arm, seed))
+            .join(format!("{}/{test}/{env}", self.stage()))
+    }
 }
 
 /// Success rates and metrics of every arm and seed, and the paired comparisons.
@@ -121,29 +137,31 @@ fn summarise(
         0 => &["eval"],
         _ => &["eval", "reflection"],
     };
-    // (arm label, arm, iteration): every arm at iteration 1, and agent-r at its last.
-    let mut entries: Vec<(String, ExperimentArm, usize)> = experiment
-        .arms
+    // Every arm at iteration 1, and agent-r at its last.
+    let mut entries: Vec<Entry> = experiment.arms.iter().map(|&a| Entry::first(a)).collect();
+    let mut pairs: Vec<(Entry, Entry)> = ORDERINGS
         .iter()
-        .map(|&arm| (arm.name().to_owned(), arm, 1))
+        .filter(|(a, b)| experiment.arms.contains(a) && experiment.arms.contains(b))
+        .map(|&(a, b)| (Entry::first(a), Entry::first(b)))
         .collect();
     if experiment.arms.contains(&ExperimentArm::AgentR) && experiment.agent_r_iterations > 1 {
         let last = experiment.agent_r_iterations;
-        entries.push((
-            format!("agent-r (iteration {last})"),
-            ExperimentArm::AgentR,
-            last,
-        ));
+        let later = Entry {
+            label: format!("agent-r (iteration {last})"),
+            arm: ExperimentArm::AgentR,
+            iteration: last,
+        };
+        for baseline in [ExperimentArm::AgentR, ExperimentArm::Base] {
+            pairs.push((later.clone(), Entry::first(baseline)));
+        }
+        entries.push(later);
     }
     let mut rows = Vec::new();
-    for (label, arm, iteration) in &entries {
-        let stage = match arm {
-            ExperimentArm::Base => "bc".to_owned(),
-            _ => format!("iter-{iteration}"),
-        };
+    for entry in &entries {
+        let prefix = format!("{}/", entry.stage());
         for &seed in &experiment.seeds {
             let evaluations = results
-                .get(&(*arm, seed))
+                .get(&(entry.arm, seed))
                 .and_then(|r| r["evaluations"].as_array())
                 .into_iter()
                 .flatten();
@@ -151,9 +169,9 @@ fn summarise(
                 let Some(name) = evaluation["stage"].as_str() else {
                     continue;
                 };
-                if let Some(test) = name.strip_prefix(&format!("{stage}/")) {
+                if let Some(test) = name.strip_prefix(&prefix) {
                     rows.push(json!({
-                        "arm": label,
+                        "arm": entry.label,
                         "seed": seed,
                         "test": test,
                         "env": evaluation["env"],
@@ -163,46 +181,21 @@ fn summarise(
             }
         }
     }
-    let mut pairs: Vec<(String, ExperimentArm, usize, String, ExperimentArm, usize)> = ORDERINGS
-        .iter()
-        .filter(|(a, b)| experiment.arms.contains(a) && experiment.arms.contains(b))
-        .map(|&(a, b)| (a.name().to_owned(), a, 1, b.name().to_owned(), b, 1))
-        .collect();
-    if let Some((label, _, last)) = entries.iter().find(|(_, _, i)| *i > 1) {
-        for (base_label, base_arm, base_iteration) in [
-            ("agent-r".to_owned(), ExperimentArm::AgentR, 1),
-            ("base".to_owned(), ExperimentArm::Base, 1),
-        ] {
-            pairs.push((
-                label.clone(),
-                ExperimentArm::AgentR,
-                *last,
-                base_label,
-                base_arm,
-                base_iteration,
-            ));
-        }
-    }
     let mut comparisons = Vec::new();
-    for (candidate, c_arm, c_iteration, baseline, b_arm, b_iteration) in pairs {
+    for (candidate, baseline) in &pairs {
         for test in tests {
             for env in &experiment.template.envs {
-                let folder =
-                    |arm, iteration, seed| evaluation_dir(dir, arm, seed, iteration, test, env);
-                let candidates: Vec<PathBuf> = experiment
-                    .seeds
-                    .iter()
-                    .map(|&seed| folder(c_arm, c_iteration, seed))
-                    .collect();
-                let baselines: Vec<PathBuf> = experiment
-                    .seeds
-                    .iter()
-                    .map(|&seed| folder(b_arm, b_iteration, seed))
-                    .collect();
-                let paired = compare_folders(&baselines, &candidates)?;
+                let folders = |entry: &Entry| -> Vec<PathBuf> {
+                    experiment
+                        .seeds
+                        .iter()
+                        .map(|&seed| entry.folder(dir, seed, test, env))
+                        .collect()
+                };
+                let paired = compare_folders(&folders(baseline), &folders(candidate))?;
                 comparisons.push(json!({
-                    "candidate": candidate,
-                    "baseline": baseline,
+                    "candidate": candidate.label,
+                    "baseline": baseline.label,
                     "test": test,
                     "env": env,
                     "paired": paired,

@@ -719,11 +719,16 @@ impl Experiment {
         if arms.first() != Some(&ExperimentArm::Base) {
             arms.insert(0, ExperimentArm::Base);
         }
-        let mut seeds = match args.seeds.is_empty() {
-            true => vec![0, 1, 2],
-            false => args.seeds.clone(),
-        };
-        seeds.dedup();
+        let mut seeds: Vec<u64> = Vec::new();
+        for &seed in &args.seeds {
+            // In the order given, each once (a repeated seed would count its pairs twice).
+            if !seeds.contains(&seed) {
+                seeds.push(seed);
+            }
+        }
+        if seeds.is_empty() {
+            seeds = vec![0, 1, 2];
+        }
         Experiment {
             arms,
             seeds,
@@ -1420,6 +1425,15 @@ mod tests {
             ]
         );
         assert_eq!(experiment.seeds, [0, 1, 2]);
+        // Regression: seeds given twice, not next to each other, ran and counted twice.
+        let repeated = Experiment::resolve(
+            &Args {
+                seeds: vec![2, 0, 2, 1, 0],
+                ..default_args()
+            },
+            config.clone(),
+        );
+        assert_eq!(repeated.seeds, [2, 0, 1]);
         let dir = Path::new("exp");
         let base = experiment.run_config(dir, ExperimentArm::Base, 1);
         assert_eq!((base.mode, base.iterations, base.seed), (Arm::BcOnly, 0, 1));
