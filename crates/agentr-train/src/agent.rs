@@ -42,6 +42,46 @@ pub enum JudgeAnswer {
     Scored,
 }
 
+/// The weights generation reads: the model's own (f32 on the CPU), or 8-bit copies for the
+/// decoding steps ([`Llama::quantize_for_generation`]), which run about twice as fast on the
+/// CPU and may change a greedy choice where two tokens are nearly tied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerationWeights {
+    /// The model's weights as loaded.
+    #[default]
+    F32,
+    /// 8-bit copies for decoding (CPU only).
+    Int8,
+}
+
+impl GenerationWeights {
+    /// `f32` or `int8`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenerationWeights::F32 => "f32",
+            GenerationWeights::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for GenerationWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(GenerationWeights::F32),
+            "int8" => Ok(GenerationWeights::Int8),
+            other => Err(format!("unknown weights `{other}` (expected f32 or int8)")),
+        }
+    }
+}
+
+impl std::fmt::Display for GenerationWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A model with its tokenizer and sampling settings.
 pub struct ModelAgent {
     /// The decoder.
@@ -54,6 +94,11 @@ pub struct ModelAgent {
     pub source: PathBuf,
     /// How it answers as a judge.
     pub judge_answer: JudgeAnswer,
+    /// A [`JudgeAnswer::Scored`] judge calls a step Bad when its probability of Bad
+    /// (renormalised over the two labels) exceeds this; 0.5, the default, takes the likelier
+    /// label. A small model's preference can lean one way on every step while still ranking
+    /// the steps, and a threshold calibrated on labelled trees reads that ranking.
+    pub bad_above: f64,
     prefixes: PrefixCache,
 }
 
@@ -104,8 +149,18 @@ impl ModelAgent {
             },
             source: source.to_owned(),
             judge_answer: JudgeAnswer::default(),
+            bad_above: 0.5,
             prefixes: PrefixCache::new(CACHED_PROMPTS),
         }
+    }
+
+    /// Makes generation read `weights` ([`GenerationWeights`]).
+    pub fn use_weights(&mut self, weights: GenerationWeights) -> Result<(), TrainError> {
+        match weights {
+            GenerationWeights::F32 => self.model.drop_quantized(),
+            GenerationWeights::Int8 => self.model.quantize_for_generation()?,
+        }
+        Ok(())
     }
 
     /// Writes model and tokenizer into `dir`.
@@ -209,7 +264,11 @@ impl ModelAgent {
             ));
         };
         let p_bad = 1.0 / (1.0 + f64::from(good_logit - bad_logit).exp());
-        let label = if p_bad > 0.5 { Label::Bad } else { Label::Good };
+        let label = if p_bad > self.bad_above {
+            Label::Bad
+        } else {
+            Label::Good
+        };
         Ok(Judgement {
             label,
             rationale: format!(

@@ -257,29 +257,27 @@ fn forward(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Vec<f32>
     } = *dims;
     let group = dims.group();
     let mut out = vec![0.0f32; q.len()];
-    out.par_chunks_mut(tq * dim)
-        .enumerate()
-        .for_each(|(bh, out_head)| {
-            let (b, h) = (bh / heads, bh % heads);
-            let kv = (b * kv_heads + h / group) * tk * dim;
-            let (k_head, v_head) = (&k[kv..kv + tk * dim], &v[kv..kv + tk * dim]);
-            let q_head = &q[bh * tq * dim..(bh + 1) * tq * dim];
-            let mut scratch = vec![0.0f32; QUERY_BLOCK.min(tq) * tk];
-            for first in (0..tq).step_by(QUERY_BLOCK) {
-                let n = QUERY_BLOCK.min(tq - first);
-                let width = weights_block(q_head, k_head, first, n, dims, scale, &mut scratch);
-                let weights = View::rows(&scratch, n, width, width);
-                let values = View::rows(v_head, width, dim, dim);
-                matmul_into(
-                    &mut out_head[first * dim..],
-                    dim,
-                    weights,
-                    values,
-                    1.0,
-                    false,
-                );
-            }
-        });
+    crate::parallel::for_each_chunk(&mut out, tq * dim, |bh, out_head| {
+        let (b, h) = (bh / heads, bh % heads);
+        let kv = (b * kv_heads + h / group) * tk * dim;
+        let (k_head, v_head) = (&k[kv..kv + tk * dim], &v[kv..kv + tk * dim]);
+        let q_head = &q[bh * tq * dim..(bh + 1) * tq * dim];
+        let mut scratch = vec![0.0f32; QUERY_BLOCK.min(tq) * tk];
+        for first in (0..tq).step_by(QUERY_BLOCK) {
+            let n = QUERY_BLOCK.min(tq - first);
+            let width = weights_block(q_head, k_head, first, n, dims, scale, &mut scratch);
+            let weights = View::rows(&scratch, n, width, width);
+            let values = View::rows(v_head, width, dim, dim);
+            matmul_into(
+                &mut out_head[first * dim..],
+                dim,
+                weights,
+                values,
+                1.0,
+                false,
+            );
+        }
+    });
     out
 }
 

@@ -15,14 +15,16 @@ pub mod gguf;
 pub mod hf;
 pub mod lora;
 mod loss;
+mod matvec;
 mod model;
 pub mod openai;
 mod optim;
+mod parallel;
 mod runtime;
 mod sft;
 mod tokenizer;
 
-pub use agent::{AgentCompletion, JudgeAnswer, ModelAgent};
+pub use agent::{AgentCompletion, GenerationWeights, JudgeAnswer, ModelAgent};
 pub use device::{DeviceChoice, inference_dtype};
 pub use error::TrainError;
 pub use generate::{

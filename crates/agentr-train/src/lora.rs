@@ -395,6 +395,7 @@ impl Llama {
         if !self.has_adapters() {
             return Err(TrainError::Config("no LoRA adapters to merge".into()));
         }
+        self.drop_quantized();
         let base: HashMap<String, Var> = self.base_parameters().into_iter().collect();
         for (projection, adapter) in self.adapters() {
             let var = base_weight(&base, &projection)?;

@@ -347,11 +347,33 @@ impl Rotary {
     }
 }
 
+/// How a forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Recording the graph a backward pass needs.
+    Train,
+    /// Generating: nothing records a graph, products of a few rows (a decoding step) go
+    /// through [`crate::matvec`], and 8-bit weights are used where the model has them.
+    Generate,
+}
+
+impl Pass {
+    /// `t` as this pass reads it: detached when generating, so no operation records a graph.
+    fn read(self, t: &Tensor) -> Tensor {
+        match self {
+            Pass::Train => t.clone(),
+            Pass::Generate => t.detach(),
+        }
+    }
+}
+
 /// A linear map `x Wᵀ + b`, plus `scale · x Aᵀ Bᵀ` when a LoRA adapter is attached.
 pub(crate) struct Projection {
     pub(crate) weight: Tensor,
     pub(crate) bias: Option<Tensor>,
     pub(crate) adapter: Option<Adapter>,
+    /// The weight in 8 bits, for generation only ([`Llama::quantize_for_generation`]).
+    pub(crate) int8: Option<crate::matvec::Int8Matrix>,
 }
 
 /// A low-rank update: `a` is `[rank, in]`, `b` is `[out, rank]` (f32 trainable variables,
@@ -363,14 +385,17 @@ pub(crate) struct Adapter {
 }
 
 impl Projection {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = crate::frozen::linear(x, &self.weight)?;
+    fn forward(&self, x: &Tensor, pass: Pass) -> candle_core::Result<Tensor> {
+        let mut y = match pass {
+            Pass::Train => crate::frozen::linear(x, &self.weight)?,
+            Pass::Generate => crate::matvec::linear(x, &self.weight, self.int8.as_ref())?,
+        };
         if let Some(bias) = &self.bias {
-            y = y.broadcast_add(bias)?;
+            y = y.broadcast_add(&pass.read(bias))?;
         }
         if let Some(adapter) = &self.adapter {
-            let a = adapter.a.as_tensor().to_dtype(x.dtype())?;
-            let b = adapter.b.as_tensor().to_dtype(x.dtype())?;
+            let a = pass.read(adapter.a.as_tensor()).to_dtype(x.dtype())?;
+            let b = pass.read(adapter.b.as_tensor()).to_dtype(x.dtype())?;
             // Scaled at rank width ([rows, rank]), not at output width.
             let low = (x.matmul(&a.t()?)? * adapter.scale)?;
             y = (y + low.matmul(&b.t()?)?)?;
@@ -467,6 +492,8 @@ pub struct Llama {
     pub(crate) layers: Vec<Layer>,
     norm: Tensor,
     lm_head: Tensor,
+    /// The head in 8 bits, for generation only ([`Llama::quantize_for_generation`]).
+    lm_head_int8: Option<crate::matvec::Int8Matrix>,
     rotary: Rotary,
     varmap: VarMap,
     device: Device,
@@ -608,6 +635,7 @@ impl Llama {
 
     /// Replaces the weights with those of a safetensors file written by [`Llama::save`].
     pub fn load_weights(&mut self, path: &Path) -> Result<(), TrainError> {
+        self.drop_quantized();
         self.varmap.load(path).map_err(|e| TrainError::BadFile {
             path: path.to_owned(),
             message: e.to_string(),
@@ -693,6 +721,7 @@ impl Llama {
                     )?,
                     bias,
                     adapter: None,
+                    int8: None,
                 });
             }
             layers.push(Layer {
@@ -722,6 +751,7 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            lm_head_int8: None,
             rotary,
             varmap,
             device: device.clone(),
@@ -752,6 +782,51 @@ impl Llama {
             .map(|(name, var)| (name, var.as_tensor().clone()))
             .collect();
         Self::from_weights_as(self.config.clone(), weights, &self.device, dtype)
+    }
+
+    /// Adds an 8-bit copy of every projection and of the head (signed bytes with one f32
+    /// scale per block of 32 weights, llama.cpp's Q8_0 layout) that generation
+    /// ([`Llama::forward_last`]) uses for its decoding steps: a quarter of the bytes to
+    /// stream per token. Prefills of more than a few tokens, [`Llama::forward`] and training
+    /// keep the f32 weights. CPU only. A quantised model cannot be trained, and
+    /// [`Llama::load_weights`] and [`Llama::merge_lora`] drop the copies (quantise again
+    /// after them).
+    pub fn quantize_for_generation(&mut self) -> Result<(), TrainError> {
+        if !self.device.is_cpu() {
+            return Err(TrainError::Config(
+                "8-bit generation weights are for the CPU only".into(),
+            ));
+        }
+        let quantize = |weight: &Tensor| -> Result<crate::matvec::Int8Matrix, TrainError> {
+            let (out, inner) = weight.dims2()?;
+            let values = weight
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Ok(crate::matvec::Int8Matrix::quantize(&values, out, inner))
+        };
+        for layer in &mut self.layers {
+            for projection in &mut layer.projections {
+                projection.int8 = Some(quantize(&projection.weight)?);
+            }
+        }
+        self.lm_head_int8 = Some(quantize(&self.lm_head)?);
+        Ok(())
+    }
+
+    /// Whether the model has 8-bit generation weights ([`Llama::quantize_for_generation`]).
+    pub fn is_quantized(&self) -> bool {
+        self.lm_head_int8.is_some()
+    }
+
+    /// Drops the 8-bit generation weights (they would no longer match changed weights).
+    pub fn drop_quantized(&mut self) {
+        self.lm_head_int8 = None;
+        for layer in &mut self.layers {
+            for projection in &mut layer.projections {
+                projection.int8 = None;
+            }
+        }
     }
 
     /// Whether LoRA adapters are attached (then only they train).
@@ -863,9 +938,9 @@ impl Llama {
     /// `cache.len()..`. With a cache, keys and values are appended to it.
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor, TrainError> {
         let (batch, seq) = ids.dims2()?;
-        let hidden = self.hidden_inner(ids, cache)?;
+        let hidden = self.hidden_inner(ids, cache, Pass::Train)?;
         Ok(self
-            .head_inner(&hidden)?
+            .head_inner(&hidden, Pass::Train)?
             .reshape((batch, seq, self.config.vocab_size))?)
     }
 
@@ -878,22 +953,25 @@ impl Llama {
         ids: &Tensor,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor, TrainError> {
-        Ok(self.hidden_inner(ids, cache)?)
+        Ok(self.hidden_inner(ids, cache, Pass::Train)?)
     }
 
     /// f32 logits `[rows, vocab]` of hidden-state rows `[rows, hidden]`.
     pub fn head(&self, rows: &Tensor) -> Result<Tensor, TrainError> {
-        Ok(self.head_inner(rows)?)
+        Ok(self.head_inner(rows, Pass::Train)?)
     }
 
-    /// f32 logits `[batch, vocab]` of each sequence's last position (generation's need).
+    /// f32 logits `[batch, vocab]` of each sequence's last position (generation's need). It
+    /// records no graph (nothing can be differentiated through it), multiplies the few rows
+    /// of a decoding step with [`crate::matvec`]'s kernels, and uses the 8-bit weights of a
+    /// model [quantised for generation](Llama::quantize_for_generation).
     pub fn forward_last(
         &self,
         ids: &Tensor,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor, TrainError> {
         let (batch, seq) = ids.dims2()?;
-        let hidden = self.hidden_inner(ids, cache)?;
+        let hidden = self.hidden_inner(ids, cache, Pass::Generate)?;
         let last = match seq {
             1 => hidden,
             _ => {
@@ -902,17 +980,24 @@ impl Llama {
                 hidden.index_select(&rows, 0)?
             }
         };
-        Ok(self.head_inner(&last)?)
+        Ok(self.head_inner(&last, Pass::Generate)?)
     }
 
-    fn head_inner(&self, rows: &Tensor) -> candle_core::Result<Tensor> {
-        crate::frozen::linear(rows, &self.lm_head)?.to_dtype(DType::F32)
+    fn head_inner(&self, rows: &Tensor, pass: Pass) -> candle_core::Result<Tensor> {
+        match pass {
+            Pass::Train => crate::frozen::linear(rows, &self.lm_head)?,
+            Pass::Generate => {
+                crate::matvec::linear(rows, &self.lm_head, self.lm_head_int8.as_ref())?
+            }
+        }
+        .to_dtype(DType::F32)
     }
 
     fn hidden_inner(
         &self,
         ids: &Tensor,
         mut cache: Option<&mut KvCache>,
+        pass: Pass,
     ) -> candle_core::Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let start = cache.as_ref().map_or(0, |c| c.len());
@@ -930,26 +1015,26 @@ impl Llama {
         // The residual stream is kept as [batch * seq, hidden] so every projection is one
         // matrix product (and its weight gradient one more), not a batched product over a
         // broadcast weight.
-        let mut x = self
-            .embed_tokens
-            .forward(ids)?
-            .reshape((batch * seq, hidden))?;
+        let mut x = pass.read(
+            &self
+                .embed_tokens
+                .forward(ids)?
+                .reshape((batch * seq, hidden))?,
+        );
+        let eps = self.config.rms_norm_eps;
         for (index, layer) in self.layers.iter().enumerate() {
-            let normed =
-                crate::fused::rms_norm(&x, &layer.input_layernorm, self.config.rms_norm_eps)?;
+            let normed = crate::fused::rms_norm(&x, &pass.read(&layer.input_layernorm), eps)?;
             let slot = cache.as_mut().map(|c| &mut c.layers[index]);
-            let attended = self.attention(layer, &normed, (batch, seq), start, slot)?;
+            let attended = self.attention(layer, &normed, (batch, seq), start, slot, pass)?;
             x = (x + attended)?;
-            let normed = crate::fused::rms_norm(
-                &x,
-                &layer.post_attention_layernorm,
-                self.config.rms_norm_eps,
-            )?;
-            let gate = layer.projections[GATE].forward(&normed)?;
-            let up = layer.projections[UP].forward(&normed)?;
-            x = (x + layer.projections[DOWN].forward(&crate::fused::swiglu(&gate, &up)?)?)?;
+            let normed =
+                crate::fused::rms_norm(&x, &pass.read(&layer.post_attention_layernorm), eps)?;
+            let gate = layer.projections[GATE].forward(&normed, pass)?;
+            let up = layer.projections[UP].forward(&normed, pass)?;
+            let swiglu = crate::fused::swiglu(&gate, &up)?;
+            x = (x + layer.projections[DOWN].forward(&swiglu, pass)?)?;
         }
-        crate::fused::rms_norm(&x, &self.norm, self.config.rms_norm_eps)
+        crate::fused::rms_norm(&x, &pass.read(&self.norm), eps)
     }
 
     fn attention(
@@ -959,6 +1044,7 @@ impl Llama {
         (batch, seq): (usize, usize),
         start: usize,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
+        pass: Pass,
     ) -> candle_core::Result<Tensor> {
         let hidden = x.dim(1)?;
         let head_dim = self.config.head_dim();
@@ -973,11 +1059,14 @@ impl Llama {
         );
         let rotary = &self.rotary;
         let q = rotary.apply(
-            &heads(layer.projections[Q].forward(x)?, query_heads)?,
+            &heads(layer.projections[Q].forward(x, pass)?, query_heads)?,
             start,
         )?;
-        let k = rotary.apply(&heads(layer.projections[K].forward(x)?, kv_heads)?, start)?;
-        let v = heads(layer.projections[V].forward(x)?, kv_heads)?;
+        let k = rotary.apply(
+            &heads(layer.projections[K].forward(x, pass)?, kv_heads)?,
+            start,
+        )?;
+        let v = heads(layer.projections[V].forward(x, pass)?, kv_heads)?;
         let (k, v) = match cache {
             Some(slot) => {
                 let (k, v) = match slot.take() {
@@ -999,7 +1088,7 @@ impl Llama {
         crate::attention::causal_attention(&q, &k, &v, scale)?
             .transpose(1, 2)?
             .reshape((batch * seq, hidden))
-            .and_then(|t| layer.projections[O].forward(&t))
+            .and_then(|t| layer.projections[O].forward(&t, pass))
     }
 }
 
@@ -1111,6 +1200,62 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(stepped.dims(), [2, 61]);
         assert!(largest(&stepped) < 1e-4, "{}", largest(&stepped));
+    }
+
+    #[test]
+    fn eight_bit_generation_stays_near_f32_and_is_never_trained() {
+        let mut model = Llama::new(small(false), &Device::Cpu, 4).unwrap();
+        let input = ids(3, 8);
+        let decode = |model: &Llama| {
+            let mut cache = KvCache::default();
+            model
+                .forward_last(&input.narrow(1, 0, 7).unwrap(), Some(&mut cache))
+                .unwrap();
+            model
+                .forward_last(&input.narrow(1, 7, 1).unwrap(), Some(&mut cache))
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let exact = decode(&model);
+        model.quantize_for_generation().unwrap();
+        assert!(model.is_quantized());
+        let quantized = decode(&model);
+        let range = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let largest = exact
+            .iter()
+            .zip(&quantized)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(largest > 0.0, "the 8-bit weights were not used");
+        assert!(largest < 0.05 * range, "{largest} against logits up to {range}");
+        // The full pass (training's) reads the f32 weights.
+        let full = model.forward(&input, None).unwrap();
+        assert_eq!(full.dims(), [3, 8, 61]);
+        let dir = std::env::temp_dir().join(format!("agentr-int8-{}", std::process::id()));
+        let data = crate::TrainData {
+            agent: Vec::new(),
+            general: Vec::new(),
+        };
+        let refused = crate::train(
+            &mut model,
+            &data,
+            &crate::SftConfig::default(),
+            &dir,
+            false,
+            &mut |_| true,
+        );
+        assert!(
+            matches!(&refused, Err(TrainError::Config(m)) if m.contains("8-bit")),
+            "{:?}",
+            refused.err()
+        );
+        assert!(!dir.exists(), "a refused run wrote its folder");
+        model.drop_quantized();
+        assert!(!model.is_quantized());
+        assert_eq!(decode(&model), exact);
     }
 
     #[test]

@@ -313,6 +313,13 @@ pub fn train(
             model.dtype()
         )));
     }
+    if model.is_quantized() {
+        return Err(TrainError::Config(
+            "the model has 8-bit generation weights, which training would leave stale: \
+             train a model loaded without them"
+                .into(),
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let files = RunFiles::new(dir);
     let mut prepared = Vec::new();

@@ -271,4 +271,11 @@ fn a_scored_judge_gives_the_label_the_model_prefers() {
     assert_eq!(agent.name(), "model:judge");
     agent.judge_answer = JudgeAnswer::Scored;
     assert_eq!(agent.name(), "model:judge (scored)");
+    // The threshold decides: every probability of Bad is above 0 and below 1.
+    for (bad_above, label) in [(0.0, Label::Bad), (1.0, Label::Good)] {
+        agent.bad_above = bad_above;
+        for request in &requests {
+            assert_eq!(agent.judge(request).unwrap().label, label, "bad_above {bad_above}");
+        }
+    }
 }

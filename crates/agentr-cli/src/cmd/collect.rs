@@ -97,6 +97,8 @@ pub struct Args {
     pub(crate) env_options: EnvOptions,
     #[command(flatten)]
     pub(crate) device: crate::device::DeviceArg,
+    #[command(flatten)]
+    pub(crate) weights: crate::device::WeightsArg,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -128,9 +130,10 @@ pub fn run(args: Args) -> Result<()> {
             run_with(&args, &config, &tasks, &factory, &policy)
         }
         PolicySpec::Model(dir) => {
-            let policy =
+            let mut policy =
                 ModelAgent::load(&crate::models::model_path(dir)?, &args.device.open()?)
                     .with_context(|| format!("loading the policy model from {}", dir.display()))?;
+            args.weights.apply(&mut policy)?;
             run_with(&args, &config, &tasks, &factory, &policy)
         }
         PolicySpec::OpenAi(spec) => {

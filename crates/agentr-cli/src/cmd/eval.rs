@@ -79,6 +79,8 @@ pub struct Args {
     pub(crate) env_options: EnvOptions,
     #[command(flatten)]
     pub(crate) device: crate::device::DeviceArg,
+    #[command(flatten)]
+    pub(crate) weights: crate::device::WeightsArg,
 }
 
 /// The evaluated model: a folder, or a model on an OpenAI-compatible server.
@@ -301,6 +303,7 @@ pub fn run(args: Args) -> Result<()> {
             let path = crate::models::model_path(dir)?;
             let mut agent = ModelAgent::load(&path, &args.device.open()?)
                 .with_context(|| format!("loading {}", dir.display()))?;
+            args.weights.apply(&mut agent)?;
             agent.generation.max_new_tokens = args.max_tokens;
             let digest = model_digest(&path)?;
             (Responder::Local(Box::new(agent)), Some(digest))
@@ -456,6 +459,7 @@ pub fn run(args: Args) -> Result<()> {
             })),
             "model": args.model.to_string(),
             "model_sha256": model_digest,
+            "weights": matches!(args.model, ModelSpec::Dir(_)).then_some(args.weights.weights),
         },
         "metrics": {
             "average_reward_x100": 100.0 * mean(&rewards),

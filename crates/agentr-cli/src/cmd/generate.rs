@@ -34,6 +34,8 @@ pub struct Args {
     seed: u64,
     #[command(flatten)]
     pub(crate) device: crate::device::DeviceArg,
+    #[command(flatten)]
+    pub(crate) weights: crate::device::WeightsArg,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -41,6 +43,7 @@ pub fn run(args: Args) -> Result<()> {
         &crate::models::model_path(&args.model)?,
         &args.device.open()?,
     )?;
+    args.weights.apply(&mut agent)?;
     agent.generation.max_new_tokens = args.max_tokens;
     agent.generation.top_p = args.top_p;
     let outputs = agent.respond(

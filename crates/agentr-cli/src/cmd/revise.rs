@@ -98,6 +98,10 @@ pub struct Args {
     /// and the label it finds likelier next is taken; for models too small to write the line).
     #[arg(long, default_value = "written", value_parser = parse_judge_answer)]
     pub(crate) judge_answer: JudgeAnswer,
+    /// A scored judge calls a step Bad when its probability of Bad (over the two labels)
+    /// exceeds this; 0.5 takes the likelier label.
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    pub(crate) bad_above: f64,
     /// Self-training iteration; sets alpha to 0.5, 0.7, 1.0 for iterations 1, 2, 3+.
     #[arg(long, default_value_t = 1)]
     pub(crate) iteration: usize,
@@ -136,6 +140,8 @@ pub struct Args {
     pub(crate) out: PathBuf,
     #[command(flatten)]
     pub(crate) device: crate::device::DeviceArg,
+    #[command(flatten)]
+    pub(crate) weights: crate::device::WeightsArg,
 }
 
 /// `--judge-answer written|scored`.
@@ -187,7 +193,9 @@ pub fn run(args: Args) -> Result<()> {
             let mut agent =
                 ModelAgent::load(&crate::models::model_path(dir)?, &args.device.open()?)
                     .with_context(|| format!("loading the judge model from {}", dir.display()))?;
+            args.weights.apply(&mut agent)?;
             agent.judge_answer = args.judge_answer;
+            agent.bad_above = args.bad_above;
             CliJudge::Model(Box::new(agent))
         }
         (Some(JudgeSpec::OpenAi(spec)), _) => CliJudge::OpenAi(Box::new(spec.client(None)?)),

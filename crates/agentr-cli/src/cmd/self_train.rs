@@ -265,12 +265,21 @@ pub struct IterationTraining {
     /// How the model judge gives its verdict (written and parsed, or scored).
     #[serde(default)]
     pub judge_answer: agentr_train::JudgeAnswer,
+    /// A scored judge calls a step Bad above this probability of Bad (0.5: the likelier
+    /// label).
+    #[serde(default = "even_odds")]
+    pub judge_bad_above: f64,
     /// Also mix in the expert episodes of the behaviour-cloning slice as general data. A model
     /// trained from scratch has no general chat data, and without a mix one iteration on a
     /// hundred samples overwrote what cloning had taught it.
     pub mix_expert_episodes: bool,
     /// Share of self-play samples when general data is mixed in (the paper's eta).
     pub eta: f64,
+}
+
+/// The scored judge's default threshold: the likelier label.
+fn even_odds() -> f64 {
+    0.5
 }
 
 /// Evaluation after each stage.
@@ -341,6 +350,9 @@ pub struct RunConfig {
     pub eval: EvalSettings,
     /// Padded tokens per training micro-batch.
     pub batch_tokens: usize,
+    /// Weights of search, judging and evaluation (training is always f32).
+    #[serde(default)]
+    pub generation_weights: agentr_train::GenerationWeights,
 }
 
 impl RunConfig {
@@ -405,6 +417,7 @@ impl RunConfig {
                 judge_samples_per_label: 2,
                 agreement_steps: 2,
                 judge_answer: agentr_train::JudgeAnswer::Written,
+                judge_bad_above: even_odds(),
                 observation_loss: false,
                 general: args.general.clone(),
                 mix_expert_episodes: false,
@@ -417,6 +430,7 @@ impl RunConfig {
                 reflection_rounds: 50,
             },
             batch_tokens: 2048,
+            generation_weights: agentr_train::GenerationWeights::F32,
         }
     }
 
@@ -514,6 +528,11 @@ impl RunConfig {
                 // golden test), so its verdict is read from its next-token preference.
                 judge_samples_per_label: 0,
                 judge_answer: agentr_train::JudgeAnswer::Scored,
+                // The warm-started model's P(Bad) after `Judgment:` was 0.011-0.055 on the
+                // seed-0 calibration trees (training goals): mean 0.031 on steps the
+                // environment rejected, 0.021 on accepted ones, so at 0.5 it called every
+                // step Good. The threshold is the midpoint of the two means.
+                judge_bad_above: 0.026,
                 ..common.train
             },
             eval: EvalSettings {
@@ -522,6 +541,8 @@ impl RunConfig {
                 reflection_rounds: 15,
                 ..common.eval
             },
+            // Twice the decoding speed of f32 on the CPU (BENCHMARKS.md).
+            generation_weights: agentr_train::GenerationWeights::Int8,
             ..common
         }
     }
@@ -581,6 +602,13 @@ struct Run {
 impl Run {
     fn path(&self, relative: &str) -> PathBuf {
         self.dir.join(relative)
+    }
+
+    /// The `--weights` of the stages that generate.
+    fn weights(&self) -> crate::device::WeightsArg {
+        crate::device::WeightsArg {
+            weights: self.config.generation_weights,
+        }
     }
 
     /// Runs `work` unless `stage` is already finished; records it when it succeeds.
@@ -896,6 +924,7 @@ pub fn execute(
                     replay_restore: false,
                     env_options: EnvOptions::default_for(env),
                     device: run.device,
+                    weights: run.weights(),
                 })
             })?;
         }
@@ -934,8 +963,10 @@ pub fn execute(
                     // On trees the judge has not been trained on: this iteration's.
                     agreement_steps: run.config.train.agreement_steps,
                     judge_answer: run.config.train.judge_answer,
+                    bad_above: run.config.train.judge_bad_above,
                     out: out.clone(),
                     device: run.device,
+                    weights: run.weights(),
                 })
             })?;
         }
@@ -1182,6 +1213,7 @@ fn eval_args(run: &Run, env: EnvName, model: &Path, stage: &str) -> Result<eval:
         baseline: None,
         env_options: EnvOptions::default_for(env),
         device: run.device,
+        weights: run.weights(),
     })
 }
 

@@ -47,6 +47,8 @@ pub struct Args {
     pub(crate) max_body_bytes: usize,
     #[command(flatten)]
     pub(crate) device: crate::device::DeviceArg,
+    #[command(flatten)]
+    pub(crate) weights: crate::device::WeightsArg,
 }
 
 /// Limits a request is checked against.
@@ -250,11 +252,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.max_tokens_limit == 0 || args.max_n == 0 {
         bail!("--max-tokens-limit and --max-n must be at least 1");
     }
-    let agent = ModelAgent::load(
+    let mut agent = ModelAgent::load(
         &crate::models::model_path(&args.model)?,
         &args.device.open()?,
     )
     .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    args.weights.apply(&mut agent)?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.model
             .canonicalize()
