@@ -1230,7 +1230,10 @@ pub(crate) mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(largest > 0.0, "the 8-bit weights were not used");
-        assert!(largest < 0.05 * range, "{largest} against logits up to {range}");
+        assert!(
+            largest < 0.05 * range,
+            "{largest} against logits up to {range}"
+        );
         // The full pass (training's) reads the f32 weights.
         let full = model.forward(&input, None).unwrap();
         assert_eq!(full.dims(), [3, 8, 61]);

@@ -275,7 +275,11 @@ fn a_scored_judge_gives_the_label_the_model_prefers() {
     for (bad_above, label) in [(0.0, Label::Bad), (1.0, Label::Good)] {
         agent.bad_above = bad_above;
         for request in &requests {
-            assert_eq!(agent.judge(request).unwrap().label, label, "bad_above {bad_above}");
+            assert_eq!(
+                agent.judge(request).unwrap().label,
+                label,
+                "bad_above {bad_above}"
+            );
         }
     }
 }
