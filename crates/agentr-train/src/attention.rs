@@ -29,11 +29,75 @@ pub(crate) fn causal_attention(
     v: &Tensor,
     scale: f64,
 ) -> candle_core::Result<Tensor> {
-    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     if q.device().is_cpu() && q.dtype() == candle_core::DType::F32 {
-        q.apply_op3(&k, &v, FusedAttention { scale })
+        let (k, v) = (rows_contiguous(k)?, rows_contiguous(v)?);
+        q.contiguous()?.apply_op3(&k, &v, FusedAttention { scale })
     } else {
+        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
         composed_attention(&q, &k, &v, scale)
+    }
+}
+
+/// `t` (`[batch, heads, positions, dim]`) itself when each head's positions are contiguous
+/// rows, as in a view of the KV cache's buffers (heads further apart than their positions
+/// need), which the CPU kernel reads in place; otherwise a contiguous copy.
+fn rows_contiguous(t: &Tensor) -> candle_core::Result<Tensor> {
+    let (stride, dims) = (t.stride(), t.dims());
+    if dims.len() == 4 && rows_are_contiguous(stride, dims[2], dims[3]) {
+        Ok(t.clone())
+    } else {
+        t.contiguous()
+    }
+}
+
+/// Whether `positions x dim` blocks with these strides are contiguous rows (the stride of a
+/// dimension of size 1 is never used, and candle leaves it arbitrary).
+fn rows_are_contiguous(stride: &[usize], positions: usize, dim: usize) -> bool {
+    (stride[3] == 1 || dim <= 1) && (stride[2] == dim || positions <= 1)
+}
+
+/// Keys or values for the CPU kernel: each head's `positions x dim` block is contiguous, and
+/// heads sit `head_stride` apart (more than a block for a view of the KV cache's buffers).
+#[derive(Clone, Copy)]
+struct Heads<'a> {
+    data: &'a [f32],
+    batch_stride: usize,
+    head_stride: usize,
+    block: usize,
+}
+
+impl<'a> Heads<'a> {
+    /// The heads of a tensor whose rows [`rows_contiguous`] accepts.
+    fn of(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<Self> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("{op} takes f32 tensors");
+        };
+        let (batch, heads, positions, dim) = layout.shape().dims4()?;
+        let stride = layout.stride();
+        if !rows_are_contiguous(stride, positions, dim) {
+            candle_core::bail!("{op} takes heads of contiguous rows");
+        }
+        let block = positions * dim;
+        let start = layout.start_offset();
+        let last = match (batch, heads) {
+            (0, _) | (_, 0) => 0,
+            _ => (batch - 1) * stride[0] + (heads - 1) * stride[1] + block,
+        };
+        if start + last > data.len() {
+            candle_core::bail!("{op}: the layout reaches past the storage");
+        }
+        Ok(Heads {
+            data: &data[start..],
+            batch_stride: stride[0],
+            head_stride: stride[1],
+            block,
+        })
+    }
+
+    /// Head `head` of batch row `b`: `positions x dim`, row-major.
+    fn head(&self, b: usize, head: usize) -> &'a [f32] {
+        let start = b * self.batch_stride + head * self.head_stride;
+        &self.data[start..start + self.block]
     }
 }
 
@@ -246,21 +310,15 @@ fn weights_block(
     width
 }
 
-fn forward(q: &[f32], k: &[f32], v: &[f32], dims: &Dims, scale: f32) -> Vec<f32> {
+fn forward(q: &[f32], k: Heads, v: Heads, dims: &Dims, scale: f32) -> Vec<f32> {
     let Dims {
-        heads,
-        kv_heads,
-        tq,
-        tk,
-        dim,
-        ..
+        heads, tq, tk, dim, ..
     } = *dims;
     let group = dims.group();
     let mut out = vec![0.0f32; q.len()];
     crate::parallel::for_each_chunk(&mut out, tq * dim, |bh, out_head| {
         let (b, h) = (bh / heads, bh % heads);
-        let kv = (b * kv_heads + h / group) * tk * dim;
-        let (k_head, v_head) = (&k[kv..kv + tk * dim], &v[kv..kv + tk * dim]);
+        let (k_head, v_head) = (k.head(b, h / group), v.head(b, h / group));
         let q_head = &q[bh * tq * dim..(bh + 1) * tq * dim];
         let mut scratch = vec![0.0f32; QUERY_BLOCK.min(tq) * tk];
         for first in (0..tq).step_by(QUERY_BLOCK) {
@@ -381,8 +439,8 @@ impl CustomOp3 for FusedAttention {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = Dims::of(ql.shape(), kl.shape(), vl.shape())?;
         let q = slice(qs, ql, "fused attention (q)")?;
-        let k = slice(ks, kl, "fused attention (k)")?;
-        let v = slice(vs, vl, "fused attention (v)")?;
+        let k = Heads::of(ks, kl, "fused attention (k)")?;
+        let v = Heads::of(vs, vl, "fused attention (v)")?;
         let out = forward(q, k, v, &dims, self.scale as f32);
         Ok((CpuStorage::F32(out), ql.shape().clone()))
     }
@@ -451,6 +509,31 @@ mod tests {
                 prop_assert!(diff < 2e-4, "{} differs by {}", name, diff);
             }
         }
+    }
+
+    /// Keys and values read in place from a larger buffer (the KV cache's) give what their
+    /// contiguous copies give.
+    #[test]
+    fn heads_inside_a_larger_buffer_are_read_in_place() {
+        let q = random(&[2, 4, 3, 8], 1);
+        let buffer = random(&[2, 2, 11, 8], 2);
+        let (k, v) = (
+            buffer.narrow(2, 0, 7).unwrap(),
+            buffer.narrow(2, 1, 7).unwrap(),
+        );
+        assert!(!k.is_contiguous());
+        let strided = causal_attention(&q, &k, &v, 0.5).unwrap();
+        let copied =
+            causal_attention(&q, &k.contiguous().unwrap(), &v.contiguous().unwrap(), 0.5).unwrap();
+        let diff = (strided - copied)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0);
     }
 
     #[test]

@@ -52,7 +52,9 @@ impl Int8Matrix {
                 let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
                 let start = o * inner + b * BLOCK;
                 for (slot, v) in values[start..start + block.len()].iter_mut().zip(block) {
-                    *slot = (v * inverse).round().clamp(-127.0, 127.0) as i8;
+                    // Half away from zero, as `round`, without its libm call.
+                    let scaled = v * inverse;
+                    *slot = (scaled + 0.5f32.copysign(scaled)).clamp(-127.0, 127.0) as i8;
                 }
             }
         }

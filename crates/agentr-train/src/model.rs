@@ -421,9 +421,81 @@ const UP: usize = 5;
 const DOWN: usize = 6;
 
 /// Cached keys and values of every layer, for incremental decoding.
+///
+/// Each layer keeps its keys and values in buffers with room to grow (`[batch, kv_heads,
+/// capacity, head_dim]`), and a step writes its new positions in place: joining the past and
+/// the new positions anew each step copied the whole cache per token, which at the contexts
+/// of an evaluation (a thousand tokens) streamed more bytes than the weights. A buffer shared
+/// with another cache (a clone, a [truncated](KvCache::truncate) prefix) is copied before
+/// its first write, so no cache sees another's positions.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
+}
+
+/// One layer's buffers; positions `0..len` are valid.
+#[derive(Debug, Clone)]
+struct LayerCache {
+    keys: Tensor,
+    values: Tensor,
+    len: usize,
+    /// Held by every cache sharing these buffers: writing in place needs it alone.
+    owner: std::sync::Arc<()>,
+}
+
+impl LayerCache {
+    /// A cache owning `keys` and `values` (`[batch, kv_heads, len, head_dim]`, no graph).
+    fn new(keys: Tensor, values: Tensor) -> candle_core::Result<Self> {
+        let len = keys.dim(2)?;
+        Ok(LayerCache {
+            keys: keys.detach().contiguous()?,
+            values: values.detach().contiguous()?,
+            len,
+            owner: std::sync::Arc::new(()),
+        })
+    }
+
+    /// The valid positions: views into the buffers.
+    fn views(&self) -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((
+            self.keys.narrow(2, 0, self.len)?,
+            self.values.narrow(2, 0, self.len)?,
+        ))
+    }
+
+    /// Writes `keys` and `values` (`[batch, kv_heads, seq, head_dim]`) after the valid
+    /// positions, into fresh buffers when these are shared or full.
+    fn append(&mut self, keys: &Tensor, values: &Tensor) -> candle_core::Result<()> {
+        let needed = self.len + keys.dim(2)?;
+        let capacity = self.keys.dim(2)?;
+        let alone = std::sync::Arc::strong_count(&self.owner) == 1;
+        if needed > capacity || !alone {
+            // Half as much room again, so growing costs a constant per position.
+            let capacity = if needed > capacity {
+                needed + needed / 2
+            } else {
+                capacity
+            };
+            let grow = |buffer: &Tensor| -> candle_core::Result<Tensor> {
+                let (batch, heads, _, dim) = buffer.dims4()?;
+                let room = Tensor::zeros(
+                    (batch, heads, capacity - self.len, dim),
+                    buffer.dtype(),
+                    buffer.device(),
+                )?;
+                Tensor::cat(&[&buffer.narrow(2, 0, self.len)?, &room], 2)
+            };
+            self.keys = grow(&self.keys)?;
+            self.values = grow(&self.values)?;
+            self.owner = std::sync::Arc::new(());
+        }
+        self.keys
+            .slice_set(&keys.detach().contiguous()?, 2, self.len)?;
+        self.values
+            .slice_set(&values.detach().contiguous()?, 2, self.len)?;
+        self.len = needed;
+        Ok(())
+    }
 }
 
 impl KvCache {
@@ -432,8 +504,7 @@ impl KvCache {
         self.layers
             .first()
             .and_then(|l| l.as_ref())
-            .and_then(|(k, _)| k.dim(2).ok())
-            .unwrap_or(0)
+            .map_or(0, |layer| layer.len)
     }
 
     /// Whether nothing is cached.
@@ -446,9 +517,20 @@ impl KvCache {
         self.map_tensors(|t| t.repeat((n, 1, 1, 1)))
     }
 
-    /// The first `len` positions (all of them when fewer are cached).
+    /// The first `len` positions (all of them when fewer are cached), sharing this cache's
+    /// buffers until either writes.
     pub fn truncate(&self, len: usize) -> Result<Self, TrainError> {
-        self.map_tensors(|t| t.narrow(2, 0, len.min(t.dim(2)?)))
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                layer.as_ref().map(|layer| LayerCache {
+                    len: len.min(layer.len),
+                    ..layer.clone()
+                })
+            })
+            .collect();
+        Ok(KvCache { layers })
     }
 
     /// Keeps only the batch rows `rows` (in that order), for samples still generating.
@@ -458,7 +540,7 @@ impl KvCache {
             .iter()
             .flatten()
             .next()
-            .map(|(k, _)| k.device().clone())
+            .map(|layer| layer.keys.device().clone())
         else {
             return Ok(self.clone());
         };
@@ -466,7 +548,8 @@ impl KvCache {
         self.map_tensors(|t| t.index_select(&index, 0))
     }
 
-    /// Applies `f` to every cached key and value tensor.
+    /// A cache of fresh buffers: `f` applied along the batch to every layer's buffers (their
+    /// room to grow included, so the next step writes in place).
     fn map_tensors(
         &self,
         f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
@@ -477,7 +560,14 @@ impl KvCache {
             .map(|layer| {
                 layer
                     .as_ref()
-                    .map(|(k, v)| Ok::<_, candle_core::Error>((f(k)?, f(v)?)))
+                    .map(|layer| {
+                        Ok::<_, candle_core::Error>(LayerCache {
+                            keys: f(&layer.keys)?,
+                            values: f(&layer.values)?,
+                            len: layer.len,
+                            owner: std::sync::Arc::new(()),
+                        })
+                    })
                     .transpose()
             })
             .collect::<candle_core::Result<_>>()?;
@@ -1043,7 +1133,7 @@ impl Llama {
         x: &Tensor,
         (batch, seq): (usize, usize),
         start: usize,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<&mut Option<LayerCache>>,
         pass: Pass,
     ) -> candle_core::Result<Tensor> {
         let hidden = x.dim(1)?;
@@ -1067,22 +1157,29 @@ impl Llama {
             start,
         )?;
         let v = heads(layer.projections[V].forward(x, pass)?, kv_heads)?;
-        let (k, v) = match cache {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some((past_k, past_v)) => (
-                        Tensor::cat(&[&past_k, &k], 2)?,
-                        Tensor::cat(&[&past_v, &v], 2)?,
-                    ),
-                    None => (k, v),
-                };
-                // Detached: a cached tensor would otherwise keep its whole computation graph
-                // (every activation of the pass that made it, and through `cat` every earlier
-                // pass) alive for as long as the cache lives.
-                *slot = Some((k.detach(), v.detach()));
+        // The cache holds detached copies: a cached tensor would otherwise keep its whole
+        // computation graph (every activation of the pass that made it) alive for as long as
+        // the cache lives.
+        let (k, v) = match (cache, pass) {
+            (Some(slot @ None), _) => {
+                *slot = Some(LayerCache::new(k.clone(), v.clone())?);
                 (k, v)
             }
-            None => (k, v),
+            // Generating: attention reads the buffers in place.
+            (Some(Some(layer)), Pass::Generate) => {
+                layer.append(&k, &v)?;
+                layer.views()?
+            }
+            // Training through a cache: the new positions keep their graph.
+            (Some(Some(layer)), Pass::Train) => {
+                let (past_k, past_v) = layer.views()?;
+                layer.append(&k, &v)?;
+                (
+                    Tensor::cat(&[&past_k, &k], 2)?,
+                    Tensor::cat(&[&past_v, &v], 2)?,
+                )
+            }
+            (None, _) => (k, v),
         };
         let scale = 1.0 / (head_dim as f64).sqrt();
         crate::attention::causal_attention(&q, &k, &v, scale)?
@@ -1286,7 +1383,7 @@ pub(crate) mod tests {
                 .layers
                 .iter()
                 .flatten()
-                .all(|(k, v)| !k.track_op() && !v.track_op())
+                .all(|layer| !layer.keys.track_op() && !layer.values.track_op())
         );
         let stepped = Tensor::cat(&pieces, 1).unwrap();
         let diff = (full - stepped)
@@ -1301,6 +1398,62 @@ pub(crate) mod tests {
         // A shared prefill repeated over a batch continues like separate runs.
         let batch = cache.repeat_batch(3).unwrap();
         assert_eq!(batch.len(), 7);
+    }
+
+    /// Two caches sharing buffers (a prefix handed out by the prefix cache, a clone kept
+    /// there) write their new positions apart: each continues as a fresh prefill would.
+    #[test]
+    fn caches_sharing_a_prefix_do_not_see_each_others_positions() {
+        let model = Llama::new(small(true), &Device::Cpu, 5).unwrap();
+        let input = ids(1, 9);
+        let fresh = |tokens: &[u32]| {
+            let ids = Tensor::new(tokens, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            model
+                .forward_last(&ids, None)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        let tokens: Vec<u32> = input.flatten_all().unwrap().to_vec1().unwrap();
+        let mut first = KvCache::default();
+        model
+            .forward_last(&input.narrow(1, 0, 6).unwrap(), Some(&mut first))
+            .unwrap();
+        let kept = first.clone();
+        let mut second = first.truncate(4).unwrap();
+        assert_eq!((first.len(), second.len(), kept.len()), (6, 4, 6));
+        let step = |cache: &mut KvCache, token: u32| {
+            let ids = Tensor::new(&[[token]], &Device::Cpu).unwrap();
+            model
+                .forward_last(&ids, Some(cache))
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        let close = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            let diff = a[0]
+                .iter()
+                .zip(&b[0])
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{diff}");
+        };
+        // Interleaved, so a shared buffer would be overwritten between the reads.
+        for round in 0..3 {
+            let a = step(&mut first, tokens[6 + round]);
+            let b = step(&mut second, 40 + round as u32);
+            let mut a_prefix = tokens[..7 + round].to_vec();
+            a_prefix.truncate(7 + round);
+            close(&a, &fresh(&a_prefix));
+            let mut b_prefix = tokens[..4].to_vec();
+            b_prefix.extend((0..=round).map(|r| 40 + r as u32));
+            close(&b, &fresh(&b_prefix));
+        }
+        let mut again = kept.clone();
+        close(&step(&mut again, tokens[6]), &fresh(&tokens[..7]));
     }
 
     #[test]

@@ -15,10 +15,12 @@
 /// * `RAYON_NUM_THREADS` is set to the available parallelism when unset: candle asks for the
 ///   thread count on every matrix product, and without the variable it parses
 ///   `/proc/cpuinfo` each time (a tenth of decoding time for tiny models).
-/// * `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set to 0 when unset: candle's worker threads then
-///   sleep as soon as an operation ends instead of spinning, which on two cores steals the
-///   time the next operation's threads need (13-22 % faster training steps and generation
-///   on the development machine; see BENCHMARKS.md).
+/// * `CANDLE_BARRIER_POOL_SPIN_LIMIT` is set to 1,000 when unset: candle's barrier-pool
+///   threads spin that long (tens of microseconds) after an operation before they sleep.
+///   candle's default (25,000) stole from training the time the next operation's threads
+///   need on two cores (13-22 % slower steps, BENCHMARKS.md); sleeping at once (0) made
+///   every one of generation's few hundred kernels per token wake a sleeping thread (int8
+///   decoding 46 tokens/s at 0 against 74 at 1,000 on SmolLM2).
 #[allow(unsafe_code)]
 pub fn tune_runtime() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -34,7 +36,7 @@ pub fn tune_runtime() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     for (name, value) in [
         ("RAYON_NUM_THREADS", threads.to_string()),
-        ("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0".to_owned()),
+        ("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000".to_owned()),
     ] {
         if std::env::var_os(name).is_none() {
             // SAFETY: the caller promises no other thread exists yet, so nothing reads the
