@@ -52,10 +52,10 @@ impl Connection {
                 first = false;
             } else if line == "\r\n" {
                 break;
-            } else if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse::<usize>().ok();
-                }
+            } else if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse::<usize>().ok();
             }
         }
         self.body.resize(length.expect("content-length"), 0);

@@ -249,10 +249,10 @@ impl<'e> Search<'e> {
         self.tree.nodes[parent].children.push(id);
         if terminal {
             self.backup(id, reward);
-        } else if self.use_snapshots {
-            if let Some(snapshot) = self.env.snapshot() {
-                self.snapshots.insert(id, snapshot);
-            }
+        } else if self.use_snapshots
+            && let Some(snapshot) = self.env.snapshot()
+        {
+            self.snapshots.insert(id, snapshot);
         }
         Ok(())
     }

@@ -78,8 +78,8 @@ impl Environment for Toy {
         };
         self.path.push(choice);
         let h = self.hash();
-        let done = self.path.len() >= self.max_len || h % self.end_one_in == 0;
-        let disaster = !done && h % (3 * self.end_one_in + 1) == 0;
+        let done = self.path.len() >= self.max_len || h.is_multiple_of(self.end_one_in);
+        let disaster = !done && h.is_multiple_of(3 * self.end_one_in + 1);
         Ok(Step {
             observation: format!("at\n{:?}", self.path),
             // A disaster reports a positive reward on purpose: the search must clamp it.

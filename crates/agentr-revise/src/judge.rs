@@ -173,10 +173,10 @@ pub fn parse_judgement(answer: &str) -> Judgement {
                         .next()
                         .is_some_and(|c| c.is_alphanumeric())
             });
-            if let Some((_, label)) = label {
-                if found.is_none_or(|(previous, _)| at > previous) {
-                    found = Some((at, label));
-                }
+            if let Some((_, label)) = label
+                && found.is_none_or(|(previous, _)| at > previous)
+            {
+                found = Some((at, label));
             }
         }
     }

@@ -255,10 +255,10 @@ impl GgufFile {
                     .ok_or_else(|| self.bad("cannot tell the vocabulary size"))?,
             },
         };
-        if let Some(scaling) = self.metadata(&key("rope.scaling.type")) {
-            if !matches!(scaling, Value::String(s) if s == "none") {
-                return Err(self.bad(format!("rope scaling {scaling:?} is not supported")));
-            }
+        if let Some(scaling) = self.metadata(&key("rope.scaling.type"))
+            && !matches!(scaling, Value::String(s) if s == "none")
+        {
+            return Err(self.bad(format!("rope scaling {scaling:?} is not supported")));
         }
         let config = ModelConfig {
             vocab_size,
@@ -289,15 +289,15 @@ impl GgufFile {
             .validate()
             .map_err(|e| self.bad(format!("unusable architecture: {e}")))?;
         for name in ["rope.dimension_count", "attention.key_length"] {
-            if let Some(width) = self.count(&key(name))? {
-                if width != config.head_dim() {
-                    return Err(self.bad(format!(
-                        "{} is {width} but the head width is {}; partial rotary and unusual \
+            if let Some(width) = self.count(&key(name))?
+                && width != config.head_dim()
+            {
+                return Err(self.bad(format!(
+                    "{} is {width} but the head width is {}; partial rotary and unusual \
                          head widths are not supported",
-                        key(name),
-                        config.head_dim()
-                    )));
-                }
+                    key(name),
+                    config.head_dim()
+                )));
             }
         }
         Ok(config)

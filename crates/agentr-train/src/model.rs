@@ -206,20 +206,23 @@ impl ModelConfig {
         let bad = |message: String| Err(TrainError::Config(message));
         if self.num_attention_heads == 0
             || self.num_key_value_heads == 0
-            || self.hidden_size % self.num_attention_heads != 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
         {
             return bad(format!(
                 "hidden_size {} must split into num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return bad(format!(
                 "num_attention_heads {} must be a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad("the head width must be even for rotary embeddings".into());
         }
         if self.vocab_size == 0 || self.num_hidden_layers == 0 {

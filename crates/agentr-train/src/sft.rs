@@ -492,7 +492,10 @@ pub fn train(
             writeln!(log, "{line}").map_err(io(&files.log()))?;
             let epoch_ended = progress.batch == 0;
             let keep_going = on_step(&report);
-            if !keep_going || epoch_ended || progress.step % config.checkpoint_every.max(1) == 0 {
+            if !keep_going
+                || epoch_ended
+                || progress.step.is_multiple_of(config.checkpoint_every.max(1))
+            {
                 save_checkpoint(model, &optimizer, &progress, &checkpoint)?;
             }
             if !keep_going {

@@ -139,14 +139,14 @@ fn read_progress(turns: &[Message]) -> Progress {
             }
         } else if let Some(listing) = observation.strip_prefix("Inventory: ") {
             *inventory = parse_inventory(listing);
-        } else if observation.starts_with("Could not find a valid recipe for") {
-            if let Some(command) = parse_command(&textcraft_action(&response.content)) {
-                let output = key(&command.output);
-                for (_, input) in &command.inputs {
-                    progress.rejected.insert((output.clone(), key(input)));
-                }
-                progress.just_rejected = true;
+        } else if observation.starts_with("Could not find a valid recipe for")
+            && let Some(command) = parse_command(&textcraft_action(&response.content))
+        {
+            let output = key(&command.output);
+            for (_, input) in &command.inputs {
+                progress.rejected.insert((output.clone(), key(input)));
             }
+            progress.just_rejected = true;
         }
     }
     progress
@@ -504,15 +504,13 @@ impl TextCraftExpert {
         let goal = view.goal.clone();
         planner.craft(&goal, 1, None, 0)?;
         let mut responses: Vec<String> = planner.plan.iter().map(Planned::response).collect();
-        if just_rejected {
-            if let Some(first) = responses.first_mut() {
-                *first = first.replacen(
-                    "Thought: ",
-                    "Thought: That craft was rejected, so one of the kinds I used does not \
+        if just_rejected && let Some(first) = responses.first_mut() {
+            *first = first.replacen(
+                "Thought: ",
+                "Thought: That craft was rejected, so one of the kinds I used does not \
                      count for that recipe; I will use another kind. ",
-                    1,
-                );
-            }
+                1,
+            );
         }
         Ok(responses)
     }

@@ -153,15 +153,15 @@ impl TextCraft {
         // The original matches each pattern at the start of the text with `.` not crossing a
         // newline, so the arguments come from the first line only.
         let first_line = action.split('\n').next().unwrap_or_default();
-        if let Some(rest) = first_line.strip_prefix("craft ") {
-            if let Some(at) = rest.rfind(" using ") {
-                return Ok(craft(&book, state, &rest[..at], &rest[at + 7..]));
-            }
+        if let Some(rest) = first_line.strip_prefix("craft ")
+            && let Some(at) = rest.rfind(" using ")
+        {
+            return Ok(craft(&book, state, &rest[..at], &rest[at + 7..]));
         }
-        if let Some(rest) = first_line.strip_prefix("get ") {
-            if let Some((amount, item)) = count_and_name(rest) {
-                return Ok((get(&book, state, amount, item), false));
-            }
+        if let Some(rest) = first_line.strip_prefix("get ")
+            && let Some((amount, item)) = count_and_name(rest)
+        {
+            return Ok((get(&book, state, amount, item), false));
         }
         if action.starts_with("inventory") {
             return Ok((inventory_text(&book, &state.inventory), false));
