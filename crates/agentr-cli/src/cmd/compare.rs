@@ -1,11 +1,15 @@
 //! `agentr compare`: two agents' evaluations on the same tasks, compared by pairs (success
-//! difference, 95% bootstrap interval over tasks and seeds, exact McNemar p-value).
+//! difference, 95% bootstrap interval over tasks and seeds, exact McNemar p-value), and with
+//! `--responses` by what they wrote (how many episodes are the same response for response,
+//! and where the others part).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use agentr_envs::metrics::paired::{Comparison, Outcome, compare};
+use agentr_envs::{Role, Sample};
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 
 use crate::samples::read_samples;
 
@@ -27,16 +31,21 @@ pub struct Args {
     /// Print the comparison as JSON instead of a sentence.
     #[arg(long)]
     json: bool,
+    /// Also compare the responses, episode by episode: how many are identical, and at which
+    /// response the others first differ (two decodings of one model, for example f32 and
+    /// int8 weights). With --json the output is then `{"paired": ..., "responses": ...}`.
+    #[arg(long)]
+    responses: bool,
 }
 
-/// Success (reward 1) per task of an evaluation folder's `episodes.jsonl` (or of that file
-/// given directly).
-pub fn outcomes_by_task(path: &Path) -> Result<BTreeMap<u64, bool>> {
+/// The episodes of an evaluation folder's `episodes.jsonl` (or of that file given directly)
+/// with their success (reward 1), by task.
+fn episodes_by_task(path: &Path) -> Result<BTreeMap<u64, (bool, Sample)>> {
     let file = match path.is_dir() {
         true => path.join("episodes.jsonl"),
         false => path.to_owned(),
     };
-    let mut outcomes = BTreeMap::new();
+    let mut episodes = BTreeMap::new();
     for (index, sample) in read_samples(&file)?.into_iter().enumerate() {
         let task = sample.meta.get("task").and_then(|v| v.as_u64());
         let reward = sample.meta.get("reward").and_then(|v| v.as_f64());
@@ -47,14 +56,95 @@ pub fn outcomes_by_task(path: &Path) -> Result<BTreeMap<u64, bool>> {
                 index + 1
             );
         };
-        if outcomes.insert(task, reward >= 1.0).is_some() {
+        if episodes.insert(task, (reward >= 1.0, sample)).is_some() {
             bail!(
                 "{}: task {task} is evaluated twice; a paired comparison needs one episode per task",
                 file.display()
             );
         }
     }
-    Ok(outcomes)
+    Ok(episodes)
+}
+
+/// Success (reward 1) per task of an evaluation folder's `episodes.jsonl` (or of that file
+/// given directly).
+pub fn outcomes_by_task(path: &Path) -> Result<BTreeMap<u64, bool>> {
+    Ok(episodes_by_task(path)?
+        .into_iter()
+        .map(|(task, (solved, _))| (task, solved))
+        .collect())
+}
+
+/// How alike two evaluations of the same tasks wrote their episodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResponseAgreement {
+    /// Tasks compared.
+    pub tasks: usize,
+    /// Episodes with the same responses, in the same order.
+    pub identical: usize,
+    /// For each other episode, its task and the first response (counted from 1, after the
+    /// instruction's `Ok.`) that differs or that only one of the two wrote.
+    pub first_differences: Vec<(u64, usize)>,
+}
+
+/// The model's responses of an episode, after the instruction's acknowledgement.
+fn responses(sample: &Sample) -> Vec<&str> {
+    sample
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .skip(1)
+        .map(|m| m.content.as_str())
+        .collect()
+}
+
+/// Compares the responses of two evaluations of the same tasks, episode by episode.
+pub fn response_agreement(baseline: &Path, candidate: &Path) -> Result<ResponseAgreement> {
+    let before = episodes_by_task(baseline)?;
+    let after = episodes_by_task(candidate)?;
+    if before.keys().ne(after.keys()) {
+        // `pair` names the tasks only one of the two has.
+        pair(baseline, candidate)?;
+    }
+    let mut agreement = ResponseAgreement {
+        tasks: before.len(),
+        identical: 0,
+        first_differences: Vec::new(),
+    };
+    for (task, (_, episode)) in &before {
+        let (ours, theirs) = (responses(episode), responses(&after[task].1));
+        let same = ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
+        if same == ours.len() && same == theirs.len() {
+            agreement.identical += 1;
+        } else {
+            agreement.first_differences.push((*task, same + 1));
+        }
+    }
+    Ok(agreement)
+}
+
+/// The agreement in words: identical episodes, and where the others first differ.
+pub fn describe_agreement(agreement: &ResponseAgreement) -> String {
+    let mut text = format!(
+        "responses identical in {} of {} episodes",
+        agreement.identical, agreement.tasks
+    );
+    let mut at: Vec<usize> = agreement
+        .first_differences
+        .iter()
+        .map(|&(_, k)| k)
+        .collect();
+    if !at.is_empty() {
+        at.sort_unstable();
+        text.push_str(&format!(
+            "; the other {} first differ at response {} to {} (median {})",
+            at.len(),
+            at[0],
+            at[at.len() - 1],
+            at[at.len() / 2]
+        ));
+    }
+    text
 }
 
 /// The pairs of two evaluations of the same tasks; an error names the tasks only one has.
@@ -107,10 +197,29 @@ pub fn compare_folders(baseline: &[PathBuf], candidate: &[PathBuf]) -> Result<Co
 
 pub fn run(args: Args) -> Result<()> {
     let comparison = compare_folders(&args.baseline, &args.candidate)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&comparison)?);
-    } else {
-        println!("{}", describe(&comparison));
+    let agreements = match args.responses {
+        true => args
+            .baseline
+            .iter()
+            .zip(&args.candidate)
+            .map(|(b, c)| response_agreement(b, c))
+            .collect::<Result<Vec<_>>>()?,
+        false => Vec::new(),
+    };
+    match (args.json, args.responses) {
+        (true, false) => println!("{}", serde_json::to_string_pretty(&comparison)?),
+        (true, true) => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"paired": comparison, "responses": agreements})
+            )?
+        ),
+        (false, _) => {
+            println!("{}", describe(&comparison));
+            for agreement in &agreements {
+                println!("{}", describe_agreement(agreement));
+            }
+        }
     }
     Ok(())
 }
@@ -201,6 +310,67 @@ mod tests {
         assert!(error.contains("twice"), "{error}");
         let error = compare_folders(&[a.clone(), a], &[b]).unwrap_err();
         assert!(error.to_string().contains("per seed"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn write_responses(dir: &Path, episodes: &[(u64, &[&str])]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let lines: Vec<String> = episodes
+            .iter()
+            .map(|(task, responses)| {
+                let mut messages = vec![
+                    json!({"role": "user", "content": "instruction"}),
+                    json!({"role": "assistant", "content": "Ok."}),
+                    json!({"role": "user", "content": "goal"}),
+                ];
+                for response in *responses {
+                    messages.push(json!({"role": "assistant", "content": response}));
+                    messages.push(json!({"role": "user", "content": "observation"}));
+                }
+                json!({"messages": messages, "meta": {"task": task, "reward": 0.0}}).to_string()
+            })
+            .collect();
+        std::fs::write(dir.join("episodes.jsonl"), lines.join("\n")).unwrap();
+    }
+
+    #[test]
+    fn responses_are_compared_episode_by_episode() {
+        let dir = std::env::temp_dir().join(format!("agentr-responses-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        write_responses(
+            &a,
+            &[(1, &["x", "y"]), (2, &["x", "y"]), (3, &["x"]), (4, &["p"])],
+        );
+        // Task 2 differs at its second response, task 3 is longer on one side, task 4 at
+        // its first.
+        write_responses(
+            &b,
+            &[
+                (4, &["q"]),
+                (3, &["x", "z"]),
+                (2, &["x", "w"]),
+                (1, &["x", "y"]),
+            ],
+        );
+        let agreement = response_agreement(&a, &b).unwrap();
+        assert_eq!(
+            agreement,
+            ResponseAgreement {
+                tasks: 4,
+                identical: 1,
+                first_differences: vec![(2, 2), (3, 2), (4, 1)],
+            }
+        );
+        assert_eq!(
+            describe_agreement(&agreement),
+            "responses identical in 1 of 4 episodes; the other 3 first differ at response 1 \
+             to 2 (median 2)"
+        );
+        let c = dir.join("c");
+        write_responses(&c, &[(1, &["x"]), (9, &["x"])]);
+        let error = response_agreement(&a, &c).unwrap_err().to_string();
+        assert!(error.contains("different tasks"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
