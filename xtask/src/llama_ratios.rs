@@ -57,40 +57,40 @@ pub fn ratios(lines: &str) -> Result<String> {
             }
         }
     }
-    let mut table = String::from("workload                    agentr   llama.cpp   ratio\n");
-    let mut row = |name: &str, ours: Option<f64>, theirs: Option<f64>| {
+    let line = |name: &str, ours: &str, theirs: &str, ratio: &str| {
+        format!("{name:<28} {ours:>8} {theirs:>11} {ratio:>7}\n")
+    };
+    let mut table = line("workload", "agentr", "llama.cpp", "ratio");
+    let (f32_side, int8_side) = (measured.agentr_f32, measured.agentr_int8);
+    for (name, ours, theirs) in [
+        (
+            "prefill pp512, f32",
+            f32_side.map(|s| s.prefill),
+            measured.llama_f32.0,
+        ),
+        (
+            "decode tg128@300, f32",
+            f32_side.map(|s| s.decode),
+            measured.llama_f32.1,
+        ),
+        (
+            "prefill pp512, int8/Q8_0",
+            int8_side.map(|s| s.prefill),
+            measured.llama_q8.0,
+        ),
+        (
+            "decode tg128@300, int8/Q8_0",
+            int8_side.map(|s| s.decode),
+            measured.llama_q8.1,
+        ),
+    ] {
         let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
         let ratio = match (ours, theirs) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
             _ => "-".to_owned(),
         };
-        table.push_str(&format!(
-            "{name:<28} {:>8} {:>11} {:>7}\n",
-            cell(ours),
-            cell(theirs),
-            ratio
-        ));
-    };
-    row(
-        "prefill pp512, f32",
-        measured.agentr_f32.map(|s| s.prefill),
-        measured.llama_f32.0,
-    );
-    row(
-        "decode tg128@300, f32",
-        measured.agentr_f32.map(|s| s.decode),
-        measured.llama_f32.1,
-    );
-    row(
-        "prefill pp512, int8/Q8_0",
-        measured.agentr_int8.map(|s| s.prefill),
-        measured.llama_q8.0,
-    );
-    row(
-        "decode tg128@300, int8/Q8_0",
-        measured.agentr_int8.map(|s| s.decode),
-        measured.llama_q8.1,
-    );
+        table.push_str(&line(name, &cell(ours), &cell(theirs), &ratio));
+    }
     for (weights, speedup) in &measured.agentr_batch {
         table.push_str(&format!(
             "4 samples vs batch 1, {weights}: {speedup:.2}x (target 3x)\n"

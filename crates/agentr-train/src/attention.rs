@@ -474,7 +474,7 @@ impl CustomOp3 for FusedAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fused::tests::{compare, random};
+    use crate::fused::tests::{compare, max_difference, random};
     use proptest::prelude::*;
 
     proptest! {
@@ -525,15 +525,7 @@ mod tests {
         let strided = causal_attention(&q, &k, &v, 0.5).unwrap();
         let copied =
             causal_attention(&q, &k.contiguous().unwrap(), &v.contiguous().unwrap(), 0.5).unwrap();
-        let diff = (strided - copied)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(diff, 0.0);
+        assert_eq!(max_difference(&strided, &copied), 0.0);
     }
 
     #[test]

@@ -475,17 +475,20 @@ pub(crate) mod tests {
         let (a, b) = (run(&f), run(&g));
         a.iter()
             .zip(&b)
-            .map(|(a, b)| {
-                (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-            })
+            .map(|(a, b)| max_difference(a, b))
             .collect()
+    }
+
+    /// The largest absolute difference between two tensors of one shape.
+    pub(crate) fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     fn assert_close(diffs: &[f32], what: &str) {

@@ -83,23 +83,26 @@ pub(crate) fn linear(
             "linear: x is [{rows}, {inner}] but the weight is [{out}, {weight_inner}]"
         )
     }
-    if rows == 0 || rows > MAX_ROWS || !x.device().is_cpu() || x.dtype() != DType::F32 {
-        return x.detach().matmul(&weight.detach().t()?);
-    }
-    let activations = x.flatten_all()?.to_vec1::<f32>()?;
-    let y = match int8 {
-        Some(packed) => int8_product(&activations, rows, packed),
-        None => {
+    let few_f32_rows =
+        rows > 0 && rows <= MAX_ROWS && x.device().is_cpu() && x.dtype() == DType::F32;
+    let activations = || x.flatten_all()?.to_vec1::<f32>();
+    let y = match (few_f32_rows, int8) {
+        (false, _) => None,
+        (true, Some(packed)) => Some(int8_product(&activations()?, rows, packed)),
+        (true, None) => {
             let (storage, layout) = weight.storage_and_layout();
             match (&*storage, layout.contiguous_offsets()) {
                 (Storage::Cpu(CpuStorage::F32(values)), Some((begin, end))) => {
-                    f32_product(&activations, rows, &values[begin..end], out)
+                    Some(f32_product(&activations()?, rows, &values[begin..end], out))
                 }
-                _ => return x.detach().matmul(&weight.detach().t()?),
+                _ => None,
             }
         }
     };
-    Tensor::from_vec(y, (rows, out), x.device())
+    match y {
+        Some(y) => Tensor::from_vec(y, (rows, out), x.device()),
+        None => x.detach().matmul(&weight.detach().t()?),
+    }
 }
 
 /// `x · wᵀ` for `x` row-major `[rows, inner]` and `w` row-major `[out, inner]`: `[rows, out]`.
@@ -378,7 +381,10 @@ mod kernels {
             }
         }
 
-        /// Every row of `x` against weight rows `outputs` of `w`, four weight rows at a time.
+        /// Every row of `x` against weight rows `outputs` of `w`, four weight rows at a time
+        /// when `x` has several rows. For one row, four interleaved weight rows decoded
+        /// SmolLM2 slower (39-48 against 57-62 tokens/s in alternated runs), so it takes one
+        /// at a time; the sums are the same bits either way.
         ///
         /// # Safety
         /// The CPU has AVX2, FMA and `D`'s instructions; `x` and `w` have the same `inner`,
@@ -390,14 +396,10 @@ mod kernels {
             outputs: std::ops::Range<usize>,
             sums: &mut [f32],
         ) {
-            if x.out == 1 {
-                // SAFETY: forwarded from the caller.
-                return unsafe { int8_single::<D>(x, w, outputs, sums) };
-            }
             let start = outputs.start;
             let mut first_out = start;
             while first_out < outputs.end {
-                let four = outputs.end - first_out >= 4;
+                let four = x.out > 1 && outputs.end - first_out >= 4;
                 for row in 0..x.out {
                     // SAFETY: forwarded from the caller; the tile stays within `outputs`.
                     unsafe {
@@ -434,27 +436,6 @@ mod kernels {
                     }
                 }
             });
-        }
-
-        /// [`int8_tile`] for a single activation row, one weight row after the other: for
-        /// one row, four interleaved weight rows decoded SmolLM2 slower (39-48 against
-        /// 57-62 tokens/s in alternated runs); the sums are the same bits.
-        ///
-        /// # Safety
-        /// The CPU has AVX2, FMA and `D`'s instructions; `x` has one row of `w.inner`
-        /// values, `outputs.end <= w.out` and `sums` holds `outputs.len()` values.
-        #[inline(always)]
-        unsafe fn int8_single<D: ByteDot>(
-            x: &Int8Matrix,
-            w: &Int8Matrix,
-            outputs: std::ops::Range<usize>,
-            sums: &mut [f32],
-        ) {
-            let start = outputs.start;
-            for o in outputs {
-                // SAFETY: forwarded from the caller; o + 1 <= outputs.end.
-                unsafe { int8_tile::<D, 1>(x, 0, w, o, start, sums) };
-            }
         }
 
         /// # Safety

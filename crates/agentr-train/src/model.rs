@@ -1280,15 +1280,8 @@ pub(crate) mod tests {
         let expected = full.narrow(1, 5, 1).unwrap().squeeze(1).unwrap();
         let last = model.forward_last(&input, None).unwrap();
         assert_eq!(last.dims(), [2, 61]);
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         // Products over other row counts may sum in another order: equal up to rounding.
-        let largest = |t: &Tensor| {
-            flat(t)
-                .iter()
-                .zip(flat(&expected))
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max)
-        };
+        let largest = |t: &Tensor| crate::fused::tests::max_difference(t, &expected);
         assert!(largest(&last) < 1e-5, "{}", largest(&last));
         // With a cache, one position at a time.
         let mut cache = KvCache::default();
@@ -1389,14 +1382,7 @@ pub(crate) mod tests {
                 .all(|layer| !layer.keys.track_op() && !layer.values.track_op())
         );
         let stepped = Tensor::cat(&pieces, 1).unwrap();
-        let diff = (full - stepped)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::fused::tests::max_difference(&full, &stepped);
         assert!(diff < 1e-4, "max difference {diff}");
         // A shared prefill repeated over a batch continues like separate runs.
         let batch = cache.repeat_batch(3).unwrap();

@@ -102,10 +102,7 @@ fn responses(sample: &Sample) -> Vec<&str> {
 pub fn response_agreement(baseline: &Path, candidate: &Path) -> Result<ResponseAgreement> {
     let before = episodes_by_task(baseline)?;
     let after = episodes_by_task(candidate)?;
-    if before.keys().ne(after.keys()) {
-        // `pair` names the tasks only one of the two has.
-        pair(baseline, candidate)?;
-    }
+    same_tasks(baseline, candidate, &before, &after)?;
     let mut agreement = ResponseAgreement {
         tasks: before.len(),
         identical: 0,
@@ -147,18 +144,21 @@ pub fn describe_agreement(agreement: &ResponseAgreement) -> String {
     text
 }
 
-/// The pairs of two evaluations of the same tasks; an error names the tasks only one has.
-pub fn pair(baseline: &Path, candidate: &Path) -> Result<Vec<Outcome>> {
-    let before = outcomes_by_task(baseline)?;
-    let after = outcomes_by_task(candidate)?;
-    let only = |a: &BTreeMap<u64, bool>, b: &BTreeMap<u64, bool>| -> Vec<String> {
+/// An error naming the tasks only one of two evaluations has, if any.
+fn same_tasks<A, B>(
+    baseline: &Path,
+    candidate: &Path,
+    before: &BTreeMap<u64, A>,
+    after: &BTreeMap<u64, B>,
+) -> Result<()> {
+    fn only_in<A, B>(a: &BTreeMap<u64, A>, b: &BTreeMap<u64, B>) -> Vec<String> {
         a.keys()
             .filter(|t| !b.contains_key(t))
             .take(5)
             .map(u64::to_string)
             .collect()
-    };
-    let (missing, extra) = (only(&before, &after), only(&after, &before));
+    }
+    let (missing, extra) = (only_in(before, after), only_in(after, before));
     if !missing.is_empty() || !extra.is_empty() {
         bail!(
             "{} and {} evaluated different tasks (only the first: [{}]; only the second: [{}]); \
@@ -169,6 +169,14 @@ pub fn pair(baseline: &Path, candidate: &Path) -> Result<Vec<Outcome>> {
             extra.join(", ")
         );
     }
+    Ok(())
+}
+
+/// The pairs of two evaluations of the same tasks; an error names the tasks only one has.
+pub fn pair(baseline: &Path, candidate: &Path) -> Result<Vec<Outcome>> {
+    let before = outcomes_by_task(baseline)?;
+    let after = outcomes_by_task(candidate)?;
+    same_tasks(baseline, candidate, &before, &after)?;
     Ok(before
         .iter()
         .map(|(task, &baseline)| Outcome {
@@ -268,16 +276,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn write_episodes(dir: &Path, rewards: &[(u64, f64)]) {
+    /// Writes `episodes` as `dir/episodes.jsonl`.
+    fn write_jsonl(dir: &Path, episodes: impl Iterator<Item = serde_json::Value>) {
         std::fs::create_dir_all(dir).unwrap();
-        let lines: Vec<String> = rewards
-            .iter()
-            .map(|(task, reward)| {
-                json!({"messages": [], "meta": {"env": "textcraft", "task": task, "reward": reward}})
-                    .to_string()
-            })
-            .collect();
+        let lines: Vec<String> = episodes.map(|e| e.to_string()).collect();
         std::fs::write(dir.join("episodes.jsonl"), lines.join("\n")).unwrap();
+    }
+
+    fn write_episodes(dir: &Path, rewards: &[(u64, f64)]) {
+        write_jsonl(
+            dir,
+            rewards.iter().map(|(task, reward)| {
+                json!({"messages": [], "meta": {"env": "textcraft", "task": task, "reward": reward}})
+            }),
+        );
     }
 
     #[test]
@@ -314,10 +326,9 @@ mod tests {
     }
 
     fn write_responses(dir: &Path, episodes: &[(u64, &[&str])]) {
-        std::fs::create_dir_all(dir).unwrap();
-        let lines: Vec<String> = episodes
-            .iter()
-            .map(|(task, responses)| {
+        write_jsonl(
+            dir,
+            episodes.iter().map(|(task, responses)| {
                 let mut messages = vec![
                     json!({"role": "user", "content": "instruction"}),
                     json!({"role": "assistant", "content": "Ok."}),
@@ -327,10 +338,9 @@ mod tests {
                     messages.push(json!({"role": "assistant", "content": response}));
                     messages.push(json!({"role": "user", "content": "observation"}));
                 }
-                json!({"messages": messages, "meta": {"task": task, "reward": 0.0}}).to_string()
-            })
-            .collect();
-        std::fs::write(dir.join("episodes.jsonl"), lines.join("\n")).unwrap();
+                json!({"messages": messages, "meta": {"task": task, "reward": 0.0}})
+            }),
+        );
     }
 
     #[test]
