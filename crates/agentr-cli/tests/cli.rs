@@ -778,6 +778,56 @@ fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
     assert_eq!(recorded["baseline"], base_eval.to_str().unwrap());
     assert_eq!(recorded["paired"]["difference"], 0.0);
     assert_eq!(recorded["paired"]["mcnemar_p"], 1.0);
+    // The self-reflection test on the first of the warm start's failed episodes only.
+    let reflection = dir.join("reflection-one");
+    let output = agentr(
+        &[
+            "eval",
+            "--env",
+            "textcraft",
+            "--model",
+            dir.join("seed-0/base/bc/model").to_str().unwrap(),
+            "--reflection-from",
+            base_eval.join("episodes.jsonl").to_str().unwrap(),
+            "--reflection-episodes",
+            "1",
+            "--continue-rounds",
+            "1",
+            "--max-tokens",
+            "8",
+            "--out",
+            reflection.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let episodes = std::fs::read_to_string(reflection.join("episodes.jsonl")).unwrap();
+    assert_eq!(episodes.lines().count(), 1, "{episodes}");
+    // A step budget instead of epochs: exactly that many optimizer steps.
+    let budget = dir.join("three-steps");
+    let output = agentr(
+        &[
+            "train",
+            "--samples",
+            dir.join("seed-0/base/bc/gold-textcraft-seed42.jsonl")
+                .to_str()
+                .unwrap(),
+            "--model",
+            "tiny-xs",
+            "--steps",
+            "3",
+            "--batch-tokens",
+            "512",
+            "--out",
+            budget.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let log = std::fs::read_to_string(budget.join("train_log.jsonl")).unwrap();
+    let steps: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(steps.len(), 3, "{log}");
+    assert!(steps.iter().all(|s| s["total_steps"] == 3), "{log}");
     // Resuming skips every finished stage; other settings are refused.
     let again = run("base,agent-r-env-feedback,good-only");
     let stderr = text(&again.stderr);

@@ -25,6 +25,11 @@ use crate::{Llama, Rendered, TrainError, masked_cross_entropy};
 pub struct SftConfig {
     /// Passes over the agent data.
     pub epochs: usize,
+    /// Exactly this many optimizer steps instead of `epochs` passes: the data is passed over as
+    /// often as that takes (each pass shuffled anew) and the last pass is cut short. Runs that
+    /// learn from data sets of different sizes get the same training budget this way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
     /// Peak learning rate.
     pub lr: f64,
     /// Learning rate at the end of the cosine decay.
@@ -53,6 +58,7 @@ impl Default for SftConfig {
     fn default() -> Self {
         SftConfig {
             epochs: 3,
+            steps: None,
             lr: 1e-3,
             min_lr: 0.0,
             warmup_ratio: 0.03,
@@ -189,39 +195,54 @@ fn plan_epochs(lengths: &[usize], agent: usize, config: &SftConfig) -> Vec<Vec<V
     let mut general_order = general.clone();
     Rng::from_parts(&[config.seed, 0x6E]).shuffle(&mut general_order);
     let mut general_cursor = 0;
-    (0..config.epochs)
-        .map(|epoch| {
-            let mut rng = Rng::from_parts(&[config.seed, epoch as u64]);
-            let mut indices: Vec<usize> = (0..agent).collect();
-            for _ in 0..general_per_epoch {
-                indices.push(general_order[general_cursor % general_order.len()]);
-                general_cursor += 1;
-            }
-            rng.shuffle(&mut indices);
-            // Length buckets: sort within windows of the shuffled order, pack by token budget.
-            let mut batches = Vec::new();
-            for window in indices.chunks(256) {
-                let mut window = window.to_vec();
-                window.sort_by_key(|&i| lengths[i]);
-                let mut batch: Vec<usize> = Vec::new();
-                let mut longest = 0;
-                for i in window {
-                    let candidate = longest.max(lengths[i]);
-                    if !batch.is_empty() && candidate * (batch.len() + 1) > config.batch_tokens {
-                        batches.push(std::mem::take(&mut batch));
-                        longest = 0;
-                    }
-                    longest = longest.max(lengths[i]);
-                    batch.push(i);
+    let mut plan_epoch = |epoch: usize| {
+        let mut rng = Rng::from_parts(&[config.seed, epoch as u64]);
+        let mut indices: Vec<usize> = (0..agent).collect();
+        for _ in 0..general_per_epoch {
+            indices.push(general_order[general_cursor % general_order.len()]);
+            general_cursor += 1;
+        }
+        rng.shuffle(&mut indices);
+        // Length buckets: sort within windows of the shuffled order, pack by token budget.
+        let mut batches = Vec::new();
+        for window in indices.chunks(256) {
+            let mut window = window.to_vec();
+            window.sort_by_key(|&i| lengths[i]);
+            let mut batch: Vec<usize> = Vec::new();
+            let mut longest = 0;
+            for i in window {
+                let candidate = longest.max(lengths[i]);
+                if !batch.is_empty() && candidate * (batch.len() + 1) > config.batch_tokens {
+                    batches.push(std::mem::take(&mut batch));
+                    longest = 0;
                 }
-                if !batch.is_empty() {
-                    batches.push(batch);
-                }
+                longest = longest.max(lengths[i]);
+                batch.push(i);
             }
-            rng.shuffle(&mut batches);
-            batches
-        })
-        .collect()
+            if !batch.is_empty() {
+                batches.push(batch);
+            }
+        }
+        rng.shuffle(&mut batches);
+        batches
+    };
+    let Some(steps) = config.steps else {
+        return (0..config.epochs).map(plan_epoch).collect();
+    };
+    // Whole passes while they fit in the budget, then the start of one more.
+    let accumulation = config.accumulation.max(1);
+    let mut plan = Vec::new();
+    let mut remaining = steps as usize;
+    while remaining > 0 {
+        let mut batches = plan_epoch(plan.len());
+        if batches.is_empty() {
+            break;
+        }
+        batches.truncate(remaining * accumulation);
+        remaining -= batches.len().div_ceil(accumulation);
+        plan.push(batches);
+    }
+    plan
 }
 
 /// A hash of the data sizes, the settings and, for LoRA, the adapters' settings (a full
@@ -881,6 +902,45 @@ mod tests {
         );
         let no_general = plan_epochs(&lengths[..40], 40, &config);
         assert_eq!(no_general[0].iter().flatten().count(), 40);
+    }
+
+    #[test]
+    fn a_step_budget_repeats_small_data_and_cuts_large_data_short() {
+        let lengths: Vec<usize> = (0..30).map(|i| 5 + i % 7).collect();
+        let steps = |plan: &[Vec<Vec<usize>>], accumulation: usize| -> usize {
+            plan.iter().map(|e| e.len().div_ceil(accumulation)).sum()
+        };
+        for (agent, accumulation, budget) in [(30, 1, 7), (30, 1, 100), (3, 2, 5), (30, 3, 4)] {
+            let config = SftConfig {
+                epochs: 1,
+                steps: Some(budget),
+                batch_tokens: 24,
+                accumulation,
+                ..SftConfig::default()
+            };
+            let plan = plan_epochs(&lengths[..agent], agent, &config);
+            assert_eq!(
+                steps(&plan, accumulation),
+                budget as usize,
+                "{agent} {budget}"
+            );
+            // Every pass but the last is whole, and each is a fresh shuffle of all samples.
+            let whole = plan_epochs(
+                &lengths[..agent],
+                agent,
+                &SftConfig {
+                    steps: None,
+                    epochs: plan.len(),
+                    ..config.clone()
+                },
+            );
+            for (cut, full) in plan.iter().zip(&whole) {
+                assert_eq!(cut[..], full[..cut.len()]);
+            }
+            for pass in &plan[..plan.len() - 1] {
+                assert_eq!(pass.iter().flatten().count(), agent);
+            }
+        }
     }
 
     #[test]

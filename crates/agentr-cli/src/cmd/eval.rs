@@ -67,6 +67,9 @@ pub struct Args {
     /// Most new rounds after the cut in the self-reflection test.
     #[arg(long, default_value_t = 50)]
     pub(crate) continue_rounds: usize,
+    /// Continue only the first N failed episodes (in task order) in the self-reflection test.
+    #[arg(long, value_name = "N", requires = "reflection_from")]
+    pub(crate) reflection_episodes: Option<usize>,
     /// Output folder: episodes.jsonl and summary.json.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
@@ -279,7 +282,12 @@ fn reflection_jobs(path: &Path, env: &str, seed: u64) -> Result<Vec<Job>> {
 pub fn run(args: Args) -> Result<()> {
     let factory = args.env.factory(&args.env_options)?;
     let jobs: Vec<Job> = match &args.reflection_from {
-        Some(path) => reflection_jobs(path, args.env.name(), args.cut_seed)?,
+        Some(path) => {
+            let mut jobs = reflection_jobs(path, args.env.name(), args.cut_seed)?;
+            jobs.sort_by_key(|job| job.task.0);
+            jobs.truncate(args.reflection_episodes.unwrap_or(usize::MAX));
+            jobs
+        }
         None => args
             .tasks
             .resolve(factory().as_ref())
@@ -456,6 +464,7 @@ pub fn run(args: Args) -> Result<()> {
                 "cut": "after 1..=n responses, uniform, seeded by cut_seed and task",
                 "cut_seed": args.cut_seed,
                 "continue_rounds": args.continue_rounds,
+                "episodes": args.reflection_episodes.map_or(json!("all"), |n| json!(format!("the first {n} in task order"))),
             })),
             "model": args.model.to_string(),
             "model_sha256": model_digest,

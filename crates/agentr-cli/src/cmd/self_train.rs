@@ -247,6 +247,10 @@ pub struct SearchSettings {
 pub struct IterationTraining {
     /// Epochs of iteration 1, 2, ... (the last repeats).
     pub epochs: Vec<usize>,
+    /// Optimizer steps of every iteration instead of `epochs`: each arm of an experiment gets
+    /// the same training budget, however many samples its rule keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
     /// Peak learning rate.
     pub lr: f64,
     /// Beta of the pairing rule (alpha follows the iteration: 0.5, 0.7, 1.0).
@@ -297,6 +301,10 @@ pub struct EvalSettings {
     /// (from `bc/eval`), cut at a seeded step and continued by the model for at most this many
     /// rounds; 0 skips it.
     pub reflection_rounds: usize,
+    /// The self-reflection test continues only the first this many failed episodes (in task
+    /// order); `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflection_episodes: Option<usize>,
 }
 
 /// LoRA instead of full fine-tuning, for the warm start and every iteration.
@@ -420,6 +428,7 @@ impl RunConfig {
                 agreement_steps: 2,
                 judge_answer: agentr_train::JudgeAnswer::Written,
                 judge_bad_above: even_odds(),
+                steps: None,
                 observation_loss: false,
                 general: args.general.clone(),
                 mix_expert_episodes: false,
@@ -430,6 +439,7 @@ impl RunConfig {
                 max_rounds: 100,
                 max_tokens: 96,
                 reflection_rounds: 50,
+                reflection_episodes: None,
             },
             batch_tokens: 2048,
             generation_weights: agentr_train::GenerationWeights::F32,
@@ -535,12 +545,18 @@ impl RunConfig {
                 // environment rejected, 0.021 on accepted ones, so at 0.5 it called every
                 // step Good. The threshold is the midpoint of the two means.
                 judge_bad_above: 0.026,
+                // One budget for every arm (about 9 minutes of LoRA steps at 2,048 tokens),
+                // whatever number of samples its rule keeps.
+                steps: Some(40),
                 ..common.train
             },
             eval: EvalSettings {
                 max_rounds: 15,
                 max_tokens: 64,
-                reflection_rounds: 15,
+                // A third of the warm start's ~88 failed episodes, 10 rounds each: the test
+                // costs a fifth of the evaluation instead of as much again.
+                reflection_rounds: 10,
+                reflection_episodes: Some(40),
                 ..common.eval
             },
             // Twice the decoding speed of f32 on the CPU (BENCHMARKS.md).
@@ -1125,6 +1141,7 @@ fn train_args(
         model,
         out: out.to_owned(),
         epochs,
+        steps: None,
         lr,
         batch_tokens: run.config.batch_tokens,
         accumulation: 1,
@@ -1171,6 +1188,7 @@ fn iteration_train_args(
         },
         eta: settings.eta,
         observation_loss: settings.observation_loss,
+        steps: settings.steps,
         ..train_args(run, samples, previous, next, epochs, settings.lr)
     }
 }
@@ -1193,6 +1211,7 @@ fn reflect(run: &Run, envs: &[EnvName], model: &Path, stage: &str) -> Result<()>
         eval::run(eval::Args {
             reflection_from: Some(run.path(&format!("bc/eval/{}/episodes.jsonl", env.name()))),
             continue_rounds: run.config.eval.reflection_rounds,
+            reflection_episodes: run.config.eval.reflection_episodes,
             ..eval_args(run, env, model, stage)?
         })?;
     }
@@ -1217,6 +1236,7 @@ fn eval_args(run: &Run, env: EnvName, model: &Path, stage: &str) -> Result<eval:
         reflection_from: None,
         cut_seed: run.config.seed,
         continue_rounds: 50,
+        reflection_episodes: None,
         out: run.path(&format!("{stage}/{}", env.name())),
         baseline: None,
         env_options: EnvOptions::default_for(env),

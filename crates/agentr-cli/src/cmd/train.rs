@@ -28,8 +28,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
     /// Passes over the samples.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, conflicts_with = "steps")]
     pub(crate) epochs: usize,
+    /// Exactly this many optimizer steps instead of --epochs passes (the samples are passed
+    /// over as often as that takes): the same training budget for data sets of any size.
+    #[arg(long)]
+    pub(crate) steps: Option<u64>,
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub(crate) lr: f64,
@@ -212,6 +216,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let config = SftConfig {
         epochs: args.epochs,
+        steps: args.steps,
         lr: args.lr,
         min_lr: 0.0,
         warmup_ratio: args.warmup_ratio,
