@@ -825,7 +825,10 @@ fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let log = std::fs::read_to_string(budget.join("train_log.jsonl")).unwrap();
-    let steps: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(steps.len(), 3, "{log}");
     assert!(steps.iter().all(|s| s["total_steps"] == 3), "{log}");
     // Resuming skips every finished stage; other settings are refused.
