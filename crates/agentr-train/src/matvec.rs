@@ -1,5 +1,6 @@
-//! Products `x · Wᵀ` of a few activation rows with a weight matrix (decoding: one row per
-//! sample being generated), in f32 or with 8-bit weights.
+//! Products `x · Wᵀ` of generation: a few activation rows with a weight matrix (decoding:
+//! one row per sample being generated) in f32 or with 8-bit weights, and any number of rows
+//! (a prefill) with 8-bit weights.
 //!
 //! Decoding reads every weight once per token for a handful of rows, so it is bound by memory
 //! bandwidth, not by arithmetic. A general matrix kernel (gemm, which candle calls) packs its
@@ -10,15 +11,17 @@
 //! per block of [`BLOCK`] inputs (llama.cpp's Q8_0 layout, with an f32 scale): a quarter of the
 //! bytes to stream. The activation rows are quantised the same way for each product, so a
 //! block's dot product is a sum of byte products in integers (as llama.cpp does for Q8_0),
-//! which takes a third of the instructions of converting each weight to f32.
+//! which takes a third of the instructions of converting each weight to f32. A prefill with
+//! 8-bit weights splits its rows between the threads instead of its outputs; the same kernel
+//! then keeps each group of weights in the L1 cache while the rows pass over it.
 
 use candle_core::{CpuStorage, DType, Storage, Tensor};
 
 /// Inputs per quantisation block of [`Int8Matrix`].
 pub(crate) const BLOCK: usize = 32;
 
-/// The most activation rows [`f32_product`] and [`int8_product`] are meant for: beyond that a
-/// blocked matrix kernel reuses each loaded weight more than they do.
+/// The most activation rows [`f32_product`] is meant for (beyond that gemm's blocking reuses
+/// each loaded weight more), and the most that [`int8_product`] splits by outputs.
 pub(crate) const MAX_ROWS: usize = 8;
 
 /// Outputs per parallel task, at least: a task should stream tens of kilobytes of weights to
@@ -44,6 +47,31 @@ pub(crate) struct QuantizedRows {
     scales: Vec<f32>,
 }
 
+/// One row to quantise: its values, and where its bytes, biased bytes and scales go.
+type QuantizeRow<'a> = (&'a [f32], &'a mut [i8], &'a mut [u8], &'a mut [f32]);
+
+/// Quantises one row by blocks: each block's scale maps its largest magnitude to 127 (so
+/// values stay in -127..=127), and values round to the nearest step.
+fn quantize_row(x: &[f32], values: &mut [i8], biased: &mut [u8], scales: &mut [f32]) {
+    for (b, block) in x.chunks(BLOCK).enumerate() {
+        let largest = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = largest / 127.0;
+        scales[b] = scale;
+        let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        let span = b * BLOCK..b * BLOCK + block.len();
+        for ((slot, unsigned), v) in values[span.clone()]
+            .iter_mut()
+            .zip(&mut biased[span])
+            .zip(block)
+        {
+            // Half away from zero, as `round`, without its libm call.
+            let scaled = v * inverse;
+            *slot = (scaled + 0.5f32.copysign(scaled)).clamp(-127.0, 127.0) as i8;
+            *unsigned = (*slot as u8) ^ 0x80;
+        }
+    }
+}
+
 impl QuantizedRows {
     /// Quantises the row-major `[rows, inner]` matrix `x`: each block's scale maps its largest
     /// magnitude to 127 (so values stay in -127..=127), and values round to the nearest step.
@@ -52,23 +80,29 @@ impl QuantizedRows {
         let blocks = inner.div_ceil(BLOCK);
         let padded = blocks * BLOCK;
         let mut values = vec![0i8; rows * padded];
+        let mut biased = vec![0x80u8; rows * padded];
         let mut scales = vec![0f32; rows * blocks];
-        for r in 0..rows {
-            let row = &x[r * inner..(r + 1) * inner];
-            for (b, block) in row.chunks(BLOCK).enumerate() {
-                let largest = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let scale = largest / 127.0;
-                scales[r * blocks + b] = scale;
-                let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-                let start = r * padded + b * BLOCK;
-                for (slot, v) in values[start..start + block.len()].iter_mut().zip(block) {
-                    // Half away from zero, as `round`, without its libm call.
-                    let scaled = v * inverse;
-                    *slot = (scaled + 0.5f32.copysign(scaled)).clamp(-127.0, 127.0) as i8;
+        if inner > 0 {
+            let mut outs: Vec<_> = x
+                .chunks_exact(inner)
+                .zip(values.chunks_exact_mut(padded))
+                .zip(biased.chunks_exact_mut(padded))
+                .zip(scales.chunks_exact_mut(blocks))
+                .map(|(((x, values), biased), scales)| (x, values, biased, scales))
+                .collect();
+            let quantize_rows = |part: &mut [QuantizeRow]| {
+                for (x, values, biased, scales) in part.iter_mut() {
+                    quantize_row(x, values, biased, scales);
                 }
+            };
+            if rows > MAX_ROWS {
+                // A prefill's activations or a weight matrix: rows split between the threads.
+                let per_task = rows.div_ceil(crate::parallel::threads());
+                crate::parallel::for_each_chunk(&mut outs, per_task, |_, part| quantize_rows(part));
+            } else {
+                quantize_rows(&mut outs);
             }
         }
-        let biased = values.iter().map(|&v| (v as u8) ^ 0x80).collect();
         QuantizedRows {
             rows,
             inner,
@@ -159,8 +193,8 @@ impl Int8Matrix {
 
 /// `x · weightᵀ` for a 2-D `x` (`[rows, in]`) and `weight` (`[out, in]`) when nothing needs a
 /// gradient (the result records no graph): with `int8` (the same weight in 8 bits) when given
-/// and `x` has at most [`MAX_ROWS`] rows, with [`f32_product`] for such rows of f32 on the CPU,
-/// and with candle's matmul otherwise (a prefill, another device or dtype).
+/// and `x` is f32 on the CPU, with [`f32_product`] for at most [`MAX_ROWS`] such rows, and with
+/// candle's matmul otherwise (an f32 prefill, another device or dtype).
 pub(crate) fn linear(
     x: &Tensor,
     weight: &Tensor,
@@ -173,12 +207,12 @@ pub(crate) fn linear(
             "linear: x is [{rows}, {inner}] but the weight is [{out}, {weight_inner}]"
         )
     }
-    let few_f32_rows =
-        rows > 0 && rows <= MAX_ROWS && x.device().is_cpu() && x.dtype() == DType::F32;
+    let f32_rows = rows > 0 && x.device().is_cpu() && x.dtype() == DType::F32;
     let activations = || x.flatten_all()?.to_vec1::<f32>();
-    let y = match (few_f32_rows, int8) {
+    let y = match (f32_rows, int8) {
         (false, _) => None,
         (true, Some(packed)) => Some(int8_product(&activations()?, rows, packed)),
+        (true, None) if rows > MAX_ROWS => None,
         (true, None) => {
             let (storage, layout) = weight.storage_and_layout();
             match (&*storage, layout.contiguous_offsets()) {
@@ -209,9 +243,21 @@ pub(crate) fn f32_product(x: &[f32], rows: usize, w: &[f32], out: usize) -> Vec<
 pub(crate) fn int8_product(x: &[f32], rows: usize, w: &Int8Matrix) -> Vec<f32> {
     assert_eq!(x.len(), rows * w.inner, "activations of the wrong size");
     let x = QuantizedRows::quantize(x, rows, w.inner);
-    product(rows, w.out, GROUP, |outputs, sums| {
-        kernels::int8_rows(&x, w, outputs, sums);
-    })
+    if rows <= MAX_ROWS {
+        return product(rows, w.out, GROUP, |outputs, sums| {
+            kernels::int8_rows(&x, w, &kernels::Span::by_output(rows, outputs), sums);
+        });
+    }
+    // A prefill: each thread takes a range of rows against every output and writes its rows
+    // of the result in place (the decoding split's transposition was a tenth of a prefill).
+    let mut y = vec![0f32; rows * w.out];
+    let per_task = rows.div_ceil(crate::parallel::threads()).max(1);
+    crate::parallel::for_each_chunk(&mut y, per_task * w.out, |task, part| {
+        let first = task * per_task;
+        let span = kernels::Span::by_row(first..first + part.len() / w.out, w.out);
+        kernels::int8_rows(&x, w, &span, part);
+    });
+    y
 }
 
 /// Runs `compute(outputs, sums)` over ranges of outputs in parallel ([`crate::parallel`]),
@@ -260,6 +306,52 @@ mod kernels {
         }
     }
 
+    /// The products an 8-bit kernel call computes and where it writes them: activation rows
+    /// `rows` against outputs `outputs` (starting at a multiple of [`GROUP`]), product `(r, o)`
+    /// at `sums[(r - rows.start) * row_stride + (o - outputs.start) * output_stride]`.
+    #[derive(Debug, Clone)]
+    pub(super) struct Span {
+        pub(super) rows: std::ops::Range<usize>,
+        pub(super) outputs: std::ops::Range<usize>,
+        pub(super) row_stride: usize,
+        pub(super) output_stride: usize,
+    }
+
+    impl Span {
+        /// Every row of `rows` against `outputs`, output-major (a decoding step's split).
+        pub(super) fn by_output(rows: usize, outputs: std::ops::Range<usize>) -> Self {
+            Span {
+                rows: 0..rows,
+                outputs,
+                row_stride: 1,
+                output_stride: rows,
+            }
+        }
+
+        /// Rows `rows` against all `out` outputs, row-major (a prefill's split).
+        pub(super) fn by_row(rows: std::ops::Range<usize>, out: usize) -> Self {
+            Span {
+                rows,
+                outputs: 0..out,
+                row_stride: out,
+                output_stride: 1,
+            }
+        }
+
+        #[inline(always)]
+        fn at(&self, row: usize, output: usize) -> usize {
+            (row - self.rows.start) * self.row_stride
+                + (output - self.outputs.start) * self.output_stride
+        }
+
+        /// Whether every product fits in `len` values.
+        fn fits(&self, len: usize) -> bool {
+            self.rows.is_empty()
+                || self.outputs.is_empty()
+                || self.at(self.rows.end - 1, self.outputs.end - 1) < len
+        }
+    }
+
     /// Every row of `x` (`[rows, inner]`) against weight rows `outputs` of `w`
     /// (`[out, inner]`), written as `sums[(o - outputs.start) * rows + r]`.
     pub(super) fn f32_portable(
@@ -284,16 +376,11 @@ mod kernels {
     /// multiple of [`GROUP`]: per block, the dot product in integers, then `sum = dot ·
     /// (w_scale · x_scale) + sum` fused. The vector kernels do the same operations in the same
     /// order, so every version gives the same bits.
-    pub(super) fn int8_portable(
-        x: &QuantizedRows,
-        w: &Int8Matrix,
-        outputs: std::ops::Range<usize>,
-        sums: &mut [f32],
-    ) {
-        let (rows, blocks, start) = (x.rows, w.blocks, outputs.start);
-        for o in outputs {
+    pub(super) fn int8_portable(x: &QuantizedRows, w: &Int8Matrix, span: &Span, sums: &mut [f32]) {
+        let blocks = w.blocks;
+        for o in span.outputs.clone() {
             let (g, lane) = (o / GROUP, o % GROUP);
-            for r in 0..rows {
+            for r in span.rows.clone() {
                 let mut sum = 0f32;
                 for b in 0..blocks {
                     let at = (g * blocks + b) * GROUP * BLOCK;
@@ -310,7 +397,7 @@ mod kernels {
                         w.scales[(g * blocks + b) * GROUP + lane] * x.scales[r * blocks + b];
                     sum = (dot as f32).mul_add(scale, sum);
                 }
-                sums[(o - start) * rows + r] = sum;
+                sums[span.at(r, o)] = sum;
             }
         }
     }
@@ -322,7 +409,7 @@ mod kernels {
     pub(super) mod avx2 {
         use std::arch::x86_64::*;
 
-        use super::{BLOCK, GROUP, Int8Matrix, QuantizedRows, row_group};
+        use super::{BLOCK, GROUP, Int8Matrix, QuantizedRows, Span, row_group};
 
         /// The sum of the eight lanes of `v`.
         #[target_feature(enable = "avx2,fma")]
@@ -424,19 +511,20 @@ mod kernels {
         /// Rows `first..first + R` of `x` against the output group `group` of `w`: per block,
         /// eight chunk steps whose weight register serves all `R` rows, then the integer sums
         /// are scaled and added, lane `l` holding output `group * GROUP + l`. Outputs below
-        /// `outputs.end` are written to `sums[(o - outputs.start) * x.rows + row]`.
+        /// `span.outputs.end` are written where `span` says.
         ///
         /// # Safety
-        /// The CPU has AVX2, FMA and `D`'s instructions; `x.blocks == w.blocks`, `first + R <=
-        /// x.rows`, `group * GROUP < w.out`, `outputs.start <= group * GROUP`, `outputs.end <=
-        /// w.out` and `sums` holds `outputs.len() * x.rows` values.
+        /// The CPU has AVX2, FMA and `D`'s instructions; `x.blocks == w.blocks`,
+        /// `span.rows.start <= first`, `first + R <= span.rows.end <= x.rows`, `group * GROUP <
+        /// w.out`, `span.outputs.start <= group * GROUP`, `span.outputs.end <= w.out` and
+        /// `span` fits in `sums`.
         #[inline(always)]
         unsafe fn int8_group<D: ByteDot, const R: usize>(
             x: &QuantizedRows,
             first: usize,
             w: &Int8Matrix,
             group: usize,
-            outputs: &std::ops::Range<usize>,
+            span: &Span,
             sums: &mut [f32],
         ) {
             let blocks = w.blocks;
@@ -476,44 +564,42 @@ mod kernels {
                         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), both, acc[r]);
                     }
                 }
-                let rows = x.rows;
-                let lanes = (outputs.end - group * GROUP).min(GROUP);
+                let lanes = (span.outputs.end - group * GROUP).min(GROUP);
                 for (r, acc) in acc.iter().enumerate() {
                     let mut values = [0f32; GROUP];
                     _mm256_storeu_ps(values.as_mut_ptr(), *acc);
                     for (lane, value) in values.iter().take(lanes).enumerate() {
-                        let o = group * GROUP + lane;
-                        sums[(o - outputs.start) * rows + first + r] = *value;
+                        *sums.get_unchecked_mut(span.at(first + r, group * GROUP + lane)) = *value;
                     }
                 }
             }
         }
 
-        /// Every row of `x` against the output groups of `outputs` (a range starting at a
-        /// multiple of GROUP), in row groups of 4, 2 and 1: a group's weights (at most a few
-        /// kilobytes) stay in the L1 cache while the row groups pass over them.
+        /// The rows of `span` against its output groups, in row groups of 4, 2 and 1: a
+        /// group's weights (at most a few kilobytes) stay in the L1 cache while the row groups
+        /// pass over them.
         ///
         /// # Safety
         /// The CPU has AVX2, FMA and `D`'s instructions; `x.blocks == w.blocks`,
-        /// `outputs.start` is a multiple of GROUP, `outputs.end <= w.out` and `sums` holds
-        /// `outputs.len() * x.rows` values.
+        /// `span.outputs.start` is a multiple of GROUP, `span.outputs.end <= w.out`,
+        /// `span.rows.end <= x.rows` and `span` fits in `sums`.
         #[inline(always)]
         unsafe fn int8_all<D: ByteDot>(
             x: &QuantizedRows,
             w: &Int8Matrix,
-            outputs: std::ops::Range<usize>,
+            span: &Span,
             sums: &mut [f32],
         ) {
-            for group in outputs.start / GROUP..outputs.end.div_ceil(GROUP) {
-                let mut first = 0;
-                while first < x.rows {
-                    let size = row_group(x.rows - first);
-                    // SAFETY: forwarded from the caller; first + size <= rows.
+            for group in span.outputs.start / GROUP..span.outputs.end.div_ceil(GROUP) {
+                let mut first = span.rows.start;
+                while first < span.rows.end {
+                    let size = row_group(span.rows.end - first);
+                    // SAFETY: forwarded from the caller; first + size <= span.rows.end.
                     unsafe {
                         match size {
-                            1 => int8_group::<D, 1>(x, first, w, group, &outputs, sums),
-                            2 => int8_group::<D, 2>(x, first, w, group, &outputs, sums),
-                            _ => int8_group::<D, 4>(x, first, w, group, &outputs, sums),
+                            1 => int8_group::<D, 1>(x, first, w, group, span, sums),
+                            2 => int8_group::<D, 2>(x, first, w, group, span, sums),
+                            _ => int8_group::<D, 4>(x, first, w, group, span, sums),
                         }
                     }
                     first += size;
@@ -554,11 +640,11 @@ mod kernels {
         pub(in crate::matvec) unsafe fn int8_rows(
             x: &QuantizedRows,
             w: &Int8Matrix,
-            outputs: std::ops::Range<usize>,
+            span: &Span,
             sums: &mut [f32],
         ) {
             // SAFETY: forwarded from the caller.
-            unsafe { int8_all::<Maddubs>(x, w, outputs, sums) }
+            unsafe { int8_all::<Maddubs>(x, w, span, sums) }
         }
 
         /// # Safety
@@ -567,11 +653,11 @@ mod kernels {
         pub(in crate::matvec) unsafe fn int8_rows_vnni(
             x: &QuantizedRows,
             w: &Int8Matrix,
-            outputs: std::ops::Range<usize>,
+            span: &Span,
             sums: &mut [f32],
         ) {
             // SAFETY: forwarded from the caller.
-            unsafe { int8_all::<Vnni>(x, w, outputs, sums) }
+            unsafe { int8_all::<Vnni>(x, w, span, sums) }
         }
     }
 
@@ -615,14 +701,10 @@ mod kernels {
     }
 
     /// [`f32_rows`] with 8-bit rows and weights.
-    pub(super) fn int8_rows(
-        x: &QuantizedRows,
-        w: &Int8Matrix,
-        outputs: std::ops::Range<usize>,
-        sums: &mut [f32],
-    ) {
-        assert!(x.inner == w.inner && x.blocks == w.blocks && outputs.end <= w.out);
-        assert!(outputs.start.is_multiple_of(GROUP) && sums.len() == outputs.len() * x.rows);
+    pub(super) fn int8_rows(x: &QuantizedRows, w: &Int8Matrix, span: &Span, sums: &mut [f32]) {
+        assert!(x.inner == w.inner && x.blocks == w.blocks);
+        assert!(span.outputs.end <= w.out && span.outputs.start.is_multiple_of(GROUP));
+        assert!(span.rows.end <= x.rows && span.fits(sums.len()));
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
             // SAFETY: the CPU has AVX2 and FMA (and AVX-VNNI where it is used), and the sizes
@@ -630,14 +712,14 @@ mod kernels {
             #[allow(unsafe_code)]
             unsafe {
                 if has_vnni() {
-                    avx2::int8_rows_vnni(x, w, outputs, sums)
+                    avx2::int8_rows_vnni(x, w, span, sums)
                 } else {
-                    avx2::int8_rows(x, w, outputs, sums)
+                    avx2::int8_rows(x, w, span, sums)
                 }
             };
             return;
         }
-        int8_portable(x, w, outputs, sums);
+        int8_portable(x, w, span, sums);
     }
 }
 
@@ -704,7 +786,7 @@ mod tests {
         /// bounds the distance to the f32 product.
         #[test]
         fn int8_product_is_the_product_of_the_quantised_matrices(
-            rows in 1usize..=MAX_ROWS,
+            rows in 1usize..=3 * MAX_ROWS,
             out in 1usize..40,
             inner in 1usize..100,
             scale in 0.01f32..100.0,
@@ -719,7 +801,7 @@ mod tests {
             let f32_exact = reference(&x, rows, &w, out);
             let found = int8_product(&x, rows, &wq);
             let mut portable = vec![0f32; rows * out];
-            kernels::int8_portable(&xq, &wq, 0..out, &mut portable);
+            kernels::int8_portable(&xq, &wq, &kernels::Span::by_output(rows, 0..out), &mut portable);
             for r in 0..rows {
                 for o in 0..out {
                     let e = exact[r * out + o];
@@ -755,15 +837,27 @@ mod tests {
         for (rows, out, inner) in [(1, 9, 64), (3, 17, 96), (4, 5, 70), (2, 4, 31), (7, 24, 32)] {
             let x = QuantizedRows::quantize(&values(rows * inner, 3), rows, inner);
             let w = Int8Matrix::quantize(&values(out * inner, 4), out, inner);
+            let by_output = |outputs| kernels::Span::by_output(rows, outputs);
             let mut portable = vec![0f32; rows * out];
-            kernels::int8_portable(&x, &w, 0..out, &mut portable);
+            kernels::int8_portable(&x, &w, &by_output(0..out), &mut portable);
+            // Rows 1.. row-major, as a prefill's threads write them.
+            let mut by_row = vec![0f32; (rows - 1) * out];
+            kernels::int8_rows(&x, &w, &kernels::Span::by_row(1..rows, out), &mut by_row);
+            for r in 1..rows {
+                for o in 0..out {
+                    assert_eq!(
+                        by_row[(r - 1) * out + o].to_bits(),
+                        portable[o * rows + r].to_bits()
+                    );
+                }
+            }
             let mut dispatched = vec![0f32; rows * out];
-            kernels::int8_rows(&x, &w, 0..out, &mut dispatched);
+            kernels::int8_rows(&x, &w, &by_output(0..out), &mut dispatched);
             assert_eq!(bits(&portable), bits(&dispatched), "{rows} {out} {inner}");
             let mut tail = vec![0f32; rows * (out - GROUP.min(out - 1))];
             let from = out - tail.len() / rows;
             if from.is_multiple_of(GROUP) {
-                kernels::int8_rows(&x, &w, from..out, &mut tail);
+                kernels::int8_rows(&x, &w, &by_output(from..out), &mut tail);
                 assert_eq!(bits(&portable[from * rows..]), bits(&tail));
             }
             #[cfg(target_arch = "x86_64")]
@@ -775,8 +869,8 @@ mod tests {
                 let mut vnni = vec![0f32; rows * out];
                 // SAFETY: the features were detected just above; the sizes fit.
                 unsafe {
-                    kernels::avx2::int8_rows(&x, &w, 0..out, &mut plain);
-                    kernels::avx2::int8_rows_vnni(&x, &w, 0..out, &mut vnni);
+                    kernels::avx2::int8_rows(&x, &w, &by_output(0..out), &mut plain);
+                    kernels::avx2::int8_rows_vnni(&x, &w, &by_output(0..out), &mut vnni);
                 }
                 assert_eq!(bits(&portable), bits(&plain));
                 assert_eq!(bits(&portable), bits(&vnni));
