@@ -803,7 +803,8 @@ fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let episodes = std::fs::read_to_string(reflection.join("episodes.jsonl")).unwrap();
     assert_eq!(episodes.lines().count(), 1, "{episodes}");
-    // A step budget instead of epochs: exactly that many optimizer steps.
+    // A step budget instead of epochs: exactly that many optimizer steps (with layer-wise
+    // recomputation, whose gradients a unit test compares with the whole graph's).
     let budget = dir.join("three-steps");
     let output = agentr(
         &[
@@ -816,6 +817,7 @@ fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
             "tiny-xs",
             "--steps",
             "3",
+            "--recompute",
             "--batch-tokens",
             "512",
             "--out",

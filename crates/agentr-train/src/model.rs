@@ -1114,20 +1114,93 @@ impl Llama {
                 .forward(ids)?
                 .reshape((batch * seq, hidden))?,
         );
-        let eps = self.config.rms_norm_eps;
         for (index, layer) in self.layers.iter().enumerate() {
-            let normed = crate::fused::rms_norm(&x, &pass.read(&layer.input_layernorm), eps)?;
             let slot = cache.as_mut().map(|c| &mut c.layers[index]);
-            let attended = self.attention(layer, &normed, (batch, seq), start, slot, pass)?;
-            x = (x + attended)?;
-            let normed =
-                crate::fused::rms_norm(&x, &pass.read(&layer.post_attention_layernorm), eps)?;
-            let gate = layer.projections[GATE].forward(&normed, pass)?;
-            let up = layer.projections[UP].forward(&normed, pass)?;
-            let swiglu = crate::fused::swiglu(&gate, &up)?;
-            x = (x + layer.projections[DOWN].forward(&swiglu, pass)?)?;
+            x = self.layer_forward(layer, &x, (batch, seq), start, slot, pass)?;
         }
-        crate::fused::rms_norm(&x, &pass.read(&self.norm), eps)
+        crate::fused::rms_norm(&x, &pass.read(&self.norm), self.config.rms_norm_eps)
+    }
+
+    /// One decoder layer on the residual stream `x` (`[batch * seq, hidden]`).
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        (batch, seq): (usize, usize),
+        start: usize,
+        cache: Option<&mut Option<LayerCache>>,
+        pass: Pass,
+    ) -> candle_core::Result<Tensor> {
+        let eps = self.config.rms_norm_eps;
+        let normed = crate::fused::rms_norm(x, &pass.read(&layer.input_layernorm), eps)?;
+        let attended = self.attention(layer, &normed, (batch, seq), start, cache, pass)?;
+        let x = (x + attended)?;
+        let normed = crate::fused::rms_norm(&x, &pass.read(&layer.post_attention_layernorm), eps)?;
+        let gate = layer.projections[GATE].forward(&normed, pass)?;
+        let up = layer.projections[UP].forward(&normed, pass)?;
+        let swiglu = crate::fused::swiglu(&gate, &up)?;
+        x + layer.projections[DOWN].forward(&swiglu, pass)?
+    }
+
+    /// The loss that `loss_of` computes from the final normalised hidden states of `ids`
+    /// (`[batch * seq, hidden]`, as [`Llama::hidden_states`] gives them), and the gradient of
+    /// every trainable parameter, by layer-wise recomputation: the forward pass keeps only
+    /// each layer's input, and the backward pass runs each layer's forward again, with its
+    /// graph, just before differentiating through it. Only one layer's activations are alive
+    /// at a time instead of all of them (for SmolLM2 at 2,048 tokens, gigabytes), for about
+    /// one more forward pass of compute. The gradients are those of `loss.backward()` on the
+    /// whole graph (the same operations, differentiated in the same order per layer).
+    pub fn recomputed_gradients(
+        &self,
+        ids: &Tensor,
+        loss_of: impl Fn(&Tensor) -> Result<Tensor, TrainError>,
+    ) -> Result<(Tensor, HashMap<String, Tensor>), TrainError> {
+        let (batch, seq) = ids.dims2()?;
+        let embed = || -> candle_core::Result<Tensor> {
+            self.embed_tokens
+                .forward(ids)?
+                .reshape((batch * seq, self.config.hidden_size))
+        };
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let mut x = embed()?.detach();
+        for layer in &self.layers {
+            let next = self.layer_forward(layer, &x, (batch, seq), 0, None, Pass::Train)?;
+            inputs.push(std::mem::replace(&mut x, next.detach()));
+        }
+        let mut gradients: HashMap<String, Tensor> = HashMap::new();
+        let mut add = |store: &GradStore| -> candle_core::Result<()> {
+            for (name, grad) in self.gradients(store) {
+                let summed = match gradients.remove(&name) {
+                    Some(previous) => (previous + grad)?,
+                    None => grad,
+                };
+                gradients.insert(name, summed);
+            }
+            Ok(())
+        };
+        // The head: final norm, vocabulary projection and loss, from the last layer's output.
+        let top = Var::from_tensor(&x)?;
+        let normed = crate::fused::rms_norm(top.as_tensor(), &self.norm, self.config.rms_norm_eps)?;
+        let loss = loss_of(&normed)?;
+        let store = loss.backward()?;
+        add(&store)?;
+        let missing = || TrainError::Config("the loss does not depend on the model".into());
+        let mut upstream = store.get(top.as_tensor()).ok_or_else(missing)?.detach();
+        drop(store);
+        for (layer, input) in self.layers.iter().zip(inputs).rev() {
+            let input = Var::from_tensor(&input)?;
+            let output =
+                self.layer_forward(layer, input.as_tensor(), (batch, seq), 0, None, Pass::Train)?;
+            // d(output · upstream)/dθ is the loss's gradient through this layer.
+            let store = (output * &upstream)?.sum_all()?.backward()?;
+            add(&store)?;
+            upstream = store.get(input.as_tensor()).ok_or_else(missing)?.detach();
+        }
+        let embedded = embed()?;
+        if embedded.track_op() {
+            add(&(embedded * &upstream)?.sum_all()?.backward()?)?;
+        }
+        Ok((loss.detach(), gradients))
     }
 
     fn attention(
@@ -1248,6 +1321,46 @@ pub(crate) mod tests {
                 assert!(
                     norm > 0.0 && norm.is_finite(),
                     "{name}: gradient norm {norm}"
+                );
+            }
+        }
+    }
+
+    /// Layer-wise recomputation gives the loss and gradients of one backward pass over the
+    /// whole graph: full fine-tuning with tied and untied embeddings, and LoRA.
+    #[test]
+    fn recomputed_gradients_equal_the_whole_graphs() {
+        for (tie, lora) in [(true, false), (false, false), (true, true)] {
+            let mut model = Llama::new(small(tie), &Device::Cpu, 1).unwrap();
+            if lora {
+                model
+                    .attach_lora(&crate::LoraConfig::with_rank(4), 3)
+                    .unwrap();
+                // Adapters start at B = 0; move them so every factor gets a gradient.
+                for (_, var) in model.parameters() {
+                    let moved = (var.as_tensor() + 0.05).unwrap();
+                    var.set(&moved).unwrap();
+                }
+            }
+            let input = ids(2, 9);
+            let targets = ids(2, 9);
+            let mask = Tensor::ones((2, 9), DType::F32, &Device::Cpu).unwrap();
+            let loss_of = |hidden: &Tensor| -> Result<Tensor, TrainError> {
+                let logits = model.head(hidden)?.reshape((2, 9, 61))?;
+                Ok(masked_cross_entropy(&logits, &targets, &mask)?.0)
+            };
+            let whole = loss_of(&model.hidden_states(&input, None).unwrap()).unwrap();
+            let expected = model.gradients(&whole.backward().unwrap());
+            let (loss, found) = model.recomputed_gradients(&input, loss_of).unwrap();
+            let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap();
+            assert_eq!(scalar(&loss), scalar(&whole));
+            assert_eq!(found.len(), expected.len(), "tie {tie}, lora {lora}");
+            assert_eq!(found.len(), model.parameters().len());
+            for (name, grad) in &expected {
+                let difference = crate::fused::tests::max_difference(grad, &found[name]);
+                assert!(
+                    difference < 1e-6,
+                    "{name}: {difference} (tie {tie}, lora {lora})"
                 );
             }
         }

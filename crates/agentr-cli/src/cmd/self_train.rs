@@ -1142,6 +1142,7 @@ fn train_args(
         out: out.to_owned(),
         epochs,
         steps: None,
+        recompute: false,
         lr,
         batch_tokens: run.config.batch_tokens,
         accumulation: 1,
