@@ -110,7 +110,11 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
             .args(&extra))?;
     }
     let scripts: &[&str] = if torch {
-        &["textcraft_python.sh", "torch_reference.sh"]
+        &[
+            "textcraft_python.sh",
+            "torch_reference.sh",
+            "smollm2_train.sh",
+        ]
     } else {
         &["textcraft_python.sh"]
     };
