@@ -289,8 +289,8 @@ fn product(
 }
 
 /// The dot-product loops: portable ones, and AVX2 + FMA ones chosen at run time when the CPU
-/// has them (as gemm does). Both compute the same sums per block; only the order of the f32
-/// additions differs.
+/// has them (as gemm does). The f32 versions compute the same products and differ only in the
+/// order of their additions; every int8 version gives the same bits.
 mod kernels {
     use super::{BLOCK, GROUP, Int8Matrix, QuantizedRows};
 

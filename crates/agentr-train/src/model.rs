@@ -578,6 +578,22 @@ impl KvCache {
     }
 }
 
+/// Adds each of `more` to the gradient of the same name in `sums` (or inserts it): the parts of
+/// one gradient from several backward passes (micro-batches, recomputed layers).
+pub(crate) fn add_gradients(
+    sums: &mut HashMap<String, Tensor>,
+    more: impl IntoIterator<Item = (String, Tensor)>,
+) -> candle_core::Result<()> {
+    for (name, grad) in more {
+        let summed = match sums.remove(&name) {
+            Some(previous) => (previous + grad)?,
+            None => grad,
+        };
+        sums.insert(name, summed);
+    }
+    Ok(())
+}
+
 /// The decoder with its parameters.
 pub struct Llama {
     config: ModelConfig,
@@ -1168,16 +1184,7 @@ impl Llama {
             inputs.push(std::mem::replace(&mut x, next.detach()));
         }
         let mut gradients: HashMap<String, Tensor> = HashMap::new();
-        let mut add = |store: &GradStore| -> candle_core::Result<()> {
-            for (name, grad) in self.gradients(store) {
-                let summed = match gradients.remove(&name) {
-                    Some(previous) => (previous + grad)?,
-                    None => grad,
-                };
-                gradients.insert(name, summed);
-            }
-            Ok(())
-        };
+        let mut add = |store: &GradStore| add_gradients(&mut gradients, self.gradients(store));
         // The head: final norm, vocabulary projection and loss, from the last layer's output.
         let top = Var::from_tensor(&x)?;
         let normed = crate::fused::rms_norm(top.as_tensor(), &self.norm, self.config.rms_norm_eps)?;

@@ -500,13 +500,7 @@ pub fn train(
                     (loss, model.gradients(&store))
                 };
                 loss_sum += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-                for (name, grad) in micro_grads {
-                    let summed = match grads.remove(&name) {
-                        Some(previous) => (previous + grad)?,
-                        None => grad,
-                    };
-                    grads.insert(name, summed);
-                }
+                crate::model::add_gradients(&mut grads, micro_grads)?;
             }
             let epoch_of_step = progress.epoch;
             let grad_norm = clip_global_norm(&mut grads, config.max_grad_norm)?;
