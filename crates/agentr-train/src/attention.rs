@@ -15,6 +15,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::fused::{elements, exp, leaf, max_of, slice, sum_of};
+use crate::products::{View, matmul_into};
 
 /// Query rows per block: the scratch buffers hold `QUERY_BLOCK x keys` scores.
 const QUERY_BLOCK: usize = 64;
@@ -192,89 +193,6 @@ impl Dims {
 
 /// A read-only matrix inside a slice, addressed as `data[r * row_stride + c * col_stride]`
 /// (a transpose is a view with the strides swapped).
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    /// A row-major `rows x cols` matrix starting at `data[0]` with row stride `row_stride`.
-    fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        View {
-            data,
-            rows,
-            cols,
-            row_stride,
-            col_stride: 1,
-        }
-    }
-
-    fn t(self) -> Self {
-        View {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
-    }
-}
-
-/// `dst = scale · a · b`, or `dst += scale · a · b` with `accumulate`, where `dst` is row-major
-/// `a.rows x b.cols` with row stride `dst_stride`.
-fn matmul_into(dst: &mut [f32], dst_stride: usize, a: View, b: View, scale: f32, accumulate: bool) {
-    let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert!(
-        a.cols == b.rows && a.fits() && b.fits(),
-        "matmul operands out of bounds"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(
-        dst_stride >= n && (m - 1) * dst_stride + n <= dst.len(),
-        "matmul destination out of bounds"
-    );
-    // SAFETY: the assertions above keep every element gemm reads inside `a.data` and `b.data`
-    // and every element it writes inside `dst`; rows of `dst` do not overlap (stride >= n),
-    // and `dst` cannot alias the inputs (a `&mut` beside two `&`).
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_stride as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// Turns the scores of query rows `first..first + rows.len() / width` (row stride `width`)
 /// into attention weights: a softmax over each row's visible keys, zeros after them.
 fn causal_softmax(scores: &mut [f32], width: usize, first: usize, dims: &Dims) {

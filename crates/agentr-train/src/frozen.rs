@@ -7,11 +7,21 @@
 //! third of the step's matrix work. [`linear`] routes such products through [`FrozenMatmul`],
 //! a custom operation whose forward is candle's own matmul on the raw storages (any device
 //! with a matmul, CPU and CUDA alike) and whose backward is `grad · W`.
+//!
+//! A LoRA projection `x Wᵀ + s (x Aᵀ) Bᵀ` composed from candle operations is five graph
+//! nodes, two of them `[rows, out]` (the low-rank product and the sum), and candle's backward
+//! pass accumulates every node's gradient into a zeroed buffer of its size: per projection,
+//! several passes over `[rows, out]` that the matrix products do not need. [`lora_linear`]
+//! is one node on the CPU: the low-rank product is accumulated into the base product's
+//! output by gemm, and the backward pass accumulates `x`'s two gradient terms the same way.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, bail,
+    CpuStorage, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail,
 };
+
+use crate::fused::{elements, fused_on, leaf, slice};
+use crate::products::{View, parallel_matmul_into};
 
 /// `x · weightᵀ` for a 2-D `x` (`[rows, in]`) and `weight` (`[out, in]`). When `x` is part of
 /// a graph and `weight` is not (a frozen weight), backward computes no weight gradient.
@@ -75,6 +85,178 @@ impl CustomOp1 for FrozenMatmul {
     }
 }
 
+/// `x · weightᵀ + scale · (x · aᵀ) · bᵀ` for a 2-D `x` (`[rows, in]`), a frozen `weight`
+/// (`[out, in]`) and a LoRA adapter `a` (`[rank, in]`), `b` (`[out, rank]`): one fused
+/// operation for f32 on the CPU when `weight` records no graph, candle operations otherwise.
+pub(crate) fn lora_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    if fused_on(x) && !weight.track_op() && x.rank() == 2 {
+        let weight = weight.contiguous()?;
+        x.contiguous()?.apply_op3(
+            &a.contiguous()?,
+            &b.contiguous()?,
+            FusedLora {
+                weight,
+                scale: scale as f32,
+            },
+        )
+    } else {
+        composed_lora_linear(x, weight, a, b, scale)
+    }
+}
+
+/// The same function from candle operations (differentiable through candle's autograd).
+pub(crate) fn composed_lora_linear(
+    x: &Tensor,
+    weight: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    linear(x, weight)? + low_rank(x, a, b, scale)?
+}
+
+/// `scale · (x · aᵀ) · bᵀ`, the adapter's term, from candle operations.
+pub(crate) fn low_rank(x: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    // Scaled at rank width ([rows, rank]), not at output width.
+    (x.matmul(&a.t()?)? * scale)?.matmul(&b.t()?)
+}
+
+/// The operation behind [`lora_linear`]'s CPU path; it holds the frozen weight, so the graph
+/// sees only `x` and the adapter.
+struct FusedLora {
+    weight: Tensor,
+    scale: f32,
+}
+
+impl CustomOp3 for FusedLora {
+    fn name(&self) -> &'static str {
+        "agentr-lora-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        a_s: &CpuStorage,
+        al: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (x, a, b) = (
+            slice(xs, xl, name)?,
+            slice(a_s, al, name)?,
+            slice(bs, bl, name)?,
+        );
+        let (rows, inner) = xl.shape().dims2()?;
+        let (rank, a_inner) = al.shape().dims2()?;
+        let (out, b_rank) = bl.shape().dims2()?;
+        let (weight_out, weight_inner) = self.weight.dims2()?;
+        if (a_inner, b_rank, weight_out, weight_inner) != (inner, rank, out, inner) {
+            bail!(
+                "{name}: x [{rows}, {inner}], A [{rank}, {a_inner}], B [{out}, {b_rank}] and the \
+                 weight [{weight_out}, {weight_inner}] do not fit"
+            )
+        }
+        let (storage, weight_layout) = self.weight.storage_and_layout();
+        let weight = slice_of(&storage, weight_layout, name)?;
+        let x_view = View::rows(x, rows, inner, inner);
+        let mut y = vec![0.0f32; rows * out];
+        parallel_matmul_into(
+            &mut y,
+            out,
+            x_view,
+            View::rows(weight, out, inner, inner).t(),
+            1.0,
+            false,
+        );
+        let mut low = vec![0.0f32; rows * rank];
+        parallel_matmul_into(
+            &mut low,
+            rank,
+            x_view,
+            View::rows(a, rank, inner, inner).t(),
+            1.0,
+            false,
+        );
+        let low = View::rows(&low, rows, rank, rank);
+        parallel_matmul_into(
+            &mut y,
+            out,
+            low,
+            View::rows(b, out, rank, rank).t(),
+            self.scale,
+            true,
+        );
+        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, inner) = x.dims2()?;
+        let (rank, _) = a.dims2()?;
+        let (out, _) = b.dims2()?;
+        let (xs, a_s, bs, gs) = (elements(x)?, elements(a)?, elements(b)?, elements(grad)?);
+        let (storage, weight_layout) = self.weight.storage_and_layout();
+        let weight = slice_of(&storage, weight_layout, self.name())?;
+        let x_view = View::rows(&xs, rows, inner, inner);
+        let a_view = View::rows(&a_s, rank, inner, inner);
+        let b_view = View::rows(&bs, out, rank, rank);
+        let g_view = View::rows(&gs, rows, out, out);
+        // dL/d(x Aᵀ) = s · grad · B, at rank width.
+        let mut g_low = vec![0.0f32; rows * rank];
+        parallel_matmul_into(&mut g_low, rank, g_view, b_view, self.scale, false);
+        let g_low_view = View::rows(&g_low, rows, rank, rank);
+        // dL/dx = grad · W + (s · grad · B) · A.
+        let mut gx = vec![0.0f32; rows * inner];
+        parallel_matmul_into(
+            &mut gx,
+            inner,
+            g_view,
+            View::rows(weight, out, inner, inner),
+            1.0,
+            false,
+        );
+        parallel_matmul_into(&mut gx, inner, g_low_view, a_view, 1.0, true);
+        // dL/dA = (s · grad · B)ᵀ · x.
+        let mut ga = vec![0.0f32; rank * inner];
+        parallel_matmul_into(&mut ga, inner, g_low_view.t(), x_view, 1.0, false);
+        // dL/dB = s · gradᵀ · (x Aᵀ).
+        let mut low = vec![0.0f32; rows * rank];
+        parallel_matmul_into(&mut low, rank, x_view, a_view.t(), 1.0, false);
+        let mut gb = vec![0.0f32; out * rank];
+        parallel_matmul_into(
+            &mut gb,
+            rank,
+            g_view.t(),
+            View::rows(&low, rows, rank, rank),
+            self.scale,
+            false,
+        );
+        Ok((Some(leaf(gx, x)?), Some(leaf(ga, a)?), Some(leaf(gb, b)?)))
+    }
+}
+
+/// The frozen weight's f32 elements (contiguous, as [`lora_linear`] makes it).
+fn slice_of<'a>(storage: &'a Storage, layout: &Layout, name: &str) -> Result<&'a [f32]> {
+    match storage {
+        Storage::Cpu(cpu) => slice(cpu, layout, name),
+        _ => bail!("{name}: x is on the CPU but the weight is not"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +308,64 @@ mod tests {
             prop_assert!(composed_shapes.contains(&vec![inner, out]));
             prop_assert!(!shapes.contains(&vec![inner, out]) && !shapes.contains(&vec![out, inner]));
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The fused LoRA projection gives the composed one's output and the gradients of x,
+        /// A and B (the frozen weight gets none), over shapes from one row and rank one up.
+        #[test]
+        fn fused_lora_matches_the_composed_projection(
+            rows in 1usize..20,
+            inner in 1usize..12,
+            rank in 1usize..5,
+            out in 1usize..10,
+            scale in -3.0f64..3.0,
+            seed in any::<u64>(),
+        ) {
+            let x = random(&[rows, inner], seed);
+            let weight = random(&[out, inner], seed ^ 1);
+            let a = random(&[rank, inner], seed ^ 2);
+            let b = random(&[out, rank], seed ^ 3);
+            let differences = crate::fused::tests::compare(
+                |t| lora_linear(&t[0], &weight, &t[1], &t[2], scale),
+                |t| composed_lora_linear(&t[0], &weight, &t[1], &t[2], scale),
+                &[x, a, b],
+                seed ^ 4,
+            );
+            for (what, difference) in ["out", "x", "a", "b"].iter().zip(differences) {
+                prop_assert!(difference < 1e-4, "{} differs by {}", what, difference);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_lora_reads_strided_inputs_and_names_shape_errors() {
+        let wide = Var::from_tensor(&random(&[6, 9], 1)).unwrap();
+        let x = wide.as_tensor().narrow(1, 2, 4).unwrap();
+        assert!(!x.is_contiguous());
+        let weight = random(&[3, 4], 2);
+        let a = Var::from_tensor(&random(&[2, 4], 3)).unwrap();
+        let b = Var::from_tensor(&random(&[3, 2], 4)).unwrap();
+        let fused = lora_linear(&x, &weight, a.as_tensor(), b.as_tensor(), 0.5).unwrap();
+        let composed =
+            composed_lora_linear(&x, &weight, a.as_tensor(), b.as_tensor(), 0.5).unwrap();
+        assert!(crate::fused::tests::max_difference(&fused, &composed) < 1e-5);
+        let grads = fused.sum_all().unwrap().backward().unwrap();
+        let expected = composed.sum_all().unwrap().backward().unwrap();
+        for t in [wide.as_tensor(), a.as_tensor(), b.as_tensor()] {
+            let difference = crate::fused::tests::max_difference(
+                grads.get(t).unwrap(),
+                expected.get(t).unwrap(),
+            );
+            assert!(difference < 1e-5);
+        }
+        let wrong = random(&[3, 5], 5);
+        let message = lora_linear(&x, &wrong, a.as_tensor(), b.as_tensor(), 0.5)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("agentr-lora-linear"), "{message}");
     }
 
     #[test]

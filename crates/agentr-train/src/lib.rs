@@ -20,6 +20,7 @@ mod model;
 pub mod openai;
 mod optim;
 mod parallel;
+mod products;
 mod runtime;
 mod sft;
 mod tokenizer;

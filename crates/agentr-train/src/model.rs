@@ -389,19 +389,27 @@ pub(crate) struct Adapter {
 
 impl Projection {
     fn forward(&self, x: &Tensor, pass: Pass) -> candle_core::Result<Tensor> {
-        let mut y = match pass {
-            Pass::Train => crate::frozen::linear(x, &self.weight)?,
-            Pass::Generate => crate::matvec::linear(x, &self.weight, self.int8.as_ref())?,
+        let adapter = |adapter: &Adapter| -> candle_core::Result<(Tensor, Tensor)> {
+            Ok((
+                pass.read(adapter.a.as_tensor()).to_dtype(x.dtype())?,
+                pass.read(adapter.b.as_tensor()).to_dtype(x.dtype())?,
+            ))
+        };
+        let mut y = match (pass, &self.adapter) {
+            (Pass::Train, None) => crate::frozen::linear(x, &self.weight)?,
+            (Pass::Train, Some(low_rank)) => {
+                let (a, b) = adapter(low_rank)?;
+                crate::frozen::lora_linear(x, &self.weight, &a, &b, low_rank.scale)?
+            }
+            (Pass::Generate, None) => crate::matvec::linear(x, &self.weight, self.int8.as_ref())?,
+            (Pass::Generate, Some(low_rank)) => {
+                let (a, b) = adapter(low_rank)?;
+                let base = crate::matvec::linear(x, &self.weight, self.int8.as_ref())?;
+                (base + crate::frozen::low_rank(x, &a, &b, low_rank.scale)?)?
+            }
         };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(&pass.read(bias))?;
-        }
-        if let Some(adapter) = &self.adapter {
-            let a = pass.read(adapter.a.as_tensor()).to_dtype(x.dtype())?;
-            let b = pass.read(adapter.b.as_tensor()).to_dtype(x.dtype())?;
-            // Scaled at rank width ([rows, rank]), not at output width.
-            let low = (x.matmul(&a.t()?)? * adapter.scale)?;
-            y = (y + low.matmul(&b.t()?)?)?;
         }
         Ok(y)
     }
