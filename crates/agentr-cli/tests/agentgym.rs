@@ -335,21 +335,21 @@ fn malformed_requests_are_answered_and_the_server_keeps_serving() {
             "/step",
             r#"{"id": 1, "action": "x"}"#.into(),
             200,
-            "The task with environment 1 has been deleted.".into(),
+            "The id 1 is not valid.".into(),
         ),
         (
             "POST",
             "/reset",
             r#"{"id": 1, "data_idx": 0}"#.into(),
             200,
-            "The task with environment 1 has been deleted.".into(),
+            "The id 1 is not valid.".into(),
         ),
         (
             "POST",
             "/close",
             r#"{"id": 1}"#.into(),
             200,
-            "The task with environment 1 has been deleted.".into(),
+            "The id 1 is not valid.".into(),
         ),
         (
             "POST",
@@ -392,7 +392,7 @@ fn malformed_requests_are_answered_and_the_server_keeps_serving() {
             "/detail?id=1",
             String::new(),
             200,
-            "The task with environment 1 has been deleted.".into(),
+            "The id 1 is not valid.".into(),
         ),
         ("GET", "/goals?id=0", String::new(), 404, "Not Found".into()),
         (
@@ -456,7 +456,7 @@ fn malformed_requests_are_answered_and_the_server_keeps_serving() {
     assert_eq!(status, 200);
     assert_eq!(
         step,
-        json!({"observation": "Inventory: You are not carrying anything.", "reward": 0.0, "done": false})
+        json!({"observation": "Inventory: You are not carrying anything.", "reward": 0, "done": false})
     );
     let (_, observation) = server.get("/observation?id=0");
     assert_eq!(observation, "Inventory: You are not carrying anything.");
@@ -510,8 +510,8 @@ fn actions(env: &TextCraft, task: TaskId) -> Vec<String> {
     episode.responses().map(|r| env.extract_action(r)).collect()
 }
 
-/// A full server answers 503 with Retry-After; clients retry, and idle environments are
-/// evicted to make room.
+/// A full server answers 503 with Retry-After; clients retry, and the least recently used
+/// idle environment is evicted to make room (logged), the other one kept.
 #[test]
 fn full_servers_answer_503_and_evict_idle_environments() {
     let server = Server::start("webshop", &["--max-envs", "2", "--idle-timeout", "1"]);
@@ -524,13 +524,32 @@ fn full_servers_answer_503_and_evict_idle_environments() {
     assert!(head.contains("retry-after: 1"), "{head}");
     assert!(answer["error"].as_str().unwrap().contains("maximum of 2"));
     assert_eq!(server.get("/list_envs").1, json!([0, 1]));
-    // The client retries until the idle ones are gone (after about a second).
+    // The client retries until one has been idle for the timeout (about a second).
     let started = Instant::now();
     let mut env = server.env(EnvKind::WebShop);
     let first = env.reset(TaskId(3)).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(first.starts_with("WebShop [SEP] Instruction:"), "{first}");
     assert_eq!(env.server_id(), Some(2));
+    // Only the least recently used one made room.
+    assert_eq!(server.get("/list_envs").1, json!([1, 2]));
+    // The line was written before the answer; the test's reader thread may lag behind.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = server.served.log();
+        if log.contains("evicted environment") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let eviction = log
+        .lines()
+        .find(|line| line.starts_with("evicted environment 0 (untouched for "))
+        .unwrap_or_else(|| panic!("no eviction logged:\n{log}"));
+    assert!(
+        eviction.ends_with("to make room for environment 2"),
+        "{eviction}"
+    );
     assert_eq!(
         server
             .post("/step", r#"{"env_idx": 0, "action": "search[x]"}"#)
@@ -578,9 +597,8 @@ fn full_servers_answer_503_and_evict_idle_environments() {
     );
     assert_eq!(server.get("/").1, "ok");
     drop(env);
-    // Closed on drop (environment 1 may still wait for its eviction).
-    let live = server.get("/list_envs").1;
-    assert!(!live.as_array().unwrap().contains(&json!(2)), "{live}");
+    // Closed on drop; environment 1 stays, as nothing needed its slot.
+    assert_eq!(server.get("/list_envs").1, json!([1]));
 }
 
 /// The client's errors are typed: refusals, statuses and unreachable servers.
@@ -597,7 +615,7 @@ fn client_errors_are_typed() {
     let error = source(env.step("inventory").unwrap_err());
     assert!(
         matches!(&error, AgentGymError::Refused { message, .. }
-            if message == "The task with environment 0 has been deleted."),
+            if message == "The id 0 is not valid."),
         "{error}"
     );
     // A server for another environment: it cannot read the requests.
@@ -701,4 +719,52 @@ fn remote_task_ids_are_the_native_ones() {
         assert_eq!(remote.task_ids(split), native.task_ids(split), "{split}");
     }
     assert_eq!(remote.instruction(), native.instruction());
+}
+
+/// TextCraft's rewards go out as whole numbers (`"reward": 1`), as AgentGym's server writes
+/// its Python integers, in `/create`, `/step`, `/reset` and `/detail` (issue 22).
+#[test]
+fn textcraft_rewards_are_integers_on_the_wire() {
+    let textcraft = TextCraft::from_default_assets().expect("recipes (cargo xtask setup)");
+    let server = Server::start("textcraft", &[]);
+    let integer = |answer: &Value, what: &str| {
+        assert!(answer["reward"].is_u64(), "{what}: {answer}");
+        answer["reward"].as_u64().unwrap()
+    };
+    let (_, created) = server.post("/create", "{}");
+    assert_eq!(integer(&created, "/create"), 0);
+    let (_, reset) = server.post("/reset", r#"{"id": 0, "data_idx": 0}"#);
+    assert_eq!(integer(&reset, "/reset"), 0);
+    let mut last = Value::Null;
+    for action in actions(&textcraft, TaskId(0)) {
+        let body = serde_json::json!({"id": 0, "action": action}).to_string();
+        last = server.post("/step", &body).1;
+        integer(&last, "/step");
+    }
+    assert_eq!(last["done"], true, "{last}");
+    assert_eq!(integer(&last, "the last /step"), 1);
+    assert_eq!(integer(&server.get("/detail?id=0").1, "/detail"), 1);
+}
+
+/// Regression (issue 22): through the server, as natively, WebShop reports the reward and the
+/// end only on the step that buys; later steps answer reward 0 and not done.
+#[test]
+fn webshop_steps_after_the_purchase_earn_nothing_through_the_server() {
+    let shop = default_shop();
+    let server = Server::start("webshop", &[]);
+    let mut served = server.env(EnvKind::WebShop);
+    let mut direct = WebShop::new(Arc::clone(&shop));
+    let oracle = WebShopOracle::new(Arc::clone(&shop));
+    let task = direct.task_ids(Split::Test)[0];
+    for env in [&mut served as &mut dyn Environment, &mut direct] {
+        let episode = rollout::<EnvError, _>(env, task, RolloutOptions::default(), |chat| {
+            oracle.respond(chat)
+        })
+        .unwrap();
+        assert!(episode.done && episode.reward > 0.0, "{episode:?}");
+        for action in ["click[buy now]", "search[lamp]"] {
+            let step = env.step(action).unwrap();
+            assert_eq!((step.reward, step.done), (0.0, false), "{action}");
+        }
+    }
 }

@@ -11,7 +11,8 @@
 //!
 //! The rationale before the label line is a template filled with what the prompt itself shows
 //! (whether the environment rejected the action), so the model is not taught to cite rollouts
-//! it cannot see.
+//! it cannot see. A step the environment rejected is taught **Bad** whatever its tree label,
+//! as the verifier prompt's own rule says; the tree's label is kept in the sample's metadata.
 
 use std::collections::BTreeMap;
 
@@ -51,15 +52,27 @@ pub fn tree_label(tree: &Tree, id: NodeId, thresholds: &Thresholds) -> Option<La
     }
 }
 
-/// The answer a judge should give for the step of `request`, labelled `label`.
-fn answer(request: &JudgeRequest<'_>, label: Label) -> String {
-    let rejected = is_rejection(
+/// Whether the environment refused the action of `request`'s step (what its prompt shows).
+fn rejected(request: &JudgeRequest<'_>) -> bool {
+    is_rejection(
         request.env,
         request.previous_observation(),
         request.step.observation,
-    );
+    )
+}
+
+/// The label a judge sample teaches for a step the tree labels `tree_label`: the verifier
+/// prompt calls every step the environment rejected Bad, so a rejected step is taught Bad
+/// whatever the rollouts through it did (a branch can still succeed after a wasted turn).
+fn taught_label(tree_label: Label, rejected: bool) -> Label {
+    if rejected { Label::Bad } else { tree_label }
+}
+
+/// The answer a judge should give for a step taught `label`; `rejected`: whether the
+/// environment refused its action. The rationale says only what the prompt shows.
+fn answer(label: Label, rejected: bool) -> String {
     let reasons = match (label, rejected) {
-        (Label::Bad, true) => {
+        (_, true) => {
             "The environment did not carry out this action, so the step wasted a turn. A \
              different action at this point would have made progress."
         }
@@ -67,21 +80,18 @@ fn answer(request: &JudgeRequest<'_>, label: Label) -> String {
             "The action was carried out, but it does not lead toward the goal; a different \
              action at this point would."
         }
-        (Label::Good, _) => "The action was carried out and moves the agent toward the goal.",
-        (Label::Uncertain, true) => {
-            "The environment did not carry out this action, but it is not clear that another \
-             action would have done better here."
-        }
+        (Label::Good, false) => "The action was carried out and moves the agent toward the goal.",
         (Label::Uncertain, false) => {
             "The action was carried out; from here it is not clear whether it helps reach the \
              goal."
         }
     };
+    let label = taught_label(label, rejected);
     format!("{reasons}\nJudgment: {}", label.as_str())
 }
 
-/// At most `per_label` steps of each tree label (bad, good, uncertain, in that order), chosen
-/// at random among the visited steps, seeded by `seed` and the task.
+/// At most `per_label` steps of each taught label (bad, good, uncertain, in that order),
+/// chosen at random among the visited steps, seeded by `seed` and the task.
 fn labelled_steps(
     tree: &Tree,
     thresholds: &Thresholds,
@@ -89,10 +99,20 @@ fn labelled_steps(
     seed: u64,
 ) -> Vec<(NodeId, Label)> {
     let mut rng = Rng::from_parts(&[seed, tree.task.0, JUDGE_STREAM]);
+    let taught: Vec<Option<Label>> = (0..tree.nodes.len())
+        .map(|id| {
+            let label = tree_label(tree, id, thresholds)?;
+            let positions = tree.child_positions(id);
+            Some(taught_label(
+                label,
+                rejected(&step_request(tree, id, &positions)),
+            ))
+        })
+        .collect();
     let mut chosen = Vec::new();
     for wanted in [Label::Bad, Label::Good, Label::Uncertain] {
         let mut ids: Vec<NodeId> = (0..tree.nodes.len())
-            .filter(|&id| tree_label(tree, id, thresholds) == Some(wanted))
+            .filter(|&id| taught[id] == Some(wanted))
             .collect();
         rng.shuffle(&mut ids);
         chosen.extend(ids.into_iter().take(per_label).map(|id| (id, wanted)));
@@ -130,9 +150,10 @@ impl Agreement {
     }
 }
 
-/// Asks `judge` about at most `per_label` steps of each tree label of `tree` (the steps
+/// Asks `judge` about at most `per_label` steps of each label of `tree` (the steps
 /// [`judge_samples`] would teach with the same seed, so on trees the judge was not trained on
-/// this measures what it learned) and counts how often it agrees with the tree.
+/// this measures what it learned) and counts how often it agrees with the label taught there:
+/// the tree's, or Bad where the environment rejected the step.
 pub fn judge_agreement<J: Judge + ?Sized>(
     tree: &Tree,
     thresholds: &Thresholds,
@@ -171,7 +192,7 @@ pub fn judge_samples(
             let request = step_request(tree, id, &positions);
             let node = &tree.nodes[id];
             let mut messages = judge_prompt(&request);
-            messages.push(Message::assistant(answer(&request, wanted), true));
+            messages.push(Message::assistant(answer(wanted, rejected(&request)), true));
             sample(
                 messages,
                 json!({
@@ -179,6 +200,7 @@ pub fn judge_samples(
                     "task": tree.task,
                     "kind": "judge",
                     "label": wanted,
+                    "tree_label": tree_label(tree, id, thresholds),
                     "node": positions,
                     "mean_reward": node.mean_value(),
                     "visits": node.visits,

@@ -16,14 +16,22 @@ use crate::{
 };
 
 /// A random tree with every invariant of `agentr_mcts::Tree`: random branching, terminal
-/// leaves with rewards from {0, 0.1, 0.5, 1}, some disasters and some open leaves.
+/// leaves with rewards from {0, 0.1, 0.5, 1}, some disasters and some open leaves. Its
+/// environment is TextCraft's name, and about one step in five gets TextCraft's refusal
+/// (`Could not find ...`), so branches that succeed after a rejected step occur.
 fn random_tree(seed: u64, depth_limit: usize, branching: u64) -> Tree {
     let mut rng = Rng::new(seed);
     let config = SearchConfig {
         depth_limit,
         ..SearchConfig::default()
     };
-    let mut tree = Tree::new("toy", TaskId(seed % 7), "Play.", "start".into(), config);
+    let mut tree = Tree::new(
+        "textcraft",
+        TaskId(seed % 7),
+        "Play.",
+        "start".into(),
+        config,
+    );
     let mut frontier = vec![0];
     while let Some(parent) = frontier.pop() {
         let children = 1 + rng.below(branching);
@@ -45,7 +53,10 @@ fn random_tree(seed: u64, depth_limit: usize, branching: u64) -> Tree {
                 children: Vec::new(),
                 response: format!("Thought: step {id}\nAction: a{k}"),
                 action: format!("a{k}"),
-                observation: format!("obs {id}"),
+                observation: match rng.below(5) {
+                    0 => format!("Could not find a{k}"),
+                    _ => format!("obs {id}"),
+                },
                 reward,
                 visits: 0,
                 value: 0.0,
@@ -348,8 +359,18 @@ proptest! {
                 Label::Uncertain
             };
             prop_assert_eq!(label, expected);
+            prop_assert_eq!(&sample.meta["tree_label"], &serde_json::json!(label));
+            // The prompt calls a rejected step Bad, and the answer never says otherwise.
+            let rejected = tree.nodes[id].observation.starts_with("Could not");
+            let label = if rejected { Label::Bad } else { label };
             prop_assert_eq!(&sample.meta["label"], &serde_json::json!(label));
             let answer = sample.messages.last().unwrap();
+            prop_assert_eq!(
+                answer.content.contains("did not carry out"),
+                rejected,
+                "{}", &answer.content
+            );
+            prop_assert_eq!(answer.content.contains("was carried out"), !rejected);
             prop_assert_eq!(answer.role, Role::Assistant);
             prop_assert_eq!(answer.loss, Some(true));
             prop_assert!(sample.messages[..sample.messages.len() - 1].iter().all(|m| m.loss != Some(true)));
@@ -362,7 +383,12 @@ proptest! {
         // Every label the tree offers is used up to the cap.
         for label in [Label::Bad, Label::Good, Label::Uncertain] {
             let available = (0..tree.nodes.len())
-                .filter(|&id| tree_label(&tree, id, &thresholds) == Some(label))
+                .filter(|&id| {
+                    let rejected = tree.nodes[id].observation.starts_with("Could not");
+                    tree_label(&tree, id, &thresholds)
+                        .map(|l| if rejected { Label::Bad } else { l })
+                        == Some(label)
+                })
                 .count();
             prop_assert_eq!(per.get(&label).copied().unwrap_or(0), available.min(per_label));
         }
@@ -428,17 +454,25 @@ fn random_trees_exercise_the_splicer() {
 
 #[test]
 fn random_trees_give_every_judge_label() {
-    // Guards the generator for `judge_samples_follow_the_tree`: all three labels must occur.
+    // Guards the generator for `judge_samples_follow_the_tree`: all three labels must occur,
+    // and rejected steps on branches that succeed.
     let thresholds = Thresholds {
         alpha: 0.5,
         beta: 0.2,
         condition: PairCondition::Paper,
     };
     let mut seen = HashSet::new();
+    let mut rejected_on_good_branches = 0;
     for seed in 0..200u64 {
         for sample in judge_samples(&random_tree(seed, 5, 3), &thresholds, 2, seed) {
             seen.insert(sample.meta["label"].as_str().unwrap().to_owned());
+            // Regression (issue 22): a rejected step whose branch went on to succeed was
+            // taught `Judgment: good`; it is taught Bad.
+            if sample.meta["tree_label"] == "good" {
+                rejected_on_good_branches += usize::from(sample.meta["label"] == "bad");
+            }
         }
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(rejected_on_good_branches > 0);
 }

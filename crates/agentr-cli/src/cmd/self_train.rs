@@ -573,7 +573,6 @@ impl RunConfig {
                 // Every failed episode of the warm start (at most 40), 10 rounds each.
                 reflection_rounds: 10,
                 reflection_episodes: Some(40),
-                ..common.eval
             },
             // Twice the decoding speed of f32 on the CPU (BENCHMARKS.md).
             generation_weights: agentr_train::GenerationWeights::Int8,

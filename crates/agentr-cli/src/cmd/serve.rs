@@ -26,7 +26,8 @@ pub struct Args {
     /// 503 (default: 1024, or 8 for sciworld, whose environments are a JVM each).
     #[arg(long, value_name = "N")]
     pub(crate) max_envs: Option<usize>,
-    /// Seconds after which an untouched environment may be evicted.
+    /// Seconds an environment must have been untouched before a `/create` on a full server
+    /// may evict it (the least recently used first; nothing is evicted while there is room).
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub(crate) idle_timeout: u64,
     /// Largest request body in bytes (larger ones get 413).
@@ -60,8 +61,6 @@ pub fn run(args: Args) -> Result<()> {
             idle_timeout,
         },
     );
-    // Idle environments go within a quarter of the timeout of becoming idle.
-    server.evict_idle_every((idle_timeout / 4).max(Duration::from_millis(250)));
     let options = ServerOptions {
         max_body_bytes: args.max_body_bytes,
         shutdown_grace: Duration::from_secs(10),

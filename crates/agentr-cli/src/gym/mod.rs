@@ -14,7 +14,8 @@
 //! Answers follow AgentGym's servers:
 //!
 //! * A call the environment refuses (unknown id: `The id 5 is not valid.`; closed or evicted
-//!   id: `The task with environment 5 has been deleted.`; a ScienceWorld episode that ended:
+//!   id: `The task with environment 5 has been deleted.`, except on TextCraft, whose server
+//!   forgets closed ids and answers `not valid`; a ScienceWorld episode that ended:
 //!   `... has finished.`; an unknown task, a failed simulator) is HTTP 200 with
 //!   `{"error": message}`. AgentGym's WebShop server crashes into a bare 500 on an unknown id
 //!   instead; this server answers it like the other two.
@@ -23,14 +24,17 @@
 //!   an unknown path 404 and a wrong method 405, with FastAPI's `{"detail": ...}`; a body over
 //!   `--max-body-bytes` 413 with `{"error": {"message", "type"}}` (the shared HTTP layer's
 //!   answer; FastAPI has no limit).
-//! * `/create` when `--max-envs` environments exist and none has been idle for
-//!   `--idle-timeout` is 503 with `{"error": ...}` and `Retry-After: 1`. Idle environments
-//!   are also evicted in the background. (AgentGym's WebShop server instead hands out an
-//!   existing environment once it holds 8,000.)
+//! * `/create` when `--max-envs` environments exist evicts the least recently used one that
+//!   has been idle for longer than `--idle-timeout` (logged), or, when none has, is 503 with
+//!   `{"error": ...}` and `Retry-After: 1`. Nothing is evicted while there is room: a client
+//!   waiting for its turn keeps its environment however long it waits. (AgentGym's servers
+//!   never evict; its WebShop server hands out an existing environment once it holds 8,000.)
 //! * Ids count up from 0 (AgentGym's WebShop server draws random ones). `/create` resets
 //!   TextCraft to task `id` and WebShop to goal `id` modulo the goals, as the originals do
 //!   (WebShop's with a random goal); a WebShop `/reset` without `session_id` draws its goal
 //!   from a generator seeded with the id and the reset count.
+//! * TextCraft's rewards are whole numbers on the wire (`"reward": 1`), as its server's
+//!   Python integers are.
 //! * `/close` answers `{"closed": true}` (WebShop: `{"closed": false}` for an id it does not
 //!   hold; the others refuse such ids as above).
 //! * Not served: TextCraft's `/commands` and `/goal` (routed in AgentGym to methods its
@@ -53,7 +57,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 pub use native::Natives;
 use native::{Answer, Op, Served};
-use pool::{CreateError, Lookup, Pool};
+use pool::{CreateError, Eviction, Lookup, Pool};
 use request::{Detail, Fields, query_int};
 
 use crate::http::{self, Body, Handler};
@@ -129,22 +133,6 @@ impl GymServer {
         }
     }
 
-    /// Evicts idle environments every `period` on a thread of its own, for as long as the
-    /// server lives (a thread that would outlive it ends at its next wake-up).
-    pub fn evict_idle_every(&self, period: Duration) {
-        let pool = Arc::downgrade(&self.pool);
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(period);
-                let Some(pool) = pool.upgrade() else { return };
-                let evicted = pool.sweep();
-                if evicted > 0 {
-                    eprintln!("evicted {evicted} idle environment(s)");
-                }
-            }
-        });
-    }
-
     /// The endpoint of `path`; FastAPI's 404 or 405 when there is none for `method`.
     fn route(&self, method: &Method, path: &str) -> Result<Endpoint, Box<Response<Body>>> {
         let Some((_, post, endpoint)) = routes(self.kind).find(|r| r.0 == path) else {
@@ -182,7 +170,16 @@ impl GymServer {
             }
         }
         match self.pool.create(|id| self.natives.create(id)) {
-            Ok((_, answer)) => http::json_bytes(StatusCode::OK, answer),
+            Ok((id, answer, eviction)) => {
+                if let Some(Eviction { id: evicted, idle }) = eviction {
+                    eprintln!(
+                        "evicted environment {evicted} (untouched for {:.0} s) to make room for \
+                         environment {id}",
+                        idle.as_secs_f64()
+                    );
+                }
+                http::json_bytes(StatusCode::OK, answer)
+            }
             Err(CreateError::Failed(message)) => refused(&message),
             Err(CreateError::Full(max)) => {
                 let mut response = http::json(
@@ -216,8 +213,18 @@ impl GymServer {
                 http::json(StatusCode::OK, &Closed { closed: true })
             }
             (_, EnvKind::WebShop) => http::json(StatusCode::OK, &Closed { closed: false }),
-            (Lookup::Deleted, _) => refused(&deleted(id)),
+            (Lookup::Deleted, _) => refused(&self.gone(id)),
             (Lookup::Unknown, _) => refused(&not_valid(id)),
+        }
+    }
+
+    /// The refusal for an id that was closed or evicted. AgentGym's TextCraft server forgets a
+    /// closed id (`The id 5 is not valid.`); its ScienceWorld and WebShop servers remember it
+    /// (`... has been deleted.`).
+    fn gone(&self, id: i64) -> String {
+        match self.kind {
+            EnvKind::TextCraft => not_valid(id),
+            EnvKind::SciWorld | EnvKind::WebShop => deleted(id),
         }
     }
 
@@ -238,7 +245,7 @@ impl GymServer {
     async fn run(&self, id: i64, op: Op) -> Response<Body> {
         let entry = match self.pool.get(id) {
             Lookup::Live(entry) => entry,
-            Lookup::Deleted => return refused(&deleted(id)),
+            Lookup::Deleted => return refused(&self.gone(id)),
             Lookup::Unknown => return refused(&not_valid(id)),
         };
         // TextCraft answers in microseconds; a JVM call or a search would hold up the

@@ -1,4 +1,11 @@
-//! The server's environments by id: a bounded number of them, idle ones evicted.
+//! The server's environments by id: a bounded number of them, an idle one evicted only to
+//! make room.
+//!
+//! AgentGym's task classes create all their clients up front and play them one after the
+//! other, so a well-behaved client can wait a long time for its turn; a timer that evicted
+//! idle environments broke such runs. Eviction happens only under pressure: when `/create`
+//! finds every slot taken, the least recently used environment idle for longer than the
+//! timeout makes room, and the caller learns which one (to log it).
 //!
 //! Ids count up from 0 and are never reused, so an id below the next one that is no longer
 //! held was closed or evicted: such ids get AgentGym's "has been deleted" answer, ids never
@@ -34,6 +41,14 @@ pub enum Lookup<T> {
     Deleted,
     /// An id never handed out.
     Unknown,
+}
+
+/// An environment evicted to make room.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eviction {
+    pub id: u64,
+    /// How long it had been untouched.
+    pub idle: Duration,
 }
 
 /// Why `/create` made nothing.
@@ -99,23 +114,38 @@ impl<T> Pool<T> {
     }
 
     /// Makes an environment with the next id (`make` gets the id and runs under the table's
-    /// lock, so it must be quick). At capacity, idle environments are evicted first.
+    /// lock, so it must be quick). At capacity, the least recently used environment idle for
+    /// longer than the timeout is evicted first, and returned.
     pub fn create<R>(
         &self,
         make: impl FnOnce(u64) -> Result<(T, R), String>,
-    ) -> Result<(u64, R), CreateError> {
-        // Evicted environments are dropped after the lock is released (a ScienceWorld
+    ) -> Result<(u64, R, Option<Eviction>), CreateError> {
+        // An evicted environment is dropped after the lock is released (a ScienceWorld
         // environment stops its JVM when dropped).
-        let mut evicted = Vec::new();
+        let mut evicted = None;
         let mut table = self.table();
         if table.live.len() >= self.max {
-            evicted = self.take_idle(&mut table);
-        }
-        if table.live.len() >= self.max {
-            return Err(CreateError::Full(self.max));
+            evicted = self.take_least_recent_idle(&mut table);
+            if evicted.is_none() {
+                return Err(CreateError::Full(self.max));
+            }
         }
         let id = table.next;
-        let (value, reply) = make(id).map_err(CreateError::Failed)?;
+        let made = make(id);
+        let eviction = evicted.as_ref().map(|(id, _, idle)| Eviction {
+            id: *id,
+            idle: *idle,
+        });
+        let (value, reply) = match made {
+            Ok(made) => made,
+            Err(message) => {
+                // Nothing was made, so the evicted environment keeps its slot.
+                if let Some((id, entry, _)) = evicted {
+                    table.live.insert(id, entry);
+                }
+                return Err(CreateError::Failed(message));
+            }
+        };
         table.next += 1;
         let entry = Entry {
             used: AtomicU64::new(self.now()),
@@ -124,7 +154,7 @@ impl<T> Pool<T> {
         table.live.insert(id, Arc::new(entry));
         drop(table);
         drop(evicted);
-        Ok((id, reply))
+        Ok((id, reply, eviction))
     }
 
     /// Removes `id`; the entry comes back so the caller decides where it is dropped.
@@ -140,28 +170,21 @@ impl<T> Pool<T> {
         }
     }
 
-    /// Evicts every idle environment; returns how many.
-    pub fn sweep(&self) -> usize {
-        let evicted = {
-            let mut table = self.table();
-            self.take_idle(&mut table)
-        };
-        evicted.len()
-    }
-
-    fn take_idle(&self, table: &mut Table<T>) -> Vec<Arc<Entry<T>>> {
+    /// Removes the least recently used environment untouched for longer than the timeout.
+    fn take_least_recent_idle(
+        &self,
+        table: &mut Table<T>,
+    ) -> Option<(u64, Arc<Entry<T>>, Duration)> {
         let now = self.now();
-        let idle = self.idle.as_millis() as u64;
-        let stale: Vec<u64> = table
+        let timeout = self.idle.as_millis() as u64;
+        let (id, used) = table
             .live
             .iter()
-            .filter(|(_, e)| now.saturating_sub(e.used.load(Ordering::Relaxed)) > idle)
-            .map(|(&id, _)| id)
-            .collect();
-        stale
-            .into_iter()
-            .filter_map(|id| table.live.remove(&id))
-            .collect()
+            .map(|(&id, e)| (id, e.used.load(Ordering::Relaxed)))
+            .filter(|&(_, used)| now.saturating_sub(used) > timeout)
+            .min_by_key(|&(id, used)| (used, id))?;
+        let entry = table.live.remove(&id)?;
+        Some((id, entry, Duration::from_millis(now.saturating_sub(used))))
     }
 
     /// The live ids, ascending.
@@ -184,7 +207,10 @@ mod tests {
     fn ids_count_up_and_closed_ones_stay_deleted() {
         let pool = Pool::new(10, Duration::from_secs(60));
         assert_eq!(pool.create(value(10)).unwrap().0, 0);
-        assert_eq!(pool.create(|id| Ok((id as u32, id * 2))).unwrap(), (1, 2));
+        assert_eq!(
+            pool.create(|id| Ok((id as u32, id * 2))).unwrap(),
+            (1, 2, None)
+        );
         assert!(matches!(pool.get(1), Lookup::Live(e) if *e.lock() == 1));
         assert!(matches!(pool.close(0), Lookup::Live(_)));
         assert!(matches!(pool.close(0), Lookup::Deleted));
@@ -202,19 +228,40 @@ mod tests {
     }
 
     #[test]
-    fn a_full_pool_evicts_only_idle_environments() {
-        let pool = Pool::new(2, Duration::from_millis(50));
+    fn a_full_pool_evicts_only_the_least_recently_used_idle_environment() {
+        let pool = Pool::new(3, Duration::from_millis(50));
+        for v in 0..3 {
+            pool.create(value(v)).unwrap();
+        }
+        assert_eq!(pool.create(value(3)), Err(CreateError::Full(3)));
+        std::thread::sleep(Duration::from_millis(120));
+        // Id 0 is used again: ids 1 and 2 are idle, 1 the longer.
+        assert!(matches!(pool.get(0), Lookup::Live(_)));
+        let (id, (), eviction) = pool.create(value(3)).unwrap();
+        assert_eq!(id, 3);
+        let eviction = eviction.unwrap();
+        assert_eq!(eviction.id, 1);
+        assert!(eviction.idle >= Duration::from_millis(100), "{eviction:?}");
+        assert!(matches!(pool.get(1), Lookup::Deleted));
+        assert_eq!(pool.ids(), [0, 2, 3]);
+        // A failed make evicts nothing.
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(
+            pool.create(|_| Err::<(u32, ()), _>("no".into())),
+            Err(CreateError::Failed("no".into()))
+        );
+        assert_eq!(pool.ids(), [0, 2, 3]);
+    }
+
+    /// Regression (issue 22): a client that waits longer than the timeout for its turn keeps
+    /// its environment while the server has room.
+    #[test]
+    fn idle_environments_stay_while_there_is_room() {
+        let pool = Pool::new(3, Duration::from_millis(10));
         pool.create(value(0)).unwrap();
-        pool.create(value(1)).unwrap();
-        assert_eq!(pool.create(value(2)), Err(CreateError::Full(2)));
-        std::thread::sleep(Duration::from_millis(120));
-        // Id 1 is used again: only id 0 is idle.
-        assert!(matches!(pool.get(1), Lookup::Live(_)));
-        assert_eq!(pool.create(value(2)).unwrap().0, 2);
-        assert!(matches!(pool.get(0), Lookup::Deleted));
-        assert_eq!(pool.ids(), [1, 2]);
-        std::thread::sleep(Duration::from_millis(120));
-        assert_eq!(pool.sweep(), 2);
-        assert!(pool.ids().is_empty());
+        std::thread::sleep(Duration::from_millis(60));
+        let (id, (), eviction) = pool.create(value(1)).unwrap();
+        assert_eq!((id, eviction), (1, None));
+        assert!(matches!(pool.get(0), Lookup::Live(e) if *e.lock() == 0));
     }
 }

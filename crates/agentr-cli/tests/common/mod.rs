@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Runs `agentr ARGS` to the end, without standard input.
@@ -33,6 +34,8 @@ pub struct Served {
     child: Child,
     /// `host:port` it listens on.
     pub addr: String,
+    /// What it has written to stderr after its `listening on` line.
+    log: Arc<Mutex<String>>,
 }
 
 impl Served {
@@ -64,8 +67,22 @@ impl Served {
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Served { child, addr }
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Served { child, addr, log }
+    }
+
+    /// What the server has logged so far (after its `listening on` line).
+    #[allow(dead_code)] // Only some test binaries read the log.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 }
 

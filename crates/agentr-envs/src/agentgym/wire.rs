@@ -34,6 +34,7 @@ pub struct TextCraftEpisode {
     /// Always false.
     pub done: bool,
     /// Always 0.
+    #[serde(serialize_with = "whole_number")]
     pub reward: f64,
 }
 
@@ -43,6 +44,7 @@ pub struct TextCraftStep {
     /// What the action did.
     pub observation: String,
     /// 1 once the goal is crafted, else 0.
+    #[serde(serialize_with = "whole_number")]
     pub reward: f64,
     /// Whether the goal is crafted.
     pub done: bool,
@@ -56,6 +58,7 @@ pub struct TextCraftDetail {
     /// Whether the episode ended.
     pub done: bool,
     /// The last reward.
+    #[serde(serialize_with = "whole_number")]
     pub reward: f64,
     /// Whether the environment was closed (never true in an answer: closed ids are refused).
     pub deleted: bool,
@@ -228,6 +231,17 @@ pub struct AvailableActions {
     pub clickables: Vec<String>,
 }
 
+/// AgentGym's TextCraft server answers its rewards as Python integers (`"reward": 1`); a
+/// reward that is a whole number is written the same way (and still reads back as a float).
+fn whole_number<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    // 2^53: every integer up to it is exact in f64.
+    if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_992.0 {
+        serializer.serialize_i64(*value as i64)
+    } else {
+        serializer.serialize_f64(*value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +249,38 @@ mod tests {
 
     fn json_of(value: &impl Serialize) -> Value {
         serde_json::to_value(value).unwrap()
+    }
+
+    /// TextCraft's rewards are written as AgentGym's server writes them (`1`, not `1.0`), and
+    /// read back as floats.
+    #[test]
+    fn textcraft_rewards_are_whole_numbers_on_the_wire() {
+        let step = TextCraftStep {
+            observation: "Crafted 1 minecraft:stick".into(),
+            reward: 1.0,
+            done: true,
+        };
+        let text = serde_json::to_string(&step).unwrap();
+        assert!(text.contains(r#""reward":1,"#), "{text}");
+        assert_eq!(serde_json::from_str::<TextCraftStep>(&text).unwrap(), step);
+        let detail = TextCraftDetail {
+            observation: "o".into(),
+            done: false,
+            reward: 0.0,
+            deleted: false,
+        };
+        let text = serde_json::to_string(&detail).unwrap();
+        assert!(text.contains(r#""reward":0,"#), "{text}");
+        // A reward that is not a whole number stays a float.
+        let half = TextCraftStep {
+            reward: 0.5,
+            ..step
+        };
+        assert!(
+            serde_json::to_string(&half)
+                .unwrap()
+                .contains(r#""reward":0.5"#)
+        );
     }
 
     #[test]
@@ -247,7 +293,7 @@ mod tests {
                     done: false,
                     reward: 0.0,
                 }),
-                json!({"id": 3, "observation": "o", "done": false, "reward": 0.0}),
+                json!({"id": 3, "observation": "o", "done": false, "reward": 0}),
             ),
             (
                 json_of(&SciWorldStep {

@@ -13,7 +13,9 @@
 //! * sub-pages: `back to search`, `< prev` (to the item).
 //!
 //! Anything else changes nothing: the observation is the current page again, with reward 0.
-//! Observations are the page's visible texts joined by ` [SEP] `.
+//! Observations are the page's visible texts joined by ` [SEP] `. Only the step that buys
+//! ends the episode with a reward; as in the original, steps after it answer reward 0 and
+//! not done (the done page has no clickables; a search still opens its results).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -534,12 +536,14 @@ impl Environment for WebShop {
         let Some(mut session) = self.session.clone() else {
             return Err(EnvError::NotReset { env: NAME });
         };
-        if !matches!(session.page, Page::Done { .. }) {
-            self.apply(&mut session, action)?;
-        }
+        // The original reports a reward and the end only on the step that buys: after it,
+        // the done page has no clickables (a click changes nothing, reward 0, not done) and a
+        // search opens its results, as on any page.
+        let bought_before = matches!(session.page, Page::Done { .. });
+        self.apply(&mut session, action)?;
         let observation = self.observation(&session);
         let (reward, done) = match session.page {
-            Page::Done { reward, .. } => (reward, true),
+            Page::Done { reward, .. } if !bought_before => (reward, true),
             _ => (0.0, false),
         };
         self.session = Some(session);

@@ -154,9 +154,19 @@ fn buying_ends_the_episode_with_the_reward() {
         "{}",
         step.observation
     );
-    // The episode is over: further actions change nothing.
+    // Regression (issue 22): as in the original, only the buying step ends the episode. A
+    // click on the done page changes nothing and a search opens its results, both with
+    // reward 0 and not done.
+    let click = env.step("click[Buy Now]").unwrap();
+    assert_eq!((click.reward, click.done), (0.0, false));
+    assert_eq!(click.observation, step.observation);
     let again = env.step("search[lamp]").unwrap();
-    assert_eq!((again.reward, again.done), (1.0, true));
+    assert_eq!((again.reward, again.done), (0.0, false));
+    assert!(
+        again.observation.contains("Page 1 (Total results:"),
+        "{}",
+        again.observation
+    );
 
     // Buying without choosing the options earns less.
     env.reset(TaskId(0)).unwrap();
