@@ -243,3 +243,29 @@ fn snapping_maps_free_form_actions_to_valid_ones_only_when_asked() {
     // Numbers answer the simulator's "which one?" question and are never snapped.
     assert_eq!(snapping.step("7").unwrap().observation, INVALID_ACTION);
 }
+
+/// Regression (issue 22): the score is rounded as the Python package rounds it, halves to the
+/// even neighbour (task 536's gold path: 12 after `pick up thermometer`, where rounding halves
+/// up gave 13), and an episode ends once the simulator's move count passes the package's step
+/// limit of 100 (`wait1` counts two moves; agentr went on past 120).
+#[test]
+fn scores_round_like_the_package_and_episodes_end_at_the_move_limit() {
+    let _records_gold_paths = SciWorldExpert::new();
+    let mut env = env();
+    let task = TaskId(536);
+    let gold = env.gold_actions(task).unwrap();
+    env.reset(task).unwrap();
+    let scores: Vec<i64> = gold[..4]
+        .iter()
+        .map(|action| {
+            env.step(action).unwrap();
+            env.score()
+        })
+        .collect();
+    eprintln!("task 536: {:?} -> {scores:?}", &gold[..4]);
+    assert_eq!(gold[3], "pick up thermometer");
+    assert_eq!(scores[3], 12, "{scores:?}");
+    env.reset(TaskId(0)).unwrap();
+    let ends: Vec<bool> = (0..60).map(|_| env.step("wait1").unwrap().done).collect();
+    assert_eq!(ends.iter().position(|&done| done), Some(50), "{ends:?}");
+}

@@ -8,8 +8,10 @@
 //!   half; its dev and test variations are left out), minus any test id.
 //! * Reset loads the game and looks around; the first observation is the task description, a
 //!   newline and what `look around` printed. Reward is the simulator's score / 100 with
-//!   partial credit; a negative score (a fatal mistake such as focusing on the wrong object)
-//!   ends the episode as a disaster with reward 0.
+//!   partial credit, the score rounded as the Python package rounds it (halves to even); a
+//!   negative score (a fatal mistake such as focusing on the wrong object) ends the episode
+//!   as a disaster with reward 0. As in the package, an episode also ends once the
+//!   simulator's move count passes [`STEP_LIMIT`] (100).
 //! * Search restores by reset + replay (the JVM's state cannot be copied). Replays are
 //!   deterministic for most games; simulator 1.2.3 is known not to reproduce some heat-related
 //!   games exactly after a reload, so a replayed observation can differ there.
@@ -395,17 +397,23 @@ impl SciWorld {
         }
     }
 
+    /// The score after a step and whether the episode ended: the simulator says so, or the
+    /// moves made passed the Python package's step limit.
     fn read_score(&mut self) -> Result<(i64, bool), EnvError> {
         self.gateway_call(|g| {
             let score = match g.call("getScore", &[])? {
-                Value::Double(s) => (100.0 * s).round() as i64,
+                Value::Double(s) => percent_of(s),
                 other => return Err(GatewayError::Protocol(format!("score {other:?}"))),
             };
             let completed = match g.call("getCompleted", &[])? {
                 Value::Bool(b) => b,
                 other => return Err(GatewayError::Protocol(format!("completed {other:?}"))),
             };
-            Ok((score, completed))
+            let moves = match g.call("getNumMoves", &[])? {
+                Value::Int(n) => n,
+                other => return Err(GatewayError::Protocol(format!("moves {other:?}"))),
+            };
+            Ok((score, completed || moves > STEP_LIMIT))
         })
     }
 
@@ -492,6 +500,17 @@ pub fn clean_observation(observation: String) -> String {
     } else {
         observation.trim_end().to_owned()
     }
+}
+
+/// Moves after which the Python package (`ScienceWorldEnv`'s `envStepLimit`, 100 by default,
+/// which AgentGym's server keeps) ends an episode: it is over once the simulator's move count
+/// passes this (`wait1` counts two moves, `look around` none).
+pub const STEP_LIMIT: i64 = 100;
+
+/// The simulator's score in `[0, 1]` (or below 0) as the Python package reports it:
+/// `int(round(100 * score))`, whose `round` takes halves to the even neighbour (0.125 -> 12).
+pub fn percent_of(score: f64) -> i64 {
+    (100.0 * score).round_ties_even() as i64
 }
 
 /// The reward and disaster flag of a simulator score: score / 100 with partial credit; a
@@ -583,6 +602,19 @@ pub fn record_gold_paths() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_round_halves_to_even_as_python_does() {
+        for (score, percent) in [
+            (0.125, 12),
+            (0.375, 38),
+            (0.625, 62),
+            (1.0, 100),
+            (-1.0, -100),
+        ] {
+            assert_eq!(percent_of(score), percent, "{score}");
+        }
+    }
 
     #[test]
     fn ids_follow_agentgym() {
