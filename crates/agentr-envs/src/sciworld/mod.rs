@@ -14,7 +14,13 @@
 //!   simulator's move count passes [`STEP_LIMIT`] (100).
 //! * Search restores by reset + replay (the JVM's state cannot be copied). Replays are
 //!   deterministic for most games; simulator 1.2.3 is known not to reproduce some heat-related
-//!   games exactly after a reload, so a replayed observation can differ there.
+//!   games exactly after a reload, so a replayed observation can differ there. The package
+//!   itself lists objects in another order after a second load in the same JVM: task 4170
+//!   (`chemistry-mix-paint-secondary-color`, variation 2), its 35 gold actions played after
+//!   three loads in one Python process, differed at the `look around` of gold steps 29 and
+//!   33 (the desk's tin cups, yellow before red) on the second and third loads, while a fresh
+//!   JVM gave the first load's text exactly. agentr's JVM has loaded a game before it plays
+//!   one, so its listings can be in the later order; `listing_insensitive` compares them.
 //! * A JVM that dies or stops answering gives [`EnvError::SimulatorFailed`] within the call
 //!   timeout; the episode is lost, and the next reset starts a fresh JVM.
 //!
