@@ -235,6 +235,18 @@ fn sciworld_replays_are_identical_directly_and_through_the_server() {
         refused["error"].as_str().unwrap().contains("4639"),
         "{refused}"
     );
+    // Regression (issue 22): the episode ends at the package's move limit (100 moves; a
+    // `wait1` is two), then the server answers only a reset.
+    server.post("/reset", &format!(r#"{{"id": {id}, "data_idx": 0}}"#));
+    let wait = format!(r#"{{"id": {id}, "action": "wait1"}}"#);
+    let ends: Vec<bool> = (0..51)
+        .map(|_| server.post("/step", &wait).1["done"] == true)
+        .collect();
+    assert_eq!(ends.iter().position(|&done| done), Some(50), "{ends:?}");
+    assert_eq!(
+        server.post("/step", &wait).1["error"],
+        format!("The task with environment {id} has finished.")
+    );
     let (_, closed) = server.post("/close", &format!(r#"{{"id": {id}}}"#));
     assert_eq!(closed, json!({"closed": true}));
 }
