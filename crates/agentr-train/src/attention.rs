@@ -191,8 +191,6 @@ impl Dims {
     }
 }
 
-/// A read-only matrix inside a slice, addressed as `data[r * row_stride + c * col_stride]`
-/// (a transpose is a view with the strides swapped).
 /// Turns the scores of query rows `first..first + rows.len() / width` (row stride `width`)
 /// into attention weights: a softmax over each row's visible keys, zeros after them.
 fn causal_softmax(scores: &mut [f32], width: usize, first: usize, dims: &Dims) {
@@ -397,6 +395,29 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Decoding steps (one query row per head, grouped heads) give the composed
+        /// operations' output after any cached prefix (the test above rarely draws them).
+        #[test]
+        fn decoding_steps_match_composed(
+            batch in 1usize..4,
+            kv_heads in 1usize..4,
+            group in 2usize..5,
+            prefix in 0usize..40,
+            dim in prop::sample::select(vec![2usize, 8, 64]),
+            seed in 0u64..1000,
+        ) {
+            let heads = kv_heads * group;
+            let tk = 1 + prefix;
+            let q = random(&[batch, heads, 1, dim], seed);
+            let k = random(&[batch, kv_heads, tk, dim], seed + 1);
+            let v = random(&[batch, kv_heads, tk, dim], seed + 2);
+            let fused = causal_attention(&q, &k, &v, 0.3).unwrap();
+            let composed = composed_attention(&q, &k, &v, 0.3).unwrap();
+            let diff = max_difference(&fused, &composed);
+            prop_assert!(diff < 1e-5, "{}", diff);
+        }
+
         /// The fused kernel and the composed operations agree on the output and on every
         /// gradient, across query blocks, cached prefixes, single-token decoding and head
         /// groupings.
