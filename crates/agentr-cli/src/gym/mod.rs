@@ -36,7 +36,10 @@
 //! * TextCraft's rewards are whole numbers on the wire (`"reward": 1`), as its server's
 //!   Python integers are.
 //! * `/close` answers `{"closed": true}` (WebShop: `{"closed": false}` for an id it does not
-//!   hold; the others refuse such ids as above).
+//!   hold; the others refuse such ids as above). AgentGym's current TextCraft and ScienceWorld
+//!   servers answer a bare `true` (TextCraft `false` for an id it does not hold), and its
+//!   current WebShop server has no `/close`; the object is kept because agentr's client and
+//!   earlier AgentGym clients read it, and AgentGym's clients ignore the answer.
 //! * Not served: TextCraft's `/commands` and `/goal` (routed in AgentGym to methods its
 //!   server does not have), WebShop's `/state` (the original's URL and HTML; this shop has
 //!   no HTML pages). A ScienceWorld reset reports reward and score 0, and its `/create` starts
