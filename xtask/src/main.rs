@@ -145,3 +145,32 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// crates.io refuses a package with more than 5 keywords, or a keyword longer than 20
+    /// characters or not of ASCII letters, digits, `-`, `_` and `+` starting with a letter
+    /// (`reinforcement-learning`, 22, was one).
+    #[test]
+    fn crates_io_accepts_the_workspace_keywords() {
+        let manifest = include_str!("../../Cargo.toml");
+        let line = manifest
+            .lines()
+            .find(|line| line.starts_with("keywords = ["))
+            .expect("the workspace manifest lists keywords");
+        let keywords: Vec<&str> = line["keywords = [".len()..line.len() - 1]
+            .split(',')
+            .map(|k| k.trim().trim_matches('"'))
+            .collect();
+        assert!(keywords.len() <= 5, "{keywords:?}");
+        for keyword in keywords {
+            let mut chars = keyword.chars();
+            assert!(
+                (1..=20).contains(&keyword.len())
+                    && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && chars.all(|c| c.is_ascii_alphanumeric() || "-_+".contains(c)),
+                "crates.io refuses the keyword `{keyword}`"
+            );
+        }
+    }
+}
