@@ -36,35 +36,6 @@ use serde_json::Value;
 
 use crate::svg;
 
-/// Usage text of `cargo xtask eval`.
-pub const USAGE: &str = "\
-usage: cargo xtask eval --model NAME=DIR [--model NAME=DIR ...] [--run RUN_DIR ...]
-                        [--name REPORT] [--envs textcraft,sciworld,webshop] [--tasks test]
-                        [--max-rounds 100] [--workers 2] [--reflection-from FILE]
-
-Evaluates every model on every environment with `agentr eval` (release build) and writes
-reports/REPORT/: report.md, report.json, scores.svg, loops.svg, iterations.svg (with --run),
-and each evaluation's episodes.jsonl and summary.json under reports/REPORT/ENV/NAME/.
-With several models, each is compared with the first on the same tasks by pairs
-(`agentr compare`): success difference with its 95% bootstrap interval, discordant tasks,
-McNemar's exact p-value, and whether the difference is beyond noise.
-
-options:
-  --model NAME=DIR        a model folder from `agentr train`, shown as NAME (repeatable)
-  --run RUN_DIR           an `agentr self-train` run or experiment directory; its
-                          results.json gives the score per iteration (or per arm and seed)
-                          and its paired comparisons (repeatable; read, not evaluated again)
-  --name REPORT           report name: the folder under reports/ (default: eval)
-  --envs LIST             comma-separated environments (default: textcraft,sciworld,webshop)
-  --tasks SPEC            task selection passed to agentr (default: test)
-  --max-rounds N          most rounds per episode (default: 100)
-  --workers N             parallel episodes of one evaluation (default: 2)
-  --reflection-from FILE  the self-reflection test: continue the failed episodes of FILE
-                          (a base model's episodes.jsonl) instead of playing fresh episodes
-
-At least one --model or --run is required.
-";
-
 /// The environments the report knows (the paper's three), in the default order.
 const KNOWN_ENVS: [&str; 3] = ["textcraft", "sciworld", "webshop"];
 
@@ -100,25 +71,64 @@ pub struct ModelArg {
     pub dir: PathBuf,
 }
 
-/// The options of one `cargo xtask eval`.
-#[derive(Debug, Clone, PartialEq)]
+/// The options of one `cargo xtask eval` (its command line; each field's doc is its help).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("inputs")
+        .required(true)
+        .multiple(true)
+        .args(["models", "runs"])
+))]
 pub struct Options {
-    /// Models to evaluate, in order.
+    /// a model folder from `agentr train`, shown as NAME (repeatable)
+    #[arg(long = "model", value_name = "NAME=DIR", value_parser = parse_model)]
     pub models: Vec<ModelArg>,
-    /// Self-training run directories to read.
+    /// an `agentr self-train` run or experiment directory; its
+    /// results.json gives the score per iteration (or per arm and seed)
+    /// and its paired comparisons (repeatable; read, not evaluated again)
+    #[arg(long = "run", value_name = "RUN_DIR", value_parser = parse_path)]
+    #[arg(verbatim_doc_comment)]
     pub runs: Vec<PathBuf>,
-    /// Report name: the folder under `reports/`.
+    /// report name: the folder under reports/
+    #[arg(long, value_name = "REPORT", default_value = "eval", value_parser = parse_report_name)]
     pub name: String,
-    /// Environments, in order.
-    pub envs: Vec<String>,
-    /// Task selection passed to agentr.
+    /// comma-separated environments
+    // `std::vec::Vec`, spelled out, makes clap take one value parsed into a list rather than a
+    // repeatable option.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "textcraft,sciworld,webshop",
+        value_parser = parse_envs
+    )]
+    pub envs: std::vec::Vec<String>,
+    /// task selection passed to agentr
+    #[arg(long, value_name = "SPEC", default_value = "test", value_parser = parse_tasks)]
     pub tasks: String,
-    /// Most rounds per episode.
+    /// most rounds per episode
+    #[arg(long, value_name = "N", default_value_t = PAPER_MAX_ROUNDS, value_parser = parse_positive)]
     pub max_rounds: u64,
-    /// Parallel episodes of one evaluation.
+    /// parallel episodes of one evaluation
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_positive)]
     pub workers: u64,
-    /// Base episodes of the self-reflection test, when it is the test.
+    /// the self-reflection test: continue the failed episodes of FILE
+    /// (a base model's episodes.jsonl) instead of playing fresh episodes
+    #[arg(long, value_name = "FILE", value_parser = parse_path)]
+    #[arg(verbatim_doc_comment)]
     pub reflection_from: Option<PathBuf>,
+}
+
+impl Options {
+    /// What clap cannot check value by value: model names are folder names, so two models
+    /// may not share one.
+    pub fn check(&self) -> Result<()> {
+        for (i, model) in self.models.iter().enumerate() {
+            if self.models[..i].iter().any(|m| m.name == model.name) {
+                bail!("two models are named `{}`", model.name);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks that `text` can name a folder: not empty, no path separator, not `.` or `..`.
@@ -135,16 +145,38 @@ fn check_folder_name(what: &str, text: &str) -> Result<()> {
 /// Parses `NAME=DIR` (split at the first `=`).
 pub fn parse_model(text: &str) -> Result<ModelArg> {
     let Some((name, dir)) = text.split_once('=') else {
-        bail!("--model expects NAME=DIR, got `{text}`");
+        bail!("expected NAME=DIR");
     };
-    check_folder_name("model name", name).with_context(|| format!("--model {text}"))?;
+    check_folder_name("model name", name)?;
     if dir.is_empty() {
-        bail!("--model {text}: the model folder is empty");
+        bail!("the model folder is empty");
     }
     Ok(ModelArg {
         name: name.to_owned(),
         dir: PathBuf::from(dir),
     })
+}
+
+/// Parses a report name, which names a folder under `reports/`.
+fn parse_report_name(text: &str) -> Result<String> {
+    check_folder_name("report name", text)?;
+    Ok(text.to_owned())
+}
+
+/// Parses a path that must not be empty.
+fn parse_path(text: &str) -> Result<PathBuf> {
+    if text.is_empty() {
+        bail!("the path is empty");
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// Parses a task selection, which must not be blank (agentr reads it).
+fn parse_tasks(text: &str) -> Result<String> {
+    if text.trim().is_empty() {
+        bail!("the task selection is empty");
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses a comma-separated list of known environments.
@@ -153,115 +185,28 @@ fn parse_envs(text: &str) -> Result<Vec<String>> {
     for env in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         if !KNOWN_ENVS.contains(&env) {
             bail!(
-                "unknown environment `{env}` in --envs (known: {})",
+                "unknown environment `{env}` (known: {})",
                 KNOWN_ENVS.join(", ")
             );
         }
         if envs.iter().any(|e| e == env) {
-            bail!("environment `{env}` is listed twice in --envs");
+            bail!("environment `{env}` is listed twice");
         }
         envs.push(env.to_owned());
     }
     if envs.is_empty() {
-        bail!("--envs lists no environment");
+        bail!("no environment is listed");
     }
     Ok(envs)
 }
 
-/// Parses a positive whole number given to `flag`.
-fn parse_positive(flag: &str, text: &str) -> Result<u64> {
+/// Parses a positive whole number.
+fn parse_positive(text: &str) -> Result<u64> {
     match text.parse::<u64>() {
-        Ok(0) => bail!("{flag} must be at least 1"),
+        Ok(0) => bail!("must be at least 1"),
         Ok(n) => Ok(n),
-        Err(_) => bail!("{flag} expects a whole number, got `{text}`"),
+        Err(_) => bail!("expected a whole number"),
     }
-}
-
-/// Stores the value of a flag that may be given once.
-fn set_once<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<()> {
-    if slot.is_some() {
-        bail!("{flag} is given twice");
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-/// Parses the arguments after `eval` (flags as `--flag VALUE` or `--flag=VALUE`).
-pub fn parse_args(args: &[String]) -> Result<Options> {
-    let mut models = Vec::new();
-    let mut runs = Vec::new();
-    let (mut name, mut envs, mut tasks) = (None, None, None);
-    let (mut max_rounds, mut workers, mut reflection_from) = (None, None, None);
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        if !flag.starts_with("--") {
-            bail!("unexpected argument `{arg}`\n\n{USAGE}");
-        }
-        let mut value = || -> Result<String> {
-            match inline.clone() {
-                Some(value) => Ok(value),
-                None => match rest.next() {
-                    Some(value) if !value.starts_with("--") => Ok(value.clone()),
-                    _ => bail!("{flag} needs a value"),
-                },
-            }
-        };
-        match flag {
-            "--model" => models.push(parse_model(&value()?)?),
-            "--run" => {
-                let dir = value()?;
-                if dir.is_empty() {
-                    bail!("--run needs a directory");
-                }
-                runs.push(PathBuf::from(dir));
-            }
-            "--name" => {
-                let text = value()?;
-                check_folder_name("report name", &text)?;
-                set_once(&mut name, flag, text)?;
-            }
-            "--envs" => set_once(&mut envs, flag, parse_envs(&value()?)?)?,
-            "--tasks" => {
-                let text = value()?;
-                if text.trim().is_empty() {
-                    bail!("--tasks is empty");
-                }
-                set_once(&mut tasks, flag, text)?;
-            }
-            "--max-rounds" => set_once(&mut max_rounds, flag, parse_positive(flag, &value()?)?)?,
-            "--workers" => set_once(&mut workers, flag, parse_positive(flag, &value()?)?)?,
-            "--reflection-from" => {
-                let file = value()?;
-                if file.is_empty() {
-                    bail!("--reflection-from needs a file");
-                }
-                set_once(&mut reflection_from, flag, PathBuf::from(file))?;
-            }
-            _ => bail!("unknown option `{flag}`\n\n{USAGE}"),
-        }
-    }
-    if models.is_empty() && runs.is_empty() {
-        bail!("give at least one --model NAME=DIR or --run RUN_DIR\n\n{USAGE}");
-    }
-    for (i, model) in models.iter().enumerate() {
-        if models[..i].iter().any(|m| m.name == model.name) {
-            bail!("two models are named `{}`", model.name);
-        }
-    }
-    Ok(Options {
-        models,
-        runs,
-        name: name.unwrap_or_else(|| "eval".to_owned()),
-        envs: envs.unwrap_or_else(|| KNOWN_ENVS.iter().map(|e| e.to_string()).collect()),
-        tasks: tasks.unwrap_or_else(|| "test".to_owned()),
-        max_rounds: max_rounds.unwrap_or(PAPER_MAX_ROUNDS),
-        workers: workers.unwrap_or(2),
-        reflection_from,
-    })
 }
 
 /// The protocol agentr recorded for one evaluation (`summary.json`'s `protocol`); fields it
@@ -2153,13 +2098,10 @@ fn agentr_binary(root: &Path) -> PathBuf {
         .join(format!("agentr{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// `cargo xtask eval ARGS`.
-pub fn eval(root: &Path, args: &[String]) -> Result<()> {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{USAGE}");
-        return Ok(());
-    }
-    let options = parse_args(args)?;
+/// `cargo xtask eval`: runs the evaluations `options` ask for and writes the report, which
+/// records `argv` (the arguments after `cargo xtask`) as its command.
+pub fn eval(root: &Path, options: &Options, argv: &[String]) -> Result<()> {
+    options.check()?;
     let runs = options
         .runs
         .iter()
@@ -2183,7 +2125,7 @@ pub fn eval(root: &Path, args: &[String]) -> Result<()> {
         for env in &options.envs {
             let (results, failures) = evaluate_env(
                 &agentr,
-                &options,
+                options,
                 &report_dir,
                 env,
                 reflection_from.as_deref(),
@@ -2225,8 +2167,8 @@ pub fn eval(root: &Path, args: &[String]) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| utc_text(d.as_secs()))
         .unwrap_or_else(|_| "(unknown time)".to_owned());
-    let command = std::iter::once("cargo xtask eval".to_owned())
-        .chain(args.iter().map(|a| shell_quote(a)))
+    let command = std::iter::once("cargo xtask".to_owned())
+        .chain(argv.iter().map(|a| shell_quote(a)))
         .collect::<Vec<_>>()
         .join(" ");
     let mut report = Report {
@@ -2306,6 +2248,17 @@ mod tests {
         args.iter().map(|a| a.to_string()).collect()
     }
 
+    /// Parses `cargo xtask eval ARGS` as `main` does: clap, then [`Options::check`].
+    fn parse_args(args: &[&str]) -> Result<Options> {
+        let argv = ["cargo xtask", "eval"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match <crate::Cli as clap::Parser>::try_parse_from(argv)?.task {
+            Some(crate::Task::Eval(options)) => options.check().map(|()| options),
+            other => bail!("parsed as {other:?}"),
+        }
+    }
+
     fn full_protocol(env: &str) -> Value {
         json!({
             "env": env, "tasks": "test", "task_count": paper_test_count(env), "max_rounds": 100,
@@ -2345,16 +2298,17 @@ mod tests {
 
     #[test]
     fn parses_arguments_with_defaults() {
-        let options = parse_args(&strings(&["--model", "bc=m1", "--model=ar=m2"])).unwrap();
+        let options = parse_args(&["--model", "bc=m1", "--model=ar=m2"]).unwrap();
         assert_eq!(options.models.len(), 2);
         assert_eq!(options.models[1].name, "ar");
         assert_eq!(options.name, "eval");
-        assert_eq!(options.envs, ["textcraft", "sciworld", "webshop"]);
+        // The default list, written out for clap, is every known environment.
+        assert_eq!(options.envs, KNOWN_ENVS);
         assert_eq!(options.tasks, "test");
         assert_eq!((options.max_rounds, options.workers), (100, 2));
         assert_eq!(options.reflection_from, None);
 
-        let options = parse_args(&strings(&[
+        let options = parse_args(&[
             "--run",
             "runs/a",
             "--name",
@@ -2368,7 +2322,7 @@ mod tests {
             "--workers=4",
             "--reflection-from",
             "e.jsonl",
-        ]))
+        ])
         .unwrap();
         assert!(options.models.is_empty());
         assert_eq!(options.runs, [PathBuf::from("runs/a")]);
@@ -2382,14 +2336,17 @@ mod tests {
     #[test]
     fn rejects_bad_arguments() {
         let cases: &[(&[&str], &str)] = &[
-            (&[], "at least one"),
-            (&["--name", "x"], "at least one"),
-            (&["--model"], "needs a value"),
-            (&["--model", "--run", "r"], "needs a value"),
-            (&["--model", "bc"], "NAME=DIR"),
+            (&[], "required arguments were not provided"),
+            (&["--name", "x"], "required arguments were not provided"),
+            (&["--model"], "a value is required for '--model <NAME=DIR>'"),
+            (&["--model", "--run", "r"], "a value is required"),
+            (&["--model", "bc"], "expected NAME=DIR"),
             (&["--model", "a=x", "--model", "a=y"], "two models"),
-            (&["--model", "a=x", "--bogus", "1"], "unknown option"),
-            (&["--model", "a=x", "stray"], "unexpected argument"),
+            (
+                &["--model", "a=x", "--bogus", "1"],
+                "unexpected argument '--bogus'",
+            ),
+            (&["--model", "a=x", "stray"], "unexpected argument 'stray'"),
             (
                 &["--model", "a=x", "--envs", "alfworld"],
                 "unknown environment",
@@ -2400,12 +2357,16 @@ mod tests {
             (&["--model", "a=x", "--workers", "two"], "whole number"),
             (&["--model", "a=x", "--name", "a/b"], "report name"),
             (&["--model", "a=x", "--name", ""], "empty"),
-            (&["--model", "a=x", "--name", "a", "--name", "b"], "twice"),
+            (
+                &["--model", "a=x", "--name", "a", "--name", "b"],
+                "cannot be used multiple times",
+            ),
             (&["--model", "a=x", "--tasks", " "], "empty"),
-            (&["--run", ""], "directory"),
+            (&["--run", ""], "path is empty"),
+            (&["--model", "a=x", "--reflection-from="], "path is empty"),
         ];
         for (args, expected) in cases {
-            let error = format!("{:#}", parse_args(&strings(args)).unwrap_err());
+            let error = format!("{:#}", parse_args(args).unwrap_err());
             assert!(
                 error.contains(expected),
                 "{args:?}: `{error}` lacks `{expected}`"

@@ -9,7 +9,7 @@ use agentr_envs::agentgym::{AgentGymEnv, EnvKind, Remote, RemoteConfig};
 use agentr_envs::sciworld::{self, SciWorld, SciWorldConfig, SciWorldExpert};
 use agentr_envs::textcraft::{self, TextCraft, TextCraftExpert};
 use agentr_envs::webshop::{self, ShopData, WebShop, WebShopOracle};
-use agentr_envs::{Environment, Expert, assets};
+use agentr_envs::{Environment, Expert, RejectionRule, assets};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 
@@ -150,6 +150,23 @@ impl EnvName {
             EnvName::Textcraft => textcraft::NAME,
             EnvName::Sciworld => sciworld::NAME,
             EnvName::Webshop => webshop::NAME,
+        }
+    }
+
+    /// The environment a tree or a recorded episode names (`textcraft`, ...).
+    pub fn of_file(name: &str) -> Result<Self> {
+        Self::from_str(name, false).map_err(|_| {
+            anyhow::anyhow!("unknown environment `{name}` (known: textcraft, sciworld, webshop)")
+        })
+    }
+
+    /// How the environment refuses an action ([`Environment::is_rejection`]), for trees and
+    /// recorded episodes.
+    pub fn rejection_rule(self) -> RejectionRule {
+        match self {
+            EnvName::Textcraft => textcraft::is_rejection,
+            EnvName::Sciworld => sciworld::is_rejection,
+            EnvName::Webshop => webshop::is_rejection,
         }
     }
 

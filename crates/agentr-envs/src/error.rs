@@ -124,6 +124,8 @@ pub enum EnvError {
     },
 }
 
+// Only the file-reading parts (assets, recipe files, WebShop data) build these.
+#[cfg_attr(not(any(feature = "assets", feature = "webshop")), allow(dead_code))]
 impl EnvError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         EnvError::Io {

@@ -1,28 +1,12 @@
-//! Episode metrics shared by evaluation and the model-free judge: rejected actions and
-//! back-to-back repetition of action sequences (loops), and the paired comparison of two
-//! agents on the same tasks ([`paired`]).
+//! Episode metrics of evaluation: back-to-back repetition of action sequences (loops) and the
+//! paired comparison of two agents on the same tasks ([`paired`]). Rejected actions are each
+//! environment's own rule ([`crate::Environment::is_rejection`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub mod paired;
-
-/// Whether the environment `env` refused the action that turned `previous` (the observation
-/// the action answered) into `observation`: TextCraft's `Could not ...` / `Wrong item format`,
-/// ScienceWorld's `No known action matches that input.`; WebShop says nothing and repeats the
-/// page, so there an unchanged observation counts (which also counts the few valid actions
-/// that change nothing, such as selecting an option already selected: turns wasted all the same).
-pub fn is_rejection(env: &str, previous: &str, observation: &str) -> bool {
-    match env {
-        "textcraft" => {
-            observation.starts_with("Could not") || observation.starts_with("Wrong item format")
-        }
-        "sciworld" => observation.starts_with("No known action matches that input"),
-        "webshop" => observation == previous,
-        _ => false,
-    }
-}
 
 /// For each length `1..=max_len`, how many times a run of that many actions is immediately
 /// repeated (`a b a b` counts once for length 2; `a a a` twice for length 1).
@@ -88,28 +72,25 @@ mod tests {
         assert_eq!(stats.episodes_with_repeats[&2], 0.0);
     }
 
+    /// Each environment's rule for refused actions, side by side: a message for TextCraft and
+    /// ScienceWorld, an unchanged page for WebShop.
     #[test]
+    #[cfg(all(feature = "textcraft", feature = "sciworld", feature = "webshop"))]
     fn rejections_by_environment() {
-        assert!(is_rejection("textcraft", "", "Could not find stick"));
-        assert!(is_rejection("textcraft", "", "Wrong item format: x"));
-        assert!(!is_rejection("textcraft", "Got 1 stick", "Got 1 stick"));
-        assert!(is_rejection(
-            "sciworld",
+        use crate::{sciworld, textcraft, webshop};
+        assert!(textcraft::is_rejection("", "Could not find stick"));
+        assert!(textcraft::is_rejection("", "Wrong item format: x"));
+        assert!(!textcraft::is_rejection("Got 1 stick", "Got 1 stick"));
+        assert!(sciworld::is_rejection(
             "",
             "No known action matches that input."
         ));
-        assert!(!is_rejection(
-            "sciworld",
+        assert!(!sciworld::is_rejection(
             "You see a door.",
             "You see a door."
         ));
-        assert!(!is_rejection(
-            "webshop",
-            "WebShop [SEP] Search",
-            "Could not"
-        ));
-        assert!(is_rejection(
-            "webshop",
+        assert!(!webshop::is_rejection("WebShop [SEP] Search", "Could not"));
+        assert!(webshop::is_rejection(
             "WebShop [SEP] Search",
             "WebShop [SEP] Search"
         ));

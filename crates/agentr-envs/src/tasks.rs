@@ -152,6 +152,9 @@ mod tests {
         fn step(&mut self, _: &str) -> Result<Step, EnvError> {
             Err(EnvError::NotReset { env: "ten" })
         }
+        fn is_rejection(&self, _: &str, _: &str) -> bool {
+            false
+        }
         fn task_ids(&self, split: Split) -> Vec<TaskId> {
             let ids = match split {
                 Split::Test => vec![1, 3, 5],

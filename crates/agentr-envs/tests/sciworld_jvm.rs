@@ -1,5 +1,6 @@
 //! ScienceWorld against the real simulator: one JVM per environment, as `agentr` runs it.
-//! Needs the jar from `agentr setup` (`cargo xtask test` runs it first) and Java 11+.
+//! Needs the jar from `agentr setup` (`cargo xtask test` runs it first) and Java 11+. Without
+//! the jar each test says so and skips (under `cargo xtask test` it fails instead).
 
 use std::process::Command;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use agentr_envs::episode::{RolloutOptions, rollout};
 use agentr_envs::sciworld::{
     GAMES, INVALID_ACTION, SciWorld, SciWorldExpert, listing_insensitive, test_ids,
 };
-use agentr_envs::{EnvError, Environment, Expert, Replay, TaskId};
+use agentr_envs::{EnvError, Environment, Expert, Replay, TaskId, assets};
 
 fn env() -> SciWorld {
     SciWorld::from_default_assets().expect("ScienceWorld set up (run `cargo xtask setup`)")
@@ -46,6 +47,9 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn the_game_table_matches_the_simulator() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let games = env().simulator_games().unwrap();
     for game in GAMES {
         let (_, variations, train) = games
@@ -64,6 +68,9 @@ fn the_game_table_matches_the_simulator() {
 
 #[test]
 fn reset_step_score_invalid_and_ambiguous_inputs() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let mut env = env();
     assert!(matches!(
         env.step("look around"),
@@ -96,6 +103,9 @@ fn reset_step_score_invalid_and_ambiguous_inputs() {
 
 #[test]
 fn gold_paths_solve_twenty_test_games_with_partial_credit_on_the_way() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let expert = SciWorldExpert::new();
     let mut env = env();
     let tasks: Vec<TaskId> = test_ids().into_iter().take(20).collect();
@@ -135,6 +145,9 @@ fn gold_paths_solve_twenty_test_games_with_partial_credit_on_the_way() {
 /// heat-related games), up to the order in which objects are listed.
 #[test]
 fn replays_are_deterministic() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let mut env = env();
     for task in [TaskId(1100), TaskId(2900), TaskId(3700), TaskId(4400)] {
         let gold = env.gold_actions(task).unwrap();
@@ -151,6 +164,9 @@ fn replays_are_deterministic() {
 
 #[test]
 fn a_killed_jvm_costs_the_episode_not_the_run() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let mut env = env();
     let first = env.reset(TaskId(30)).unwrap();
     env.step("look around").unwrap();
@@ -171,6 +187,9 @@ fn a_killed_jvm_costs_the_episode_not_the_run() {
 
 #[test]
 fn a_hung_jvm_times_out_and_is_replaced() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let mut config = env().config().clone();
     config.jvm.call_timeout = Duration::from_secs(2);
     let mut env = SciWorld::new(config);
@@ -191,6 +210,9 @@ fn a_hung_jvm_times_out_and_is_replaced() {
 /// game's start, its gold path's length and the reward it reaches.
 #[test]
 fn parallel_workers_match_one_worker() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let tasks: Vec<TaskId> = test_ids().into_iter().skip(40).take(6).collect();
     let play = |env: &mut SciWorld, task: TaskId| {
         let gold = env.gold_actions(task).unwrap();
@@ -222,6 +244,9 @@ fn parallel_workers_match_one_worker() {
 
 #[test]
 fn snapping_maps_free_form_actions_to_valid_ones_only_when_asked() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let mut plain = env();
     plain.reset(TaskId(0)).unwrap();
     let step = plain.step("open the kitchen door please").unwrap();
@@ -250,6 +275,9 @@ fn snapping_maps_free_form_actions_to_valid_ones_only_when_asked() {
 /// limit of 100 (`wait1` counts two moves; agentr went on past 120).
 #[test]
 fn scores_round_like_the_package_and_episodes_end_at_the_move_limit() {
+    if !assets::installed_for_test(&assets::SCIWORLD_JAR) {
+        return;
+    }
     let _records_gold_paths = SciWorldExpert::new();
     let mut env = env();
     let task = TaskId(536);

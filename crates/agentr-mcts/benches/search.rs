@@ -75,6 +75,9 @@ impl<E: Environment> Environment for TimedEnv<E> {
     fn task_ids(&self, split: Split) -> Vec<TaskId> {
         self.inner.task_ids(split)
     }
+    fn is_rejection(&self, previous: &str, observation: &str) -> bool {
+        self.inner.is_rejection(previous, observation)
+    }
     fn snapshot(&self) -> Option<Snapshot> {
         self.watch.time(|| self.inner.snapshot())
     }

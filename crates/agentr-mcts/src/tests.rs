@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicUsize;
 use agentr_envs::TaskId;
 use proptest::prelude::{ProptestConfig, any, prop_assert, prop_assert_eq, proptest};
 
-use crate::toy::{FailingPolicy, RandomPolicy, Toy};
+use crate::testing::{FailingPolicy, RandomPolicy, Toy};
 use crate::{Restore, SearchConfig, SearchError, Tree, search};
 
 fn config(iterations: usize, candidates: usize, depth_limit: usize, seed: u64) -> SearchConfig {
@@ -241,7 +241,7 @@ mod collection {
     fn run(
         dir: &std::path::Path,
         workers: usize,
-        policy: &dyn crate::Policy<Error = crate::toy::GaveUp>,
+        policy: &dyn crate::Policy<Error = crate::testing::GaveUp>,
     ) -> Vec<(u64, String)> {
         let tasks: Vec<TaskId> = (0..9).map(TaskId).collect();
         let reports = Mutex::new(Vec::new());

@@ -1,4 +1,5 @@
-//! Search on the real TextCraft data with the noisy expert (needs `cargo xtask setup`).
+//! Search on the real TextCraft data with the noisy expert (needs `cargo xtask setup`; without
+//! the recipes each test says so and skips, except under `cargo xtask test`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -19,6 +20,9 @@ fn env() -> TextCraft {
 
 #[test]
 fn snapshot_and_replay_restores_grow_the_same_tree() {
+    if !assets::installed_for_test(&assets::TEXTCRAFT_RECIPES) {
+        return;
+    }
     let policy = NoisyExpert::new(TextCraftExpert, 0.3);
     for task in [3u64, 150, 300, 450, 540] {
         let config = SearchConfig {
@@ -39,6 +43,9 @@ fn snapshot_and_replay_restores_grow_the_same_tree() {
 
 #[test]
 fn noisy_expert_trees_hold_successes_and_failures() {
+    if !assets::installed_for_test(&assets::TEXTCRAFT_RECIPES) {
+        return;
+    }
     let policy = NoisyExpert::new(TextCraftExpert, 0.3);
     let config = SearchConfig::default();
     let mut mixed = 0;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use agentr_envs::metrics::is_rejection;
 use agentr_envs::{Message, TaskId};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +77,10 @@ pub struct JudgeRequest<'a> {
     pub history: Vec<StepView<'a>>,
     /// The step judged.
     pub step: StepView<'a>,
+    /// Whether the environment refused the judged step's action (its
+    /// [`agentr_envs::Environment::is_rejection`]): the environment-feedback judge's evidence.
+    /// The verifier prompt shows the observation, not this flag.
+    pub rejected: bool,
 }
 
 impl JudgeRequest<'_> {
@@ -209,9 +212,10 @@ pub fn parse_judgement(answer: &str) -> Judgement {
 #[error("unreachable")]
 pub enum NoError {}
 
-/// Marks a step Bad when the environment rejected the action (TextCraft's `Could not ...` and
-/// `Wrong item format`, ScienceWorld's `No known action matches that input.`) or when it
-/// repeats the previous step's action with the same result (no progress); Good otherwise.
+/// Marks a step Bad when the environment rejected the action ([`JudgeRequest::rejected`]:
+/// TextCraft's `Could not ...`, ScienceWorld's `No known action matches that input.`, ...) or
+/// when it repeats the previous step's action with the same result (no progress); Good
+/// otherwise.
 ///
 /// A baseline for the model-guided judge, and the judge to use before any model exists.
 #[derive(Debug, Clone, Copy, Default)]
@@ -227,11 +231,7 @@ impl Judge for EnvFeedbackJudge {
     fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, NoError> {
         let step = request.step;
         let (label, rationale) =
-            if is_rejection(
-                request.env,
-                request.previous_observation(),
-                step.observation,
-            ) {
+            if request.rejected {
                 (
                     Label::Bad,
                     format!("The environment rejected the action: {}", step.observation),
@@ -402,6 +402,7 @@ mod tests {
             task_description: "Goal: craft stick.",
             history,
             step,
+            rejected: false,
         }
     }
 
@@ -413,62 +414,27 @@ mod tests {
         }
     }
 
+    /// Bad for a rejected step (whatever the environment's rule found) or a repeat with the
+    /// same result, Good otherwise. Each environment's rule is tested in agentr-envs.
     #[test]
     fn env_feedback_rules() {
         let judge = EnvFeedbackJudge;
-        let label = |env, history, step| judge.judge(&request(env, history, step)).unwrap().label;
-        assert_eq!(
-            label(
-                "textcraft",
-                vec![],
-                view("get 1 stick", "Could not find stick")
-            ),
-            Label::Bad
-        );
-        assert_eq!(
-            label(
-                "textcraft",
-                vec![],
-                view("craft 1 x using 1 y", "Wrong item format: y")
-            ),
-            Label::Bad
-        );
-        assert_eq!(
-            label(
-                "textcraft",
-                vec![],
-                view("get 1 oak logs", "Got 1 oak logs")
-            ),
-            Label::Good
-        );
+        let label = |history, step, rejected| {
+            let mut request = request("textcraft", history, step);
+            request.rejected = rejected;
+            judge.judge(&request).unwrap().label
+        };
+        let rejected = view("get 1 stick", "Could not find stick");
+        assert_eq!(label(vec![], rejected, true), Label::Bad);
+        let accepted = view("get 1 oak logs", "Got 1 oak logs");
+        assert_eq!(label(vec![], accepted, false), Label::Good);
+        // The flag decides, not the text.
+        assert_eq!(label(vec![], rejected, false), Label::Good);
+        assert_eq!(label(vec![], accepted, true), Label::Bad);
         let inv = view("inventory", "Inventory: [stick] (1) ");
-        assert_eq!(label("textcraft", vec![inv], inv), Label::Bad);
-        assert_eq!(
-            label(
-                "sciworld",
-                vec![],
-                view("fly", "No known action matches that input.")
-            ),
-            Label::Bad
-        );
-        assert_eq!(
-            label("webshop", vec![], view("click[x]", "page")),
-            Label::Good
-        );
-        // WebShop repeats the page on a no-op: the first step against the first observation,
-        // later ones against the step before.
-        assert_eq!(
-            label("webshop", vec![], view("click[x]", "Goal: craft stick.")),
-            Label::Bad
-        );
-        assert_eq!(
-            label(
-                "webshop",
-                vec![view("search[a]", "results")],
-                view("click[x]", "results")
-            ),
-            Label::Bad
-        );
+        assert_eq!(label(vec![inv], inv, false), Label::Bad);
+        let other = view("inventory", "Inventory: [stick] (2) ");
+        assert_eq!(label(vec![inv], other, false), Label::Good);
     }
 
     #[test]

@@ -10,19 +10,24 @@
 //!   up to t' without loss, the revision turn `Thought: <signal>\nAction: wait` and the good
 //!   continuation with loss. Good trajectories become samples too;
 //! * [`judge_samples`]: verifier prompts with answers labelled from the tree's statistics
-//!   ([`tree_label`]), so a model trained from scratch also learns to judge.
+//!   ([`tree_label`]), so a model trained from scratch also learns to judge;
+//! * [`testing`] (feature `test-util`): random trees, a proptest strategy over them and a judge
+//!   with labels known in advance, for property tests of your own judges.
 //!
 //! Samples are the JSONL records of [`agentr_envs::Sample`]: OpenAI-style messages with
 //! per-message `loss` flags, plus metadata (`kind`, `t_prime`, `r_good`, `r_bad`, the judge's
 //! name, label and rationale, ...).
 //!
-//! ```no_run
-//! use agentr_mcts::Tree;
+//! ```
+//! # #[cfg(feature = "test-util")] {
+//! use agentr_revise::testing::{is_rejection, random_tree};
 //! use agentr_revise::{
 //!     EnvFeedbackJudge, Mode, PairCondition, ReviseConfig, Signals, Thresholds, revise_tree,
 //! };
 //!
-//! let tree = Tree::load(std::path::Path::new("trees/420.json"))?;
+//! // A random tree of the test kit (feature `test-util`); `agentr_mcts::Tree::load` reads
+//! // the files `agentr collect` writes.
+//! let tree = random_tree(7, 5, 3);
 //! let config = ReviseConfig {
 //!     mode: Mode::AgentR,
 //!     thresholds: Thresholds { alpha: 0.5, beta: 0.2, condition: PairCondition::Paper },
@@ -30,8 +35,13 @@
 //!     seed: 0,
 //!     good_samples: true,
 //! };
-//! let (samples, stats) = revise_tree(&tree, &config, &Signals::default(), &EnvFeedbackJudge)?;
+//! // How the tree's environment refuses an action (for TextCraft's trees,
+//! // agentr_envs::textcraft::is_rejection).
+//! let (samples, stats) =
+//!     revise_tree(&tree, &config, &Signals::default(), is_rejection, &EnvFeedbackJudge)?;
+//! assert_eq!(stats.trees, 1);
 //! println!("{} samples, {} pairs", samples.len(), stats.pairs);
+//! # }
 //! # Ok::<(), agentr_revise::ReviseError>(())
 //! ```
 
@@ -43,6 +53,8 @@ mod pairs;
 mod revise;
 mod splice;
 mod teach;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;
@@ -63,7 +75,9 @@ pub use splice::{
 };
 pub use teach::{Agreement, judge_agreement, judge_samples, tree_label};
 
-/// The README's examples, compiled as doctests so they stay true.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests so they stay true. They use the test kit, which
+/// the workspace's tests always enable (a published package's tests need `--features
+/// test-util`).
+#[cfg(all(doctest, feature = "test-util"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
-use agentr_envs::Sample;
 use agentr_envs::rng::Rng;
+use agentr_envs::{RejectionRule, Sample};
 use agentr_mcts::{NodeId, Tree};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -128,11 +128,14 @@ const SIGNAL_STREAM: u64 = 3;
 ///
 /// Good samples come first (by leaf), then one revision sample per kept pair, in the shuffled
 /// pair order. In [`Mode::AgentR`] each step of a bad branch is judged at most once per tree,
-/// however many pairs share it.
+/// however many pairs share it. `rejection` is the tree's environment's rule for refused
+/// actions (`agentr_envs::textcraft::is_rejection`, ...), which judges get as
+/// [`JudgeRequest::rejected`].
 pub fn revise_tree<J: Judge + ?Sized>(
     tree: &Tree,
     config: &ReviseConfig,
     signals: &Signals,
+    rejection: RejectionRule,
     judge: &J,
 ) -> Result<(Vec<Sample>, Stats), ReviseError> {
     let mut stats = Stats {
@@ -184,7 +187,14 @@ pub fn revise_tree<J: Judge + ?Sized>(
         let continuation = &bad_path[tree.nodes[common].depth + 1..];
         let judged = match config.mode {
             Mode::Direct | Mode::GoodOnly => None,
-            Mode::AgentR => first_bad_step(tree, continuation, judge, &mut verdicts, &mut stats)?,
+            Mode::AgentR => first_bad_step(
+                tree,
+                continuation,
+                judge,
+                rejection,
+                &mut verdicts,
+                &mut stats,
+            )?,
         };
         let t_prime = judged.unwrap_or(pair.bad);
         let fallback = config.mode == Mode::AgentR && judged.is_none();
@@ -227,11 +237,13 @@ pub fn revise_tree<J: Judge + ?Sized>(
     Ok((samples, stats))
 }
 
-/// The judge's view of step `id` of `tree` (`positions` are its child positions).
+/// The judge's view of step `id` of `tree` (`positions` are its child positions); `rejection`
+/// is the environment's rule for refused actions.
 pub(crate) fn step_request<'a>(
     tree: &'a Tree,
     id: NodeId,
     positions: &'a [usize],
+    rejection: RejectionRule,
 ) -> JudgeRequest<'a> {
     let path = tree.path_to_root(id);
     let view = |n: NodeId| {
@@ -242,13 +254,19 @@ pub(crate) fn step_request<'a>(
             observation: &node.observation,
         }
     };
+    let history: Vec<StepView<'a>> = path[1..path.len() - 1].iter().map(|&n| view(n)).collect();
+    let step = view(id);
+    let previous = history
+        .last()
+        .map_or(tree.root().observation.as_str(), |s| s.observation);
     JudgeRequest {
         env: &tree.env,
         task: tree.task,
         node: positions,
         task_description: &tree.root().observation,
-        history: path[1..path.len() - 1].iter().map(|&n| view(n)).collect(),
-        step: view(id),
+        rejected: rejection(previous, step.observation),
+        history,
+        step,
     }
 }
 
@@ -257,13 +275,14 @@ fn first_bad_step<J: Judge + ?Sized>(
     tree: &Tree,
     continuation: &[NodeId],
     judge: &J,
+    rejection: RejectionRule,
     verdicts: &mut HashMap<NodeId, Judgement>,
     stats: &mut Stats,
 ) -> Result<Option<NodeId>, ReviseError> {
     for &id in continuation {
         if let Entry::Vacant(slot) = verdicts.entry(id) {
             let node_positions = tree.child_positions(id);
-            let request = step_request(tree, id, &node_positions);
+            let request = step_request(tree, id, &node_positions, rejection);
             let verdict = judge.judge(&request).map_err(|source| ReviseError::Judge {
                 task: tree.task,
                 node: node_positions.clone(),

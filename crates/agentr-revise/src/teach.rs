@@ -16,14 +16,13 @@
 
 use std::collections::BTreeMap;
 
-use agentr_envs::metrics::is_rejection;
 use agentr_envs::rng::Rng;
-use agentr_envs::{Message, Sample};
+use agentr_envs::{Message, RejectionRule, Sample};
 use agentr_mcts::{NodeId, Tree};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::judge::{Judge, JudgeRequest, Label, judge_prompt};
+use crate::judge::{Judge, Label, judge_prompt};
 use crate::pairs::Thresholds;
 use crate::revise::step_request;
 use crate::splice::sample;
@@ -50,15 +49,6 @@ pub fn tree_label(tree: &Tree, id: NodeId, thresholds: &Thresholds) -> Option<La
     } else {
         Some(Label::Uncertain)
     }
-}
-
-/// Whether the environment refused the action of `request`'s step (what its prompt shows).
-fn rejected(request: &JudgeRequest<'_>) -> bool {
-    is_rejection(
-        request.env,
-        request.previous_observation(),
-        request.step.observation,
-    )
 }
 
 /// The label a judge sample teaches for a step the tree labels `tree_label`: the verifier
@@ -97,6 +87,7 @@ fn labelled_steps(
     thresholds: &Thresholds,
     per_label: usize,
     seed: u64,
+    rejection: RejectionRule,
 ) -> Vec<(NodeId, Label)> {
     let mut rng = Rng::from_parts(&[seed, tree.task.0, JUDGE_STREAM]);
     let taught: Vec<Option<Label>> = (0..tree.nodes.len())
@@ -105,7 +96,7 @@ fn labelled_steps(
             let positions = tree.child_positions(id);
             Some(taught_label(
                 label,
-                rejected(&step_request(tree, id, &positions)),
+                step_request(tree, id, &positions, rejection).rejected,
             ))
         })
         .collect();
@@ -159,12 +150,13 @@ pub fn judge_agreement<J: Judge + ?Sized>(
     thresholds: &Thresholds,
     per_label: usize,
     seed: u64,
+    rejection: RejectionRule,
     judge: &J,
 ) -> Result<Agreement, J::Error> {
     let mut agreement = Agreement::default();
-    for (id, truth) in labelled_steps(tree, thresholds, per_label, seed) {
+    for (id, truth) in labelled_steps(tree, thresholds, per_label, seed, rejection) {
         let positions = tree.child_positions(id);
-        let verdict = judge.judge(&step_request(tree, id, &positions))?;
+        let verdict = judge.judge(&step_request(tree, id, &positions, rejection))?;
         agreement.unparsed += usize::from(!verdict.parsed);
         *agreement
             .confusion
@@ -179,20 +171,22 @@ pub fn judge_agreement<J: Judge + ?Sized>(
 /// At most `per_label` judge samples of each label from `tree`, chosen at random (seeded by
 /// `seed` and the task) among the visited steps. Each is the verifier prompt without loss and
 /// the templated answer with loss; `meta` records the label and the tree's evidence.
+/// `rejection` is the trees' environment's rule for refused actions.
 pub fn judge_samples(
     tree: &Tree,
     thresholds: &Thresholds,
     per_label: usize,
     seed: u64,
+    rejection: RejectionRule,
 ) -> Vec<Sample> {
-    labelled_steps(tree, thresholds, per_label, seed)
+    labelled_steps(tree, thresholds, per_label, seed, rejection)
         .into_iter()
         .map(|(id, wanted)| {
             let positions = tree.child_positions(id);
-            let request = step_request(tree, id, &positions);
+            let request = step_request(tree, id, &positions, rejection);
             let node = &tree.nodes[id];
             let mut messages = judge_prompt(&request);
-            messages.push(Message::assistant(answer(wanted, rejected(&request)), true));
+            messages.push(Message::assistant(answer(wanted, request.rejected), true));
             sample(
                 messages,
                 json!({

@@ -1,128 +1,18 @@
 //! Property tests of pairing and splicing over random trees.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 
-use agentr_envs::rng::Rng;
-use agentr_envs::{Role, Sample, TaskId};
-use agentr_mcts::{Node, NodeId, SearchConfig, Tree};
+use agentr_envs::{Role, Sample};
+use agentr_mcts::{NodeId, Tree};
 use proptest::prelude::{ProptestConfig, any, prop_assert, prop_assert_eq, proptest};
 
-use crate::judge::{Judge, JudgeRequest, Judgement, Label, NoError};
+use crate::judge::Label;
 use crate::pairs::lowest_common_ancestor;
+use crate::testing::{SeededJudge, is_rejection, random_tree};
 use crate::{
     Mode, PairCondition, ReviseConfig, Signals, Thresholds, judge_agreement, judge_samples,
     parse_judgement, revise_tree, tree_label,
 };
-
-/// A random tree with every invariant of `agentr_mcts::Tree`: random branching, terminal
-/// leaves with rewards from {0, 0.1, 0.5, 1}, some disasters and some open leaves. Its
-/// environment is TextCraft's name, and about one step in five gets TextCraft's refusal
-/// (`Could not find ...`), so branches that succeed after a rejected step occur.
-fn random_tree(seed: u64, depth_limit: usize, branching: u64) -> Tree {
-    let mut rng = Rng::new(seed);
-    let config = SearchConfig {
-        depth_limit,
-        ..SearchConfig::default()
-    };
-    let mut tree = Tree::new(
-        "textcraft",
-        TaskId(seed % 7),
-        "Play.",
-        "start".into(),
-        config,
-    );
-    let mut frontier = vec![0];
-    while let Some(parent) = frontier.pop() {
-        let children = 1 + rng.below(branching);
-        for k in 0..children {
-            let id = tree.nodes.len();
-            let depth = tree.nodes[parent].depth + 1;
-            let ends = depth >= depth_limit || rng.below(3) == 0;
-            let disaster = ends && rng.below(6) == 0;
-            let reward = if disaster {
-                0.0
-            } else if ends {
-                [0.0, 0.1, 0.5, 1.0][rng.index(4)]
-            } else {
-                0.0
-            };
-            let open_leaf = !ends && rng.below(5) == 0;
-            tree.nodes.push(Node {
-                parent: Some(parent),
-                children: Vec::new(),
-                response: format!("Thought: step {id}\nAction: a{k}"),
-                action: format!("a{k}"),
-                observation: match rng.below(5) {
-                    0 => format!("Could not find a{k}"),
-                    _ => format!("obs {id}"),
-                },
-                reward,
-                visits: 0,
-                value: 0.0,
-                depth,
-                terminal: ends,
-                done: ends && depth < depth_limit && !disaster,
-                disaster,
-            });
-            tree.nodes[parent].children.push(id);
-            if !ends && !open_leaf {
-                frontier.push(id);
-            }
-        }
-    }
-    // Back up terminal leaves, then mark nodes whose children are all terminal.
-    for id in 0..tree.nodes.len() {
-        if tree.nodes[id].terminal && tree.nodes[id].children.is_empty() {
-            let reward = tree.nodes[id].reward;
-            let mut current = Some(id);
-            while let Some(n) = current {
-                tree.nodes[n].visits += 1;
-                tree.nodes[n].value += reward;
-                current = tree.nodes[n].parent;
-            }
-        }
-    }
-    for id in (0..tree.nodes.len()).rev() {
-        let children = &tree.nodes[id].children;
-        if !children.is_empty() && children.iter().all(|&c| tree.nodes[c].terminal) {
-            tree.nodes[id].terminal = true;
-        }
-    }
-    tree
-}
-
-/// Labels by a hash of (salt, node path) and records every call.
-struct HashJudge {
-    salt: u64,
-    calls: Mutex<Vec<Vec<usize>>>,
-}
-
-impl HashJudge {
-    fn label(&self, node: &[usize]) -> Label {
-        let mut parts = vec![self.salt];
-        parts.extend(node.iter().map(|&p| p as u64));
-        [Label::Good, Label::Bad, Label::Uncertain][Rng::from_parts(&parts).index(3)]
-    }
-}
-
-impl Judge for HashJudge {
-    type Error = NoError;
-    fn name(&self) -> String {
-        "hash".into()
-    }
-    fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, NoError> {
-        self.calls
-            .lock()
-            .expect("calls lock")
-            .push(request.node.to_vec());
-        Ok(Judgement {
-            label: self.label(request.node),
-            rationale: String::new(),
-            parsed: true,
-        })
-    }
-}
 
 fn node_at(tree: &Tree, positions: &[usize]) -> NodeId {
     positions
@@ -158,7 +48,7 @@ fn check_revision(
     tree: &Tree,
     sample: &Sample,
     mode: Mode,
-    judge: &HashJudge,
+    judge: &SeededJudge,
 ) -> Result<(), String> {
     let meta = &sample.meta;
     let good = node_at(tree, &positions(&meta["good_leaf"]));
@@ -280,8 +170,14 @@ proptest! {
         let condition = if gap { PairCondition::Gap } else { PairCondition::Paper };
         let mut config = config(mode, [0.5, 0.7, 1.0][alpha_pick], condition, seed);
         config.max_pairs_per_tree = cap;
-        let judge = HashJudge { salt: seed, calls: Mutex::new(Vec::new()) };
-        let (samples, stats) = revise_tree(&tree, &config, &Signals::default(), &judge).unwrap();
+        let judge = SeededJudge::new(seed);
+        let (samples, stats) = revise_tree(
+            &tree,
+            &config,
+            &Signals::default(),
+            is_rejection,
+            &judge,
+        ).unwrap();
 
         let mut revisions = 0;
         for sample in &samples {
@@ -320,7 +216,7 @@ proptest! {
             prop_assert_eq!(stats.pairs + stats.pairs_dropped_by_cap, qualifying);
         }
         // Each step is judged at most once per tree; only agent-r mode asks.
-        let calls = judge.calls.into_inner().unwrap();
+        let calls = judge.calls();
         let distinct: HashSet<&Vec<usize>> = calls.iter().collect();
         prop_assert_eq!(distinct.len(), calls.len());
         if mode != Mode::AgentR {
@@ -340,8 +236,8 @@ proptest! {
     ) {
         let tree = random_tree(seed, depth_limit, branching);
         let thresholds = Thresholds { alpha: 0.5, beta: 0.2, condition: PairCondition::Paper };
-        let samples = judge_samples(&tree, &thresholds, per_label, seed);
-        prop_assert_eq!(&samples, &judge_samples(&tree, &thresholds, per_label, seed));
+        let samples = judge_samples(&tree, &thresholds, per_label, seed, is_rejection);
+        prop_assert_eq!(&samples, &judge_samples(&tree, &thresholds, per_label, seed, is_rejection));
         let mut per = std::collections::HashMap::new();
         for sample in &samples {
             let id = node_at(&tree, &positions(&sample.meta["node"]));
@@ -394,13 +290,20 @@ proptest! {
         }
         // The agreement asks the judge about exactly these steps, once each, and counts its
         // labels against the tree's.
-        let judge = HashJudge { salt: seed, calls: Mutex::new(Vec::new()) };
-        let agreement = judge_agreement(&tree, &thresholds, per_label, seed, &judge).unwrap();
+        let judge = SeededJudge::new(seed);
+        let agreement = judge_agreement(
+            &tree,
+            &thresholds,
+            per_label,
+            seed,
+            is_rejection,
+            &judge,
+        ).unwrap();
         let taught: Vec<(Vec<usize>, Label)> = samples
             .iter()
             .map(|s| (positions(&s.meta["node"]), serde_json::from_value(s.meta["label"].clone()).unwrap()))
             .collect();
-        let calls = judge.calls.lock().unwrap().clone();
+        let calls = judge.calls();
         prop_assert_eq!(calls, taught.iter().map(|(node, _)| node.clone()).collect::<Vec<_>>());
         for label in [Label::Bad, Label::Good, Label::Uncertain] {
             let steps: Vec<&Vec<usize>> = taught.iter().filter(|(_, l)| *l == label).map(|(n, _)| n).collect();
@@ -418,8 +321,14 @@ proptest! {
         let tree = random_tree(seed, 5, 3);
         let config = config(Mode::AgentR, 0.5, PairCondition::Paper, 11);
         let run = || {
-            let judge = HashJudge { salt: 3, calls: Mutex::new(Vec::new()) };
-            revise_tree(&tree, &config, &Signals::default(), &judge).unwrap().0
+            let judge = SeededJudge::new(3);
+            revise_tree(
+            &tree,
+            &config,
+            &Signals::default(),
+            is_rejection,
+            &judge,
+        ).unwrap().0
         };
         prop_assert_eq!(run(), run());
     }
@@ -432,14 +341,12 @@ fn random_trees_exercise_the_splicer() {
     let config = config(Mode::AgentR, 0.5, PairCondition::Paper, 0);
     let productive = (0..200u64)
         .filter(|&seed| {
-            let judge = HashJudge {
-                salt: seed,
-                calls: Mutex::new(Vec::new()),
-            };
+            let judge = SeededJudge::new(seed);
             let (_, stats) = revise_tree(
                 &random_tree(seed, 5, 3),
                 &config,
                 &Signals::default(),
+                is_rejection,
                 &judge,
             )
             .unwrap();
@@ -464,7 +371,7 @@ fn random_trees_give_every_judge_label() {
     let mut seen = HashSet::new();
     let mut rejected_on_good_branches = 0;
     for seed in 0..200u64 {
-        for sample in judge_samples(&random_tree(seed, 5, 3), &thresholds, 2, seed) {
+        for sample in judge_samples(&random_tree(seed, 5, 3), &thresholds, 2, seed, is_rejection) {
             seen.insert(sample.meta["label"].as_str().unwrap().to_owned());
             // Regression (issue 22): a rejected step whose branch went on to succeed was
             // taught `Judgment: good`; it is taught Bad.

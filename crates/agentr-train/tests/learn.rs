@@ -91,6 +91,7 @@ fn first_step(observation: &str) -> JudgeRequest<'_> {
             action: "get 2 logs",
             observation,
         },
+        rejected: agentr_envs::textcraft::is_rejection("Goal: craft item 1.", observation),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use agentr_envs::chat::REVISION_ACTION;
 use agentr_envs::episode::{Episode, RevisionTurns, RolloutOptions, continue_from, rollout};
-use agentr_envs::metrics::{LoopStats, is_rejection};
+use agentr_envs::metrics::LoopStats;
 use agentr_envs::rng::Rng;
 use agentr_envs::{Message, Role, TaskId, TaskSpec};
 use agentr_train::openai::ChatClient;
@@ -426,7 +426,7 @@ pub fn run(args: Args) -> Result<()> {
                     args.send_revision_turns,
                     |response| reader.extract_action(response),
                     &episode.messages[2 + 2 * cut].content,
-                    |previous, observation| is_rejection(env_name, previous, observation),
+                    |previous, observation| reader.is_rejection(previous, observation),
                 );
                 actions_per_episode.push(episode_actions);
             }
@@ -594,7 +594,7 @@ mod tests {
             false,
             |response| response.rsplit("Action: ").next().unwrap_or("").to_owned(),
             "Search",
-            |previous, observation| is_rejection("webshop", previous, observation),
+            agentr_envs::webshop::is_rejection,
         );
         assert_eq!(
             (counts.actions, counts.rejected, counts.revisions),

@@ -14,6 +14,7 @@ use agentr_train::openai::ChatClient;
 use agentr_train::{JudgeAnswer, ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
 
+use crate::envs::EnvName;
 use crate::progress::Progress;
 use crate::remote::OpenAiSpec;
 
@@ -235,17 +236,26 @@ pub fn run(args: Args) -> Result<()> {
         let mut sink = std::io::BufWriter::new(std::fs::File::create(tmp)?);
         for file in &files {
             let tree = Tree::load(file).map_err(std::io::Error::other)?;
-            let (samples, tree_stats) =
-                revise_tree(&tree, &config, &signals, &judge).map_err(std::io::Error::other)?;
+            let rejection = EnvName::of_file(&tree.env)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", file.display())))?
+                .rejection_rule();
+            let (samples, tree_stats) = revise_tree(&tree, &config, &signals, rejection, &judge)
+                .map_err(std::io::Error::other)?;
             if measure_agreement {
                 let thresholds = &config.thresholds;
                 let steps = args.agreement_steps;
                 agreement.merge(
-                    &judge_agreement(&tree, thresholds, steps, args.seed, &judge)
+                    &judge_agreement(&tree, thresholds, steps, args.seed, rejection, &judge)
                         .map_err(std::io::Error::other)?,
                 );
             }
-            let judged = judge_samples(&tree, &config.thresholds, args.judge_samples, args.seed);
+            let judged = judge_samples(
+                &tree,
+                &config.thresholds,
+                args.judge_samples,
+                args.seed,
+                rejection,
+            );
             if !judged.is_empty() {
                 *stats.samples.entry("judge".into()).or_default() += judged.len();
             }

@@ -22,7 +22,10 @@ pub fn run(args: Args) -> Result<()> {
         .python
         .or_else(|| std::env::var("AGENTR_PYTHON").ok())
         .unwrap_or_else(|| "python3".to_owned());
-    for asset in assets::ALL {
+    for asset in assets::ALL
+        .iter()
+        .chain([&agentr_train::gguf::SMOLLM2_GGUF])
+    {
         eprint!("{} ({}) ... ", asset.name, asset.requirement);
         let installed = asset
             .install(&home, &python)

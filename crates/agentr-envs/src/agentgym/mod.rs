@@ -46,7 +46,7 @@ pub use error::AgentGymError;
 pub use remote::{Remote, RemoteConfig};
 
 use crate::env::{Environment, Split, Step, TaskId};
-use crate::{EnvError, sciworld, textcraft, webshop};
+use crate::{EnvError, sciworld, splits, textcraft, webshop};
 use remote::Repeat;
 use wire::{
     CloseRequest, ResetRequest, SciWorldCreated, SciWorldReset, SciWorldStep, StepRequest,
@@ -56,10 +56,6 @@ use wire::{
 
 /// The number of TextCraft goals (task ids `0..544`; larger ids wrap around).
 pub const TEXTCRAFT_GOALS: u64 = 544;
-
-/// AgentGym's WebShop ids over the real data.
-const WEBSHOP_TEST_IDS: &str = include_str!("../../data/webshop_test.txt");
-const WEBSHOP_TRAIN_IDS: &str = include_str!("../../data/webshop_train.txt");
 
 /// Which environment a server runs: it fixes the endpoints' shapes and the native behaviour
 /// the client reproduces.
@@ -287,11 +283,11 @@ impl Environment for AgentGymEnv {
             (EnvKind::SciWorld, Split::Train) => sciworld::train_ids(),
             (EnvKind::SciWorld, Split::Test) => sciworld::test_ids(),
             (EnvKind::SciWorld, Split::All) => (0..sciworld::task_count()).map(TaskId).collect(),
-            (EnvKind::WebShop, Split::Train) => parse_ids(WEBSHOP_TRAIN_IDS),
-            (EnvKind::WebShop, Split::Test) => parse_ids(WEBSHOP_TEST_IDS),
+            (EnvKind::WebShop, Split::Train) => splits::webshop_train().to_vec(),
+            (EnvKind::WebShop, Split::Test) => splits::webshop_test().to_vec(),
             (EnvKind::WebShop, Split::All) => {
-                let mut ids = parse_ids(WEBSHOP_TRAIN_IDS);
-                ids.extend(parse_ids(WEBSHOP_TEST_IDS));
+                let mut ids = splits::webshop_train().to_vec();
+                ids.extend_from_slice(splits::webshop_test());
                 ids.sort_unstable();
                 ids.dedup();
                 ids
@@ -304,6 +300,15 @@ impl Environment for AgentGymEnv {
             EnvKind::SciWorld => sciworld::same_listing(a, b),
             EnvKind::TextCraft | EnvKind::WebShop => a == b,
         }
+    }
+
+    fn is_rejection(&self, previous: &str, observation: &str) -> bool {
+        let rule = match self.kind {
+            EnvKind::TextCraft => textcraft::is_rejection,
+            EnvKind::SciWorld => sciworld::is_rejection,
+            EnvKind::WebShop => webshop::is_rejection,
+        };
+        rule(previous, observation)
     }
 }
 
@@ -321,12 +326,6 @@ impl Drop for AgentGymEnv {
             }
         }
     }
-}
-
-fn parse_ids(text: &str) -> Vec<TaskId> {
-    text.lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
 }
 
 #[cfg(test)]

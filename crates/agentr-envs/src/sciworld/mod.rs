@@ -152,15 +152,15 @@ pub fn game_of(task: TaskId) -> Option<(&'static Game, u32)> {
     None
 }
 
-/// The AgentGym test ids (200 games), bundled as data.
-const TEST_IDS: &str = include_str!("../../data/sciworld_test.txt");
+/// ScienceWorld's [`Environment::is_rejection`]: the parser's `No known action matches that
+/// input.`
+pub fn is_rejection(_previous: &str, observation: &str) -> bool {
+    observation.starts_with("No known action matches that input")
+}
 
-/// AgentGym's test ids, in file order.
+/// AgentGym's test ids, in its order.
 pub fn test_ids() -> Vec<TaskId> {
-    TEST_IDS
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
+    crate::splits::sciworld_test().to_vec()
 }
 
 /// The training ids: every game's training variations, minus the test ids.
@@ -590,6 +590,10 @@ impl Environment for SciWorld {
         same_listing(a, b)
     }
 
+    fn is_rejection(&self, previous: &str, observation: &str) -> bool {
+        is_rejection(previous, observation)
+    }
+
     fn task_ids(&self, split: Split) -> Vec<TaskId> {
         match split {
             Split::Train => train_ids(),
@@ -651,14 +655,6 @@ mod tests {
                     })
                     .count() as u32
         );
-    }
-
-    #[test]
-    fn the_test_list_matches_the_shared_copy() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data/splits/sciworld_test.txt");
-        let shared = std::fs::read_to_string(&path).expect("the shared test split");
-        assert_eq!(shared.trim(), TEST_IDS.trim());
     }
 
     #[test]

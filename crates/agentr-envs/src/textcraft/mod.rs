@@ -33,7 +33,7 @@ mod expert;
 mod recipes;
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 pub use expert::TextCraftExpert;
 pub use recipes::{
@@ -67,8 +67,11 @@ Answer with a short reasoning line and one action, in this form:
 Thought: <your reasoning>
 Action: <one action>";
 
-/// The AgentGym test ids (100 goals), bundled as data.
-const TEST_IDS: &str = include_str!("../../data/textcraft_test.txt");
+/// TextCraft's [`Environment::is_rejection`]: `Could not ...` (a missing ingredient or
+/// item, an unknown command) and `Wrong item format`.
+pub fn is_rejection(_previous: &str, observation: &str) -> bool {
+    observation.starts_with("Could not") || observation.starts_with("Wrong item format")
+}
 
 /// The TextCraft environment. Cloning is cheap: the recipe book is shared.
 #[derive(Debug, Clone)]
@@ -132,13 +135,7 @@ impl TextCraft {
 
     /// The AgentGym test ids.
     pub fn test_ids() -> &'static [TaskId] {
-        static IDS: OnceLock<Vec<TaskId>> = OnceLock::new();
-        IDS.get_or_init(|| {
-            TEST_IDS
-                .lines()
-                .filter_map(|line| line.trim().parse().ok())
-                .collect()
-        })
+        crate::splits::textcraft_test()
     }
 
     fn state(&mut self) -> Result<&mut EpisodeState, EnvError> {
@@ -173,6 +170,10 @@ impl TextCraft {
 impl Environment for TextCraft {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn is_rejection(&self, previous: &str, observation: &str) -> bool {
+        is_rejection(previous, observation)
     }
 
     fn instruction(&self) -> &str {

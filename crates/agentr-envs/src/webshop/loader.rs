@@ -944,9 +944,10 @@ mod tests {
 
     #[test]
     fn the_real_attributes_file_applies() {
+        // The original's attributes file (from AgentGym's copy of WebShop), kept as a fixture.
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data/webshop/items_ins_v2_1000.json");
-        let text = std::fs::read_to_string(&path).expect("the shared WebShop attributes file");
+            .join("tests/fixtures/webshop/items_ins_v2_1000.json");
+        let text = std::fs::read_to_string(&path).expect("the WebShop attributes fixture");
         let Value::Object(entries) = serde_json::from_str::<Value>(&text).unwrap() else {
             panic!("not an object");
         };

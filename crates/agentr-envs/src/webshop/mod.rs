@@ -21,3 +21,11 @@ pub use shop::{INSTRUCTION, SEP, ShopData, WebShop};
 
 /// The environment's name, as used on the command line and in sample metadata.
 pub const NAME: &str = "webshop";
+
+/// WebShop's [`crate::Environment::is_rejection`]: the shop says nothing about an action it
+/// cannot carry out and shows the same page again, so an unchanged observation counts (as do
+/// the few valid actions that change nothing, such as selecting an option already selected:
+/// turns wasted all the same).
+pub fn is_rejection(previous: &str, observation: &str) -> bool {
+    observation == previous
+}

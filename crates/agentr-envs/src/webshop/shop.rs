@@ -36,10 +36,6 @@ pub const SYNTHETIC_TEST_GOALS: usize = 200;
 /// The separator of the simple-text observation.
 pub const SEP: &str = " [SEP] ";
 
-/// AgentGym's WebShop test and training ids (goal indices over the real 1,000-product data).
-const AGENTGYM_TEST_IDS: &str = include_str!("../../data/webshop_test.txt");
-const AGENTGYM_TRAIN_IDS: &str = include_str!("../../data/webshop_train.txt");
-
 /// The instruction prompt (own wording) that opens every WebShop conversation.
 pub const INSTRUCTION: &str = "You are shopping on WebShop, a simulated online store. Every \
 observation shows the current page's texts separated by [SEP]; the first one includes your \
@@ -55,12 +51,6 @@ the selected options, which ends the task)
 Answer with a short reasoning line and one action, in this form:
 Thought: <your reasoning>
 Action: <one action>";
-
-fn parse_ids(text: &str) -> Vec<TaskId> {
-    text.lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
-}
 
 /// Everything environments of one shop share: catalogue, goals, index and splits.
 #[derive(Debug)]
@@ -101,14 +91,15 @@ impl ShopData {
         let (products, attributes) = loader::find_files(dir)?;
         let catalogue = loader::load(&products, &attributes)?;
         let goals = synthetic_goals(&catalogue, DEFAULT_GOAL_SEED);
-        let in_range = |ids: Vec<TaskId>| {
-            ids.into_iter()
+        let in_range = |ids: &[TaskId]| {
+            ids.iter()
+                .copied()
                 .filter(|id| (id.0 as usize) < goals.len())
                 .collect::<Vec<_>>()
         };
         let (train, test) = (
-            in_range(parse_ids(AGENTGYM_TRAIN_IDS)),
-            in_range(parse_ids(AGENTGYM_TEST_IDS)),
+            in_range(crate::splits::webshop_train()),
+            in_range(crate::splits::webshop_test()),
         );
         Self::assemble(catalogue, goals, train, test, cache, false)
     }
@@ -507,6 +498,10 @@ fn bracketed<'a>(action: &'a str, verb: &str) -> Option<&'a str> {
 impl Environment for WebShop {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn is_rejection(&self, previous: &str, observation: &str) -> bool {
+        super::is_rejection(previous, observation)
     }
 
     fn instruction(&self) -> &str {

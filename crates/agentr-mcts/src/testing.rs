@@ -1,28 +1,44 @@
-//! A synthetic environment and policies with known branching and rewards, for tests.
+//! A kit for property tests of searches, policies and anything built on trees (feature
+//! `test-util`): a synthetic environment with known branching and rewards ([`Toy`]), a random
+//! and a failing policy, and proptest strategies for environments and search settings.
+//!
+//! The search's own property tests use exactly this kit; the crate README shows a property
+//! test of your own [`Policy`] written with it.
 
 use agentr_envs::rng::Rng;
 use agentr_envs::{EnvError, Environment, Snapshot, Split, Step, TaskId};
+use proptest::prelude::{Just, Strategy, any};
 
-use crate::{Policy, SampleRequest};
+use crate::{Policy, SampleRequest, SearchConfig};
 
-/// Actions `a0`..`a{branching-1}`; anything else is answered `invalid` and changes nothing.
-/// Whether a state ends the episode, its reward and disasters are a hash of the path.
+/// Actions `a0`..`a{branching-1}`; anything else is answered `invalid` and changes nothing
+/// (a rejection). Whether a state ends the episode, its reward (0, 0.5 or 1) and disasters
+/// are a hash of (salt, task, path), so every run of the same game gives the same tree.
 #[derive(Debug, Clone)]
 pub struct Toy {
+    /// Number of valid actions in every state.
     pub branching: u8,
+    /// Episodes end after this many valid actions at the latest.
     pub max_len: usize,
+    /// Varies the game: which states end, their rewards and disasters.
     pub salt: u64,
     /// A state ends the episode with probability about 1 / `end_one_in`.
     pub end_one_in: u64,
+    /// Whether the environment offers snapshots (else the search restores by replay).
     pub snapshots: bool,
+    /// The task of the current episode.
     pub task: Option<TaskId>,
+    /// The valid actions taken so far in the current episode.
     pub path: Vec<u8>,
     /// Fail with an error on the step with this index (counted over the env's life).
     pub fail_at_step: Option<usize>,
+    /// Steps taken over the environment's life.
     pub steps_taken: usize,
 }
 
 impl Toy {
+    /// A game with `branching` valid actions per state and episodes of at most `max_len`
+    /// actions; `salt` picks the game; `snapshots` whether it offers snapshots.
     pub fn new(branching: u8, max_len: usize, salt: u64, snapshots: bool) -> Self {
         Toy {
             branching,
@@ -51,6 +67,10 @@ impl Environment for Toy {
 
     fn instruction(&self) -> &str {
         "Pick actions a0, a1, ... until the game ends.\nAnswer with Action: <action>."
+    }
+
+    fn is_rejection(&self, _previous: &str, observation: &str) -> bool {
+        observation == "invalid"
     }
 
     fn reset(&mut self, task: TaskId) -> Result<String, EnvError> {
@@ -112,12 +132,15 @@ impl Environment for Toy {
     }
 }
 
-/// Picks among `vocabulary` actions (some invalid when larger than the branching) at random.
+/// Picks among `vocabulary` actions (some invalid when larger than the branching) at random,
+/// seeded by the request.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomPolicy {
+    /// Actions `a0`..`a{vocabulary-1}` are drawn.
     pub vocabulary: u64,
 }
 
+/// The error of the kit's policies.
 #[derive(Debug, thiserror::Error)]
 #[error("the policy gave up")]
 pub struct GaveUp;
@@ -132,10 +155,15 @@ impl Policy for RandomPolicy {
     }
 }
 
-/// Fails on the `fail_on`-th call (1-based), else behaves like `inner`.
+/// Fails on the `fail_on`-th call (1-based), else behaves like `inner`: for failure-injection
+/// tests of code that drives a search.
+#[derive(Debug)]
 pub struct FailingPolicy {
+    /// The policy that answers the other calls.
     pub inner: RandomPolicy,
+    /// The call that fails, counting from 1.
     pub fail_on: usize,
+    /// Calls so far.
     pub calls: std::sync::atomic::AtomicUsize,
 }
 
@@ -148,4 +176,34 @@ impl Policy for FailingPolicy {
         }
         self.inner.sample(request)
     }
+}
+
+/// Toy games: 1-4 valid actions, episodes of 1-11 actions, any salt, with or without
+/// snapshots.
+pub fn toys() -> impl Strategy<Value = Toy> {
+    (1u8..5, 1usize..12, any::<u64>(), any::<bool>()).prop_map(
+        |(branching, max_len, salt, snapshots)| Toy::new(branching, max_len, salt, snapshots),
+    )
+}
+
+/// Search settings small enough for hundreds of cases: 0-9 iterations, 1-5 candidates, depth
+/// limits 1-9, any seed; everything else the defaults.
+pub fn search_configs() -> impl Strategy<Value = SearchConfig> {
+    (0usize..10, 1usize..6, 1usize..10, any::<u64>()).prop_map(
+        |(iterations, candidates, depth_limit, seed)| SearchConfig {
+            iterations,
+            candidates,
+            depth_limit,
+            seed,
+            ..SearchConfig::default()
+        },
+    )
+}
+
+/// A toy game with a random policy over its actions plus up to `extra_invalid` invalid ones.
+pub fn toys_with_random_policies(extra_invalid: u64) -> impl Strategy<Value = (Toy, RandomPolicy)> {
+    (toys(), 0..=extra_invalid).prop_flat_map(|(toy, extra)| {
+        let vocabulary = u64::from(toy.branching) + extra;
+        (Just(toy), Just(RandomPolicy { vocabulary }))
+    })
 }
