@@ -56,8 +56,11 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    // Before any other thread starts (see the function).
-    agentr_train::tune_runtime();
+    // SAFETY: the first statement of main; no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        agentr_train::tune_runtime()
+    };
     let cli = Cli::parse();
     match cli.command {
         Command::Setup(args) => cmd::setup::run(args),

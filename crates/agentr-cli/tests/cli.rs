@@ -95,7 +95,12 @@ fn gold_samples(env: &str, tasks: &str, count: usize) -> Vec<Value> {
 
 /// [`gold_samples`] with more options for `agentr gold`.
 fn gold_samples_with(env: &str, tasks: &str, count: usize, extra: &[&str]) -> Vec<Value> {
-    let path = temp_path(&format!("gold-{env}.jsonl"));
+    // A folder that does not exist yet (one per call: tests run in parallel): gold creates it.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = temp_path(&format!("gold-{env}-{call}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("new").join("gold.jsonl");
     let mut args = vec![
         "gold",
         env,
@@ -118,7 +123,7 @@ fn gold_samples_with(env: &str, tasks: &str, count: usize, extra: &[&str]) -> Ve
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(samples.len(), count);
     samples
 }
@@ -325,6 +330,26 @@ fn collect_rejects_bad_arguments_clearly() {
             ],
             "candidates",
         ),
+        (
+            vec![
+                "--policy",
+                "noisy-expert:0.1",
+                "--tasks",
+                "test",
+                "--workers",
+                "0",
+            ],
+            "--workers <WORKERS>': must be at least 1",
+        ),
+        // Ids never wrap around to another goal.
+        (
+            vec!["--policy", "noisy-expert:0.1", "--tasks", "999999"],
+            "textcraft has no task 999999 (ids run from 0 to 543)",
+        ),
+        (
+            vec!["--policy", "noisy-expert:0.1", "--tasks", "540..545"],
+            "textcraft has no task 544",
+        ),
     ] {
         let mut full = vec![
             "collect",
@@ -347,7 +372,10 @@ fn collect_rejects_bad_arguments_clearly() {
 #[test]
 fn revise_turns_trees_into_samples_and_statistics() {
     let trees = temp_path("revise-trees");
-    let out = temp_path("revise-samples.jsonl");
+    // A folder that does not exist yet: revise creates it, as collect and train create theirs.
+    let out_dir = temp_path("revise-out");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out = out_dir.join("new").join("samples.jsonl");
     let collected = collect_tasks("noisy-expert:0.5", "400..412", &trees, &[]);
     assert!(collected.status.success(), "{}", text(&collected.stderr));
     for mode in ["agent-r", "direct", "good-only"] {
@@ -440,8 +468,7 @@ fn revise_turns_trees_into_samples_and_statistics() {
     assert!(!no_judge.status.success());
     assert!(text(&no_judge.stderr).contains("needs --judge"));
     std::fs::remove_dir_all(&trees).unwrap();
-    std::fs::remove_file(&out).unwrap();
-    std::fs::remove_file(out.with_extension("stats.json")).unwrap();
+    std::fs::remove_dir_all(&out_dir).unwrap();
 }
 
 #[test]

@@ -69,6 +69,8 @@ mod env;
 pub mod episode;
 mod error;
 mod expert;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
 pub mod retry;
 pub mod rng;

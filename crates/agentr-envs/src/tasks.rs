@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::EnvError;
 use crate::env::{Environment, Split, TaskId};
 
 /// One part of a [`TaskSpec`].
@@ -37,7 +38,23 @@ pub struct TaskSpec {
 
 impl TaskSpec {
     /// The task ids, in the order written, without repeats.
-    pub fn resolve(&self, env: &dyn Environment) -> Vec<TaskId> {
+    ///
+    /// # Errors
+    ///
+    /// [`EnvError::UnknownTask`] for an id or range past the environment's last task (ids
+    /// never wrap around: `999999` is not goal `999999 mod 544`).
+    pub fn resolve(&self, env: &dyn Environment) -> Result<Vec<TaskId>, EnvError> {
+        let count = env
+            .task_ids(Split::All)
+            .iter()
+            .map(|id| id.0 + 1)
+            .max()
+            .unwrap_or(0);
+        let unknown = |task: u64| EnvError::UnknownTask {
+            env: env.name(),
+            task,
+            count,
+        };
         let mut ids: Vec<TaskId> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for part in &self.parts {
@@ -48,12 +65,16 @@ impl TaskSpec {
                     let start = start.unwrap_or(0).min(end);
                     all[start..end].to_vec()
                 }
+                Part::Range { start, end } if start < end && *end > count => {
+                    return Err(unknown((*start).max(count)));
+                }
                 Part::Range { start, end } => (*start..*end).map(TaskId).collect(),
+                Part::Id(id) if *id >= count => return Err(unknown(*id)),
                 Part::Id(id) => vec![TaskId(*id)],
             };
             ids.extend(chosen.into_iter().filter(|id| seen.insert(*id)));
         }
-        ids
+        Ok(ids)
     }
 }
 
@@ -169,9 +190,32 @@ mod tests {
         spec.parse::<TaskSpec>()
             .unwrap()
             .resolve(&Ten)
+            .unwrap()
             .into_iter()
             .map(|t| t.0)
             .collect()
+    }
+
+    /// Ids never wrap around: one past the last task is refused, with the range.
+    #[test]
+    fn ids_past_the_last_task_are_refused() {
+        for (spec, task) in [
+            ("10", 10),
+            ("999999", 999_999),
+            ("5..11", 10),
+            ("12..14", 12),
+        ] {
+            let err = spec.parse::<TaskSpec>().unwrap().resolve(&Ten).unwrap_err();
+            assert!(
+                matches!(err, EnvError::UnknownTask { env: "ten", task: t, count: 10 } if t == task),
+                "{spec}: {err:?}"
+            );
+            assert!(err.to_string().contains("ids run from 0 to 9"), "{err}");
+        }
+        assert_eq!(
+            ids("9,0..10"),
+            (0..10).rev().take(1).chain(0..9).collect::<Vec<_>>()
+        );
     }
 
     #[test]

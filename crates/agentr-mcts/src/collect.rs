@@ -59,7 +59,7 @@ where
     P: Policy + ?Sized,
     F: Fn() -> Result<Box<dyn Environment>, SearchError> + Sync,
 {
-    config.validate().map_err(SearchError::Config)?;
+    config.validate()?;
     std::fs::create_dir_all(dir).map_err(|source| SearchError::Io {
         path: dir.to_owned(),
         source,

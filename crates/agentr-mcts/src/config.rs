@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::InvalidConfig;
+
 /// How the search puts the environment back into a node's state before expanding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -55,22 +57,26 @@ impl Default for SearchConfig {
 }
 
 impl SearchConfig {
-    /// Checks the settings; the message names the offending field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the settings; the error names the offending field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let invalid = |field, problem: String| Err(InvalidConfig { field, problem });
         if self.candidates == 0 {
-            return Err("candidates must be at least 1".into());
+            return invalid("candidates", "must be at least 1".into());
         }
         if self.depth_limit == 0 {
-            return Err("depth_limit must be at least 1".into());
+            return invalid("depth_limit", "must be at least 1".into());
         }
         if !(self.uct_c.is_finite() && self.uct_c >= 0.0) {
-            return Err(format!("uct_c must be finite and >= 0, got {}", self.uct_c));
+            return invalid(
+                "uct_c",
+                format!("must be finite and >= 0, got {}", self.uct_c),
+            );
         }
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(format!(
-                "temperature must be finite and >= 0, got {}",
-                self.temperature
-            ));
+            return invalid(
+                "temperature",
+                format!("must be finite and >= 0, got {}", self.temperature),
+            );
         }
         Ok(())
     }

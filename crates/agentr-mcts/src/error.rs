@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use agentr_envs::{EnvError, TaskId};
 
+use crate::tree::NodeId;
+
 /// Positions among siblings from the root to a node, e.g. `[0, 2]`.
 pub type NodePath = Vec<usize>;
 
@@ -44,7 +46,7 @@ pub enum SearchError {
     },
     /// The search settings are unusable.
     #[error("invalid search config: {0}")]
-    Config(String),
+    Config(#[from] InvalidConfig),
     /// A tree file does not hold a valid tree.
     #[error("{}: {message}", path.display())]
     BadTree {
@@ -62,4 +64,24 @@ pub enum SearchError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why search settings are unusable ([`crate::SearchConfig::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct InvalidConfig {
+    /// The offending setting, e.g. `candidates`.
+    pub field: &'static str,
+    /// What is wrong with its value, e.g. `must be at least 1`.
+    pub problem: String,
+}
+
+/// Which invariant of [`crate::Tree`] a tree breaks ([`crate::Tree::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{problem}", node.map(|id| format!("node {id}: ")).unwrap_or_default())]
+pub struct InvalidTree {
+    /// The node that breaks it, when one does (not for the format, version or settings).
+    pub node: Option<NodeId>,
+    /// What is wrong.
+    pub problem: String,
 }

@@ -32,7 +32,7 @@ pub fn search<P: Policy + ?Sized>(
     task: TaskId,
     config: &SearchConfig,
 ) -> Result<Tree, SearchError> {
-    config.validate().map_err(SearchError::Config)?;
+    config.validate()?;
     let mut search = Search::new(env, task, config)?;
     let mut rng = Rng::from_parts(&[config.seed, task.0, TIE_BREAK_STREAM]);
     for _ in 0..config.iterations {

@@ -330,7 +330,15 @@ mod collection {
             2,
             &SearchConfig::default(),
             &RandomPolicy { vocabulary: 2 },
-            || Err(SearchError::Config("no environment today".into())),
+            || {
+                Err(SearchError::Env {
+                    task: TaskId(0),
+                    node: Vec::new(),
+                    source: agentr_envs::EnvError::NotReset {
+                        env: "no environment today",
+                    },
+                })
+            },
             &|_| {},
         )
         .unwrap_err();
@@ -391,6 +399,7 @@ mod collection {
                 duplicate
                     .validate()
                     .unwrap_err()
+                    .problem
                     .contains("repeat the response")
             );
         }

@@ -7,7 +7,7 @@ use agentr_envs::chat::conversation_start;
 use agentr_envs::{Message, TaskId};
 use serde::{Deserialize, Serialize};
 
-use crate::{SearchConfig, SearchError};
+use crate::{InvalidTree, SearchConfig, SearchError};
 
 /// The `format` field of every tree file.
 pub const FORMAT: &str = "agentr-tree";
@@ -239,25 +239,40 @@ impl Tree {
             .any(|id| self.leaf_reward(id) >= 1.0)
     }
 
-    /// Checks every invariant listed on [`Tree`]; the message names the node.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every invariant listed on [`Tree`]; the error names the node that breaks one.
+    pub fn validate(&self) -> Result<(), InvalidTree> {
+        let whole = |problem: String| InvalidTree {
+            node: None,
+            problem,
+        };
         if self.format != FORMAT {
-            return Err(format!("format is {:?}, expected {FORMAT:?}", self.format));
+            return Err(whole(format!(
+                "format is {:?}, expected {FORMAT:?}",
+                self.format
+            )));
         }
         if self.version != VERSION {
-            return Err(format!(
+            return Err(whole(format!(
                 "version {} is not supported (expected {VERSION})",
                 self.version
-            ));
+            )));
         }
-        self.config.validate().map_err(|e| format!("config: {e}"))?;
-        let root = self.nodes.first().ok_or("the tree has no nodes")?;
+        self.config
+            .validate()
+            .map_err(|e| whole(format!("config: {e}")))?;
+        let root = self
+            .nodes
+            .first()
+            .ok_or_else(|| whole("the tree has no nodes".into()))?;
         if root.parent.is_some() || root.depth != 0 {
-            return Err("node 0 must be the root: no parent, depth 0".into());
+            return Err(whole("node 0 must be the root: no parent, depth 0".into()));
         }
         for (id, node) in self.nodes.iter().enumerate() {
             self.validate_node(id, node)
-                .map_err(|message| format!("node {id}: {message}"))?;
+                .map_err(|problem| InvalidTree {
+                    node: Some(id),
+                    problem,
+                })?;
         }
         Ok(())
     }
@@ -374,7 +389,7 @@ impl Tree {
         })?;
         let tree: Tree =
             serde_json::from_str(&text).map_err(|e| bad(format!("not a tree file: {e}")))?;
-        tree.validate().map_err(bad)?;
+        tree.validate().map_err(|e| bad(e.to_string()))?;
         Ok(tree)
     }
 

@@ -258,6 +258,22 @@ impl Judge for EnvFeedbackJudge {
     }
 }
 
+/// Why a judge script does not parse ([`ScriptedJudge::from_json`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The text is not JSON of the script's shape.
+    #[error("not a judge script: {0}")]
+    NotAScript(#[source] serde_json::Error),
+    /// Two lines label the same step.
+    #[error("task {task} node {node:?} is labelled twice")]
+    LabelledTwice {
+        /// The step's task.
+        task: TaskId,
+        /// The step as child positions from the root.
+        node: Vec<usize>,
+    },
+}
+
 /// Labels read from a file, for tests and hand-made experiments.
 ///
 /// ```json
@@ -302,21 +318,23 @@ impl ScriptedJudge {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_json(&text).map_err(|message| ReviseError::BadFile {
+        Self::from_json(&text).map_err(|e| ReviseError::BadFile {
             path: path.to_owned(),
-            message,
+            message: e.to_string(),
         })
     }
 
     /// Parses a script.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let file: ScriptFile =
-            serde_json::from_str(text).map_err(|e| format!("not a judge script: {e}"))?;
+    pub fn from_json(text: &str) -> Result<Self, ScriptError> {
+        let file: ScriptFile = serde_json::from_str(text).map_err(ScriptError::NotAScript)?;
         let mut labels = HashMap::new();
         for line in file.labels {
             let key = (line.task, line.node);
             if labels.contains_key(&key) {
-                return Err(format!("task {} node {:?} is labelled twice", key.0, key.1));
+                return Err(ScriptError::LabelledTwice {
+                    task: key.0,
+                    node: key.1,
+                });
             }
             labels.insert(key, (line.label, line.rationale));
         }
@@ -453,11 +471,10 @@ mod tests {
         assert_eq!(judge.judge(&other).unwrap().label, Label::Good);
         assert!(ScriptedJudge::from_json(r#"{"labels": [], "extra": 1}"#).is_err());
         let twice = r#"{"labels": [{"task": 1, "node": [], "label": "bad"}, {"task": 1, "node": [], "label": "good"}]}"#;
-        assert!(
-            ScriptedJudge::from_json(twice)
-                .unwrap_err()
-                .contains("twice")
-        );
+        assert!(matches!(
+            ScriptedJudge::from_json(twice),
+            Err(ScriptError::LabelledTwice { task: TaskId(1), ref node }) if node.is_empty()
+        ));
     }
 
     #[test]

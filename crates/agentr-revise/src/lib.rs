@@ -61,8 +61,8 @@ mod tests;
 
 pub use error::ReviseError;
 pub use judge::{
-    EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Label, NoError, ScriptedJudge, StepView,
-    judge_prompt, parse_judgement,
+    EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Label, NoError, ScriptError, ScriptedJudge,
+    StepView, judge_prompt, parse_judgement,
 };
 pub use pairs::{
     Pair, PairCondition, Thresholds, TreePairs, alpha_for_iteration, find_pairs,

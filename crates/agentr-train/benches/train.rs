@@ -13,11 +13,11 @@
 use std::time::Duration;
 
 use agentr_train::{
-    AdamW, AdamWConfig, ChatTokenizer, GenerationConfig, Llama, LoraConfig, ModelConfig,
-    clip_global_norm, generate, masked_cross_entropy,
+    AdamW, AdamWConfig, ChatTokenizer, GenerationConfig, GenerationRequest, Llama, LoraConfig,
+    ModelConfig, clip_global_norm, generate, masked_cross_entropy,
 };
 use candle_core::{DType, Device, Tensor};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 const NEW_TOKENS: usize = 64;
 
@@ -54,12 +54,10 @@ fn bench_steps(c: &mut Criterion, name: &str, model: &Llama, shapes: &[(usize, u
 }
 
 fn train_step(c: &mut Criterion) {
-    agentr_train::tune_runtime();
     bench_steps(c, "train_step", &model(), &[(1, 128), (4, 256), (8, 512)]);
 }
 
 fn lora_step(c: &mut Criterion) {
-    agentr_train::tune_runtime();
     let mut model = model();
     model
         .attach_lora(&LoraConfig::with_rank(8), 0)
@@ -68,7 +66,6 @@ fn lora_step(c: &mut Criterion) {
 }
 
 fn generation(c: &mut Criterion) {
-    agentr_train::tune_runtime();
     let model = model();
     let tokenizer =
         ChatTokenizer::train(["craft 4 stick using 2 planks"].iter(), 300).expect("tokenizer");
@@ -97,11 +94,28 @@ fn generation(c: &mut Criterion) {
     for n in [1usize, 4] {
         group.throughput(Throughput::Elements((n * NEW_TOKENS) as u64));
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
-            b.iter(|| generate(&model, &tokenizer, &prompt, n, &config, 0).expect("generate"))
+            let request = GenerationRequest {
+                prompt: &prompt,
+                n,
+                config: &config,
+                seed: 0,
+            };
+            b.iter(|| generate(&model, &tokenizer, &request).expect("generate"))
         });
     }
     group.finish();
 }
 
 criterion_group!(benches, train_step, lora_step, generation);
-criterion_main!(benches);
+
+/// criterion's own main, after the runtime tuning (which must come before any thread starts:
+/// the benchmarks' rayon pool would otherwise exist from the first one on).
+fn main() {
+    // SAFETY: the first statement of main; no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        agentr_train::tune_runtime()
+    };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -101,7 +101,11 @@ fn decode(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    agentr_train::tune_runtime();
+    // SAFETY: the first statement of main; no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        agentr_train::tune_runtime()
+    };
     let options = options()?;
     let agent = ModelAgent::load(&options.model, &Device::Cpu)?;
     let model = if options.int8 {

@@ -16,7 +16,11 @@ const LR: f64 = 1e-3;
 const CLIP: f64 = 1.0;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    agentr_train::tune_runtime();
+    // SAFETY: the first statement of main; no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        agentr_train::tune_runtime()
+    };
     let out = PathBuf::from(
         std::env::args()
             .nth(1)

@@ -61,7 +61,11 @@ fn peak_rss() -> Option<u64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    agentr_train::tune_runtime();
+    // SAFETY: the first statement of main; no other thread exists yet.
+    #[allow(unsafe_code)]
+    unsafe {
+        agentr_train::tune_runtime()
+    };
     let options = options()?;
     let mut model = Llama::load(&options.model, &Device::Cpu)?;
     if let Some(rank) = options.lora_rank {

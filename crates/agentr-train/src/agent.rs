@@ -12,8 +12,8 @@ use agentr_revise::Label;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ChatTokenizer, Generated, GenerationConfig, Llama, PrefixCache, TrainError, fit_conversation,
-    generate::next_token_logits, generate_detailed, generate_with_cache,
+    ChatTokenizer, Generated, GenerationConfig, GenerationRequest, Llama, PrefixCache, TrainError,
+    fit_conversation, generate::next_token_logits, generate_detailed, generate_with_cache,
 };
 
 /// Tokens the judge may write (reasons plus the label line).
@@ -202,15 +202,13 @@ impl ModelAgent {
             generation.max_new_tokens,
         )?;
         let prompt = self.tokenizer.render_prompt(&fitted)?;
-        let samples = generate_detailed(
-            &self.model,
-            &self.tokenizer,
-            &prompt,
+        let request = GenerationRequest {
+            prompt: &prompt,
             n,
-            generation,
+            config: generation,
             seed,
-            &self.prefixes,
-        )?;
+        };
+        let samples = generate_detailed(&self.model, &self.tokenizer, &request, &self.prefixes)?;
         Ok(AgentCompletion {
             prompt_tokens: prompt.len(),
             samples,
@@ -319,15 +317,13 @@ impl Judge for ModelAgent {
             temperature: 0.0,
             ..self.generation.clone()
         };
-        let answer = generate_with_cache(
-            &self.model,
-            &self.tokenizer,
-            &prompt,
-            1,
-            &generation,
-            0,
-            &self.prefixes,
-        )?;
+        let request = GenerationRequest {
+            prompt: &prompt,
+            n: 1,
+            config: &generation,
+            seed: 0,
+        };
+        let answer = generate_with_cache(&self.model, &self.tokenizer, &request, &self.prefixes)?;
         Ok(parse_judgement(answer.first().map_or("", String::as_str)))
     }
 }

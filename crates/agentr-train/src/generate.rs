@@ -154,24 +154,28 @@ impl PrefixCache {
     }
 }
 
-/// Generates `n` continuations of `prompt` (token ids) with one shared prefill.
+/// What one generation call samples: `n` continuations of `prompt` (token ids) with
+/// `config`'s settings. Sample `i` draws from the generator seeded by (`seed`, `i`), so each is
+/// reproducible alone and equals its own batch-1 decode.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerationRequest<'a> {
+    /// The prompt's token ids (a rendered conversation, [`ChatTokenizer::render_prompt`]).
+    pub prompt: &'a [u32],
+    /// How many continuations.
+    pub n: usize,
+    /// Sampling settings.
+    pub config: &'a GenerationConfig,
+    /// Seed of the samples' generators.
+    pub seed: u64,
+}
+
+/// Generates the `request`ed continuations with one shared prefill and batched decoding.
 pub fn generate(
     model: &Llama,
     tokenizer: &ChatTokenizer,
-    prompt: &[u32],
-    n: usize,
-    config: &GenerationConfig,
-    seed: u64,
+    request: &GenerationRequest<'_>,
 ) -> Result<Vec<String>, TrainError> {
-    generate_with_cache(
-        model,
-        tokenizer,
-        prompt,
-        n,
-        config,
-        seed,
-        &PrefixCache::new(0),
-    )
+    generate_with_cache(model, tokenizer, request, &PrefixCache::new(0))
 }
 
 /// [`generate`], prefilling only what `prefixes` does not already hold, and remembering this
@@ -179,13 +183,10 @@ pub fn generate(
 pub fn generate_with_cache(
     model: &Llama,
     tokenizer: &ChatTokenizer,
-    prompt: &[u32],
-    n: usize,
-    config: &GenerationConfig,
-    seed: u64,
+    request: &GenerationRequest<'_>,
     prefixes: &PrefixCache,
 ) -> Result<Vec<String>, TrainError> {
-    let samples = generate_detailed(model, tokenizer, prompt, n, config, seed, prefixes)?;
+    let samples = generate_detailed(model, tokenizer, request, prefixes)?;
     Ok(samples.into_iter().map(|sample| sample.text).collect())
 }
 
@@ -225,12 +226,15 @@ pub struct Generated {
 pub fn generate_detailed(
     model: &Llama,
     tokenizer: &ChatTokenizer,
-    prompt: &[u32],
-    n: usize,
-    config: &GenerationConfig,
-    seed: u64,
+    request: &GenerationRequest<'_>,
     prefixes: &PrefixCache,
 ) -> Result<Vec<Generated>, TrainError> {
+    let GenerationRequest {
+        prompt,
+        n,
+        config,
+        seed,
+    } = *request;
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -430,9 +434,14 @@ mod tests {
         let mut other = base[..10].to_vec();
         other.extend([5, 5, 5]);
         for prompt in [&base, &longer, &base, &other, &longer, &base[..1].to_vec()] {
-            let fresh = generate(&model, &tokenizer, prompt, 2, &greedy, 0).unwrap();
-            let cached =
-                generate_with_cache(&model, &tokenizer, prompt, 2, &greedy, 0, &cache).unwrap();
+            let request = GenerationRequest {
+                prompt,
+                n: 2,
+                config: &greedy,
+                seed: 0,
+            };
+            let fresh = generate(&model, &tokenizer, &request).unwrap();
+            let cached = generate_with_cache(&model, &tokenizer, &request, &cache).unwrap();
             assert_eq!(fresh, cached, "prompt of {} tokens", prompt.len());
         }
         // The longest shared prefix is found, and one token is always left to run.
@@ -467,8 +476,18 @@ mod tests {
         let prompt: Vec<u32> = (0..30).map(|i| 3 + (i * 11) % 250).collect();
         let none = PrefixCache::new(0);
         for seed in 0..4 {
-            let batched =
-                generate_detailed(&model, &tokenizer, &prompt, 4, &sampling, seed, &none).unwrap();
+            let batched = generate_detailed(
+                &model,
+                &tokenizer,
+                &GenerationRequest {
+                    prompt: &prompt,
+                    n: 4,
+                    config: &sampling,
+                    seed,
+                },
+                &none,
+            )
+            .unwrap();
             let (last, cache) = prefill(&model, &prompt, &none).unwrap();
             for (i, sample) in batched.iter().enumerate() {
                 let alone = decode(

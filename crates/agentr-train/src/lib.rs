@@ -68,8 +68,9 @@ pub use agent::{AgentCompletion, GenerationWeights, JudgeAnswer, ModelAgent};
 pub use device::{DeviceChoice, inference_dtype};
 pub use error::TrainError;
 pub use generate::{
-    FinishReason, Generated, GenerationConfig, PrefixCache, continuation_logprob, fit_conversation,
-    generate, generate_detailed, generate_with_cache, next_token_logits,
+    FinishReason, Generated, GenerationConfig, GenerationRequest, PrefixCache,
+    continuation_logprob, fit_conversation, generate, generate_detailed, generate_with_cache,
+    next_token_logits,
 };
 pub use lora::LoraConfig;
 pub use loss::masked_cross_entropy;

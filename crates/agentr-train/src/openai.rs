@@ -4,8 +4,9 @@
 //!
 //! * One request is `POST {base_url}/chat/completions` with `model`, `messages`, `n` (sent only
 //!   when above 1), `temperature`, `max_tokens`, `stop` (sent only when not empty) and `seed`.
-//! * **Retries**: 429, 5xx and connection-level errors (refused or reset connections, timeouts,
-//!   broken responses) are retried up to [`ClientConfig::max_attempts`] attempts in all. The
+//! * **Retries** (the request loop of [`agentr_envs::http`], shared with the AgentGym client):
+//!   429, 5xx and connection-level errors (refused or reset connections, timeouts, broken
+//!   responses) are retried up to [`ClientConfig::max_attempts`] attempts in all. The
 //!   wait before attempt k+1 is the server's `Retry-After` (in seconds; HTTP dates are not
 //!   read) capped at [`ClientConfig::max_retry_after`], else an exponential backoff with
 //!   "equal jitter": `d = min(max_delay, base_delay * 2^(k-1))`, then a uniform draw from
@@ -39,6 +40,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use agentr_envs::http::{self, PostError, Retrier, Stopped, quote};
 use agentr_envs::retry::Backoff;
 use agentr_envs::{Message, Role};
 use agentr_mcts::{Policy, SampleRequest};
@@ -46,9 +48,6 @@ use agentr_revise::{Judge, JudgeRequest, Judgement, judge_prompt, parse_judgemen
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-
-/// The most characters of a server's error body quoted in an error.
-const QUOTED_BODY_CHARS: usize = 300;
 
 // ---------------------------------------------------------------------------------------------
 // Wire types
@@ -242,53 +241,13 @@ pub struct ErrorDetail {
 }
 
 /// Reads a chat-completion response body. Never panics, whatever the bytes.
-pub fn parse_completion(body: &[u8]) -> Result<ChatCompletion, String> {
+pub(crate) fn parse_completion(body: &[u8]) -> Result<ChatCompletion, String> {
     serde_json::from_slice::<ChatCompletion>(body).map_err(|e| {
         format!(
             "the response is not a chat completion ({e}): {}",
             quote(body)
         )
     })
-}
-
-/// The message of an error body: `error.message` (OpenAI), `error` as a string (TGI),
-/// `message` or `detail` (vLLM, FastAPI), else the body itself, shortened. Never panics.
-pub fn error_message(body: &[u8]) -> String {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-        let found = value
-            .pointer("/error/message")
-            .or_else(|| value.get("error"))
-            .or_else(|| value.get("message"))
-            .or_else(|| value.get("detail"));
-        match found {
-            Some(serde_json::Value::String(text)) => return shorten(text),
-            Some(other) if !other.is_null() => return shorten(&other.to_string()),
-            _ => {}
-        }
-    }
-    match quote(body) {
-        quoted if quoted.is_empty() => "(empty body)".to_owned(),
-        quoted => quoted,
-    }
-}
-
-/// The body as text, at most [`QUOTED_BODY_CHARS`] characters.
-fn quote(body: &[u8]) -> String {
-    shorten(String::from_utf8_lossy(body).trim())
-}
-
-fn shorten(text: &str) -> String {
-    match text.char_indices().nth(QUOTED_BODY_CHARS) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
-/// Reads a `Retry-After` value given in seconds (`"2"`, also `"0.5"`); HTTP dates and
-/// anything else give `None`.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(1e9)))
 }
 
 /// Splits `MODEL@BASE_URL` (e.g. `qwen2.5-7b@http://localhost:8000/v1`) at the `@` before
@@ -402,7 +361,7 @@ pub struct ChatClient {
     config: ClientConfig,
     endpoint: String,
     agent: ureq::Agent,
-    backoff: Backoff,
+    retrier: Retrier,
 }
 
 impl fmt::Debug for ChatClient {
@@ -412,20 +371,6 @@ impl fmt::Debug for ChatClient {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-/// What one attempt came to.
-enum Attempt {
-    /// A 2xx body.
-    Done(Vec<u8>),
-    /// Worth another attempt.
-    Retry {
-        status: Option<u16>,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    /// Not worth another attempt.
-    Fatal(TrainError),
 }
 
 impl ChatClient {
@@ -482,7 +427,11 @@ impl ChatClient {
         let agent: ureq::Agent = builder.build().into();
         Ok(ChatClient {
             endpoint: format!("{base}/chat/completions"),
-            backoff: Backoff::new(config.base_delay, config.max_delay, config.jitter_seed),
+            retrier: Retrier {
+                max_attempts: config.max_attempts,
+                backoff: Backoff::new(config.base_delay, config.max_delay, config.jitter_seed),
+                max_wait: config.max_retry_after,
+            },
             config,
             agent,
         })
@@ -501,31 +450,36 @@ impl ChatClient {
     /// One request, retried as the module documentation says; the parsed response.
     pub fn complete(&self, request: &ChatCompletionRequest) -> Result<ChatCompletion, TrainError> {
         let body = serde_json::to_vec(request).map_err(|e| self.error(None, e.to_string()))?;
-        let max_attempts = self.config.max_attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.attempt(&body) {
-                Attempt::Done(bytes) => {
-                    return parse_completion(&bytes).map_err(|m| self.error(Some(200), m));
-                }
-                Attempt::Fatal(error) => return Err(error),
-                Attempt::Retry {
-                    status,
-                    message,
-                    retry_after,
-                } => {
-                    if attempt >= max_attempts {
-                        let message = format!("{message} (gave up after {attempt} attempts)");
-                        return Err(self.error(status, message));
-                    }
-                    let wait = retry_after
-                        .map(|wait| wait.min(self.config.max_retry_after))
-                        .unwrap_or_else(|| self.backoff.delay(attempt));
-                    std::thread::sleep(wait);
-                }
+        let post = || {
+            let mut request = self
+                .agent
+                .post(&self.endpoint)
+                .header("content-type", "application/json")
+                .header("accept", "application/json");
+            if let Some(key) = &self.config.api_key {
+                request = request.header("authorization", format!("Bearer {key}"));
             }
-        }
+            http::post(request, &body, self.config.max_response_bytes)
+        };
+        // Sampling again does no harm: every retryable failure is retried.
+        let bytes = self
+            .retrier
+            .run(true, post)
+            .map_err(|stopped| match stopped {
+                Stopped::Fatal(PostError::Status { status, message }) => {
+                    self.error(Some(status), message)
+                }
+                Stopped::Fatal(PostError::TooLarge { status, limit }) => self.error(
+                    Some(status),
+                    format!("the response is larger than {limit} bytes"),
+                ),
+                Stopped::Fatal(PostError::Transport(message)) => self.error(None, message),
+                Stopped::GaveUp { last, attempts } => self.error(
+                    last.status,
+                    format!("{} (gave up after {attempts} attempts)", last.message),
+                ),
+            })?;
+        parse_completion(&bytes).map_err(|m| self.error(Some(200), m))
     }
 
     /// `n` answers to `messages`: as many requests as it takes when the server returns fewer
@@ -569,67 +523,6 @@ impl ChatClient {
             round += 1;
         }
         Ok(answers)
-    }
-
-    fn attempt(&self, body: &[u8]) -> Attempt {
-        let mut request = self
-            .agent
-            .post(&self.endpoint)
-            .header("content-type", "application/json")
-            .header("accept", "application/json");
-        if let Some(key) = &self.config.api_key {
-            request = request.header("authorization", format!("Bearer {key}"));
-        }
-        let mut response = match request.send(body) {
-            Ok(response) => response,
-            Err(error) => return self.transport_error(error),
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let bytes = match response
-            .body_mut()
-            .with_config()
-            .limit(self.config.max_response_bytes)
-            .read_to_vec()
-        {
-            Ok(bytes) => bytes,
-            Err(ureq::Error::BodyExceedsLimit(limit)) => {
-                return Attempt::Fatal(self.error(
-                    Some(status),
-                    format!("the response is larger than {limit} bytes"),
-                ));
-            }
-            Err(error) => return self.transport_error(error),
-        };
-        match status {
-            200..=299 => Attempt::Done(bytes),
-            429 | 500..=599 => Attempt::Retry {
-                status: Some(status),
-                message: error_message(&bytes),
-                retry_after,
-            },
-            _ => Attempt::Fatal(self.error(Some(status), error_message(&bytes))),
-        }
-    }
-
-    /// Connection-level trouble is retried; a bad URL, header or TLS set-up is not.
-    fn transport_error(&self, error: ureq::Error) -> Attempt {
-        let message = error.to_string();
-        match error {
-            ureq::Error::Io(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Timeout(_)
-            | ureq::Error::Protocol(_) => Attempt::Retry {
-                status: None,
-                message,
-                retry_after: None,
-            },
-            _ => Attempt::Fatal(self.error(None, message)),
-        }
     }
 
     fn error(&self, status: Option<u16>, message: String) -> TrainError {
@@ -902,11 +795,6 @@ mod tests {
         assert!(waited >= Duration::from_millis(150), "{waited:?}");
         assert!(waited < Duration::from_secs(30), "{waited:?}");
         server.join().unwrap();
-        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("0.25"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
-        assert_eq!(parse_retry_after("inf"), None);
     }
 
     #[test]
@@ -993,7 +881,7 @@ mod tests {
     fn the_backoff_follows_the_settings_and_wire_seeds_fit_31_bits() {
         let client = fast_client("http://127.0.0.1:9/v1");
         for attempt in 1..20 {
-            let wait = client.backoff.delay(attempt);
+            let wait = client.retrier.backoff.delay(attempt);
             assert!(wait >= Duration::from_micros(500) && wait <= Duration::from_millis(5));
         }
         assert_eq!(wire_seed(u64::MAX, 1), 0);
@@ -1063,21 +951,6 @@ mod tests {
     }
 
     #[test]
-    fn error_bodies_of_common_servers_are_read() {
-        assert_eq!(error_message(br#"{"error":{"message":"a"}}"#), "a");
-        assert_eq!(error_message(br#"{"error":"b","error_type":"x"}"#), "b");
-        assert_eq!(error_message(br#"{"object":"error","message":"c"}"#), "c");
-        assert_eq!(
-            error_message(br#"{"detail":[{"msg":"d"}]}"#),
-            r#"[{"msg":"d"}]"#
-        );
-        assert_eq!(error_message(b"  plain text "), "plain text");
-        assert_eq!(error_message(b""), "(empty body)");
-        let long = "\u{e9}".repeat(1000);
-        assert_eq!(error_message(long.as_bytes()).chars().count(), 303);
-    }
-
-    #[test]
     fn completions_parse_leniently() {
         let parsed = parse_completion(
             br#"{"choices":[{"message":{"content":null}},{"message":{"content":"x"}}],"extra":1}"#,
@@ -1135,21 +1008,18 @@ mod tests {
         #[test]
         fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = parse_completion(&bytes);
-            let _ = error_message(&bytes);
         }
 
         #[test]
         fn parsing_arbitrary_json_never_panics(value in json_value()) {
             let bytes = serde_json::to_vec(&value).unwrap();
             let _ = parse_completion(&bytes);
-            let _ = error_message(&bytes);
             let _ = serde_json::from_slice::<ChatCompletionRequest>(&bytes);
         }
 
         #[test]
-        fn targets_and_retry_after_never_panic(text in ".{0,40}") {
+        fn targets_never_panic(text in ".{0,40}") {
             let _ = parse_target(&text);
-            let _ = parse_retry_after(&text);
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Process-wide tuning for CPU training and generation.
 
-/// Tunes the process for candle on the CPU; call it first thing in `main`, before any other
-/// thread starts (it changes allocator settings and the environment, neither of which is
-/// synchronised with other threads).
+/// Tunes the process for candle on the CPU; call it first thing in `main`.
 ///
 /// * glibc's mmap threshold is raised and heap trimming is off: candle allocates a fresh buffer
 ///   for every operation's output, and with glibc's defaults each large one is an mmap/munmap
@@ -21,13 +19,27 @@
 ///   need on two cores (13-22 % slower steps, BENCHMARKS.md); sleeping at once (0) made
 ///   every one of generation's few hundred kernels per token wake a sleeping thread (int8
 ///   decoding 46 tokens/s at 0 against 74 at 1,000 on SmolLM2).
+///
+/// # Safety
+///
+/// No other thread may exist yet (call it before anything starts one: rayon, a server, a
+/// progress bar). It changes the allocator's settings and the process environment, and neither
+/// is synchronised with other threads that allocate or read the environment.
+///
+/// The first statement of `main`:
+///
+/// ```
+/// // SAFETY: no other thread exists yet.
+/// unsafe { agentr_train::tune_runtime() };
+/// // ... load, train, generate ...
+/// ```
 #[allow(unsafe_code)]
-pub fn tune_runtime() {
+pub unsafe fn tune_runtime() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const ONE_GIB: libc::c_int = 1 << 30;
         // SAFETY: mallopt only changes allocator tuning; a failure (return 0) leaves the
-        // defaults in place. The caller promises no other thread is allocating yet.
+        // defaults in place. The caller guarantees that no other thread is allocating yet.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, ONE_GIB);
             libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
@@ -39,8 +51,8 @@ pub fn tune_runtime() {
         ("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000".to_owned()),
     ] {
         if std::env::var_os(name).is_none() {
-            // SAFETY: the caller promises no other thread exists yet, so nothing reads the
-            // environment concurrently.
+            // SAFETY: the caller guarantees that no other thread exists yet, so nothing reads
+            // the environment concurrently.
             unsafe { std::env::set_var(name, value) };
         }
     }

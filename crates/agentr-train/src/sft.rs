@@ -354,6 +354,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
+/// The lines of the step log at `path` for steps up to `last_step`, each ending in a newline
+/// (none when the file is missing; unreadable lines, such as one cut short by a kill, go).
+fn logged_until(path: &Path, last_step: u64) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|line| {
+            serde_json::from_str::<StepReport>(line).is_ok_and(|report| report.step <= last_step)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 /// Trains `model` in place on `data`, writing checkpoints and the log under `dir`.
 ///
 /// With `resume`, a checkpoint in `dir` (from the same data and settings) is loaded and the
@@ -482,6 +494,14 @@ pub fn train(
         progress = saved;
     }
 
+    // The log holds one line per step done: a resumed run drops the lines of the steps after
+    // its checkpoint (they run again), and a fresh run starts a new log.
+    let kept = if resume {
+        logged_until(&files.log(), progress.step)
+    } else {
+        String::new()
+    };
+    agentr_envs::atomic::write(&files.log(), kept.as_bytes()).map_err(io(&files.log()))?;
     let started = Instant::now();
     let mut tokens_this_run = 0usize;
     let mut log = std::fs::OpenOptions::new()
@@ -932,6 +952,50 @@ mod tests {
         other.attach_lora(&LoraConfig::with_rank(4), 11).unwrap();
         let err = run_until(&mut other, &dir, true, |_| true).unwrap_err();
         assert!(err.to_string().contains("other data or settings"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The log has one line per step: a resume drops the lines a killed run wrote after its
+    /// checkpoint (and a torn last line), and a fresh run into the same folder starts anew.
+    #[test]
+    fn the_log_holds_each_step_once() {
+        let dir = temp_dir("log");
+        let model = || Llama::new(small(), &Device::Cpu, 7).unwrap();
+        let stopped = run_until(&mut model(), &dir, false, |r| r.step < 4).unwrap();
+        assert_eq!(stopped.steps, 4);
+        // What a kill after two more logged steps (and half of a third) leaves behind.
+        let log_path = RunFiles::new(&dir).log();
+        let mut log = std::fs::read_to_string(&log_path).unwrap();
+        let last = log.lines().last().unwrap().to_owned();
+        for step in [5, 6] {
+            log.push_str(&last.replacen("\"step\":4", &format!("\"step\":{step}"), 1));
+            log.push('\n');
+        }
+        log.push_str("{\"step\":7,\"tot");
+        std::fs::write(&log_path, log).unwrap();
+        let steps_logged = |path: &Path| -> Vec<u64> {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<StepReport>(l).unwrap().step)
+                .collect()
+        };
+        assert_eq!(
+            std::fs::read_to_string(&log_path).unwrap().lines().count(),
+            7
+        );
+
+        let outcome = run_until(&mut model(), &dir, true, |_| true).unwrap();
+        assert_eq!(
+            steps_logged(&log_path),
+            (1..=outcome.steps).collect::<Vec<_>>()
+        );
+        // A fresh run (no resume) into the same folder logs its own steps only.
+        let again = run_until(&mut model(), &dir, false, |_| true).unwrap();
+        assert_eq!(
+            steps_logged(&log_path),
+            (1..=again.steps).collect::<Vec<_>>()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -4,8 +4,8 @@ use agentr_envs::Message;
 use agentr_mcts::{Policy, SampleRequest};
 use agentr_revise::{Judge, JudgeRequest, Label, StepView};
 use agentr_train::{
-    ChatTokenizer, GenerationConfig, Llama, ModelAgent, ModelConfig, SftConfig, TrainData,
-    generate, train,
+    ChatTokenizer, GenerationConfig, GenerationRequest, Llama, ModelAgent, ModelConfig, SftConfig,
+    TrainData, generate, train,
 };
 use candle_core::Device;
 
@@ -109,6 +109,22 @@ fn agent() -> ModelAgent {
     agent
 }
 
+/// `n` samples of `agent`'s model for `prompt`, seed 0.
+fn complete(
+    agent: &ModelAgent,
+    prompt: &[u32],
+    n: usize,
+    config: &GenerationConfig,
+) -> Vec<String> {
+    let request = GenerationRequest {
+        prompt,
+        n,
+        config,
+        seed: 0,
+    };
+    generate(&agent.model, &agent.tokenizer, &request).unwrap()
+}
+
 #[test]
 fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
     let agent = agent();
@@ -122,7 +138,7 @@ fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
             .tokenizer
             .render_prompt(&conversation(i)[..1])
             .unwrap();
-        let out = generate(&agent.model, &agent.tokenizer, &prompt, 1, &greedy, 0).unwrap();
+        let out = complete(&agent, &prompt, 1, &greedy);
         assert_eq!(out[0], conversation(i)[1].content, "item {i}");
     }
     // Several samples from one prefill; a stop string cuts them.
@@ -134,7 +150,7 @@ fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
         stop: vec!["\nAction:".into()],
         ..greedy.clone()
     };
-    let cut = generate(&agent.model, &agent.tokenizer, &prompt, 3, &stop, 0).unwrap();
+    let cut = complete(&agent, &prompt, 3, &stop);
     assert_eq!(cut, vec!["Thought: item 5 needs 6 logs."; 3]);
 
     // As a search policy: n responses, reproducible for a seed.
@@ -163,8 +179,8 @@ fn a_trained_model_reproduces_its_data_and_serves_as_policy_and_judge() {
         .render_prompt(&conversation(11)[..1])
         .unwrap();
     assert_eq!(
-        generate(&loaded.model, &loaded.tokenizer, &prompt, 1, &greedy, 0).unwrap(),
-        generate(&agent.model, &agent.tokenizer, &prompt, 1, &greedy, 0).unwrap()
+        complete(&loaded, &prompt, 1, &greedy),
+        complete(&agent, &prompt, 1, &greedy)
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -66,8 +66,8 @@ pub struct Args {
     /// Output folder; one <task>.json per task. Tasks already there are skipped.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,
-    /// Parallel workers, each with its own environment.
-    #[arg(long, default_value_t = 2)]
+    /// Parallel workers, each with its own environment (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = super::at_least_one)]
     pub(crate) workers: usize,
     /// Passes from the root per task.
     #[arg(long, default_value_t = 8)]
@@ -120,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("invalid search settings: {message}");
     }
     let factory = args.env.factory(&args.env_options)?;
-    let tasks = args.tasks.resolve(factory().as_ref());
+    let tasks = args.tasks.resolve(factory().as_ref())?;
     if tasks.is_empty() {
         bail!("the task selection `{}` is empty", args.tasks);
     }

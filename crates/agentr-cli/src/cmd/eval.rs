@@ -49,8 +49,8 @@ pub struct Args {
     /// Most new tokens per response.
     #[arg(long, default_value_t = 128)]
     pub(crate) max_tokens: usize,
-    /// Parallel workers (each with its own environment; the model is shared).
-    #[arg(long, default_value_t = 1)]
+    /// Parallel workers (each with its own environment; the model is shared; at least 1).
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one)]
     pub(crate) workers: usize,
     /// Send revision turns (`Action: wait`) to the environment, as the reference did, instead
     /// of answering them `ok.`.
@@ -290,7 +290,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => args
             .tasks
-            .resolve(factory().as_ref())
+            .resolve(factory().as_ref())?
             .into_iter()
             .map(|task| Job { task, prefix: None })
             .collect(),

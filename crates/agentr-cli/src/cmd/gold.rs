@@ -45,16 +45,20 @@ fn short_selection(text: &str) -> String {
 pub fn run(args: Args) -> Result<()> {
     let mut env = args.env.build(&args.env_options)?;
     let expert = args.env.expert(&args.env_options)?;
-    let tasks = args.tasks.resolve(env.as_ref());
+    let tasks = args.tasks.resolve(env.as_ref())?;
     let options = RolloutOptions {
         max_rounds: args.max_rounds,
         clean_observations: args.clean_observations,
         ..RolloutOptions::default()
     };
     let mut sink: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
+        Some(path) => {
+            super::create_parent(path)?;
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ))
+        }
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let progress = Progress::new("gold", "tasks", tasks.len() as u64);

@@ -14,3 +14,33 @@ pub mod serve;
 pub mod serve_model;
 pub mod setup;
 pub mod train;
+
+/// Creates the folder an output file goes into, as the commands whose `--out` is a folder
+/// create that folder: every command creates what its `--out` needs.
+pub(crate) fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads a count that must be at least 1 (`--workers`).
+pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_start_at_one() {
+        assert_eq!(super::at_least_one("2"), Ok(2));
+        assert!(super::at_least_one("0").unwrap_err().contains("at least 1"));
+        assert!(super::at_least_one("-1").is_err());
+        assert!(super::at_least_one("two").is_err());
+    }
+}

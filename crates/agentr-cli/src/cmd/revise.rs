@@ -232,6 +232,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut stats = Stats::default();
     let mut agreement = Agreement::default();
     let measure_agreement = args.mode == Mode::AgentR && args.agreement_steps > 0;
+    super::create_parent(&args.out)?;
     agentr_envs::atomic::write_with(&args.out, |tmp| {
         let mut sink = std::io::BufWriter::new(std::fs::File::create(tmp)?);
         for file in &files {

@@ -180,7 +180,7 @@ pub struct Args {
     /// Parallel workers for search and evaluation [default: 2; 1 with 8-bit generation
     /// weights (the smol preset), whose kernels use every core for one episode: 82 s against
     /// 92 s with 2 workers for 12 TextCraft goals on 2 cores].
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     workers: Option<usize>,
     /// General chat data (JSONL samples) mixed into every iteration's training, as the paper
     /// mixes ShareGPT data.
@@ -668,7 +668,7 @@ fn pools(env: EnvName, goals: Option<&str>) -> Result<(Vec<u64>, Vec<u64>)> {
     let chosen: Vec<TaskId> = match goals {
         Some(text) => {
             let spec: TaskSpec = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-            spec.resolve(instance.as_ref())
+            spec.resolve(instance.as_ref())?
                 .into_iter()
                 .filter(|id| train.contains(id))
                 .collect()
@@ -703,7 +703,7 @@ fn self_play_pool(env: EnvName, config: &RunConfig) -> Result<Vec<u64>> {
     let spec: TaskSpec = text.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let instance = env.build(&EnvOptions::default_for(env))?;
     let selected: Vec<u64> = spec
-        .resolve(instance.as_ref())
+        .resolve(instance.as_ref())?
         .into_iter()
         .map(|t| t.0)
         .collect();

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::AgentGymError;
+use crate::http::{self, PostError, Retrier, Stopped, quote};
 use crate::retry::Backoff;
 
 /// Settings of a [`Remote`]. [`RemoteConfig::new`] gives the defaults.
@@ -73,7 +74,7 @@ struct Inner {
     /// `base_url` without a trailing slash.
     base: String,
     agent: ureq::Agent,
-    backoff: Backoff,
+    retrier: Retrier,
 }
 
 impl fmt::Debug for Remote {
@@ -82,19 +83,6 @@ impl fmt::Debug for Remote {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-/// What one attempt came to.
-enum Attempt {
-    Done(Vec<u8>),
-    /// Worth another attempt if the call allows it. `certain`: the server did not act.
-    Retry {
-        certain: bool,
-        status: Option<u16>,
-        message: String,
-        wait: Option<Duration>,
-    },
-    Fatal(AgentGymError),
 }
 
 impl Remote {
@@ -139,7 +127,11 @@ impl Remote {
             inner: Arc::new(Inner {
                 base,
                 agent,
-                backoff: Backoff::new(config.base_delay, config.max_delay, config.jitter_seed),
+                retrier: Retrier {
+                    max_attempts: config.max_attempts,
+                    backoff: Backoff::new(config.base_delay, config.max_delay, config.jitter_seed),
+                    max_wait: config.max_delay,
+                },
                 config,
             }),
         })
@@ -195,126 +187,47 @@ impl Remote {
         body: &[u8],
         repeat: Repeat,
     ) -> Result<T, AgentGymError> {
-        let max_attempts = self.inner.config.max_attempts.max(1);
-        let mut attempt = 0;
-        let bytes = loop {
-            attempt += 1;
-            match self.attempt(url, body) {
-                Attempt::Done(bytes) => break bytes,
-                Attempt::Fatal(error) => return Err(error),
-                Attempt::Retry {
-                    certain,
+        let post = || {
+            let request = self
+                .inner
+                .agent
+                .post(url)
+                .header("content-type", "application/json");
+            http::post(request, body, self.inner.config.max_response_bytes)
+        };
+        let bytes = self
+            .inner
+            .retrier
+            .run(repeat == Repeat::Safe, post)
+            .map_err(|stopped| match stopped {
+                Stopped::Fatal(PostError::Status { status, message }) => AgentGymError::Status {
+                    url: url.to_owned(),
                     status,
                     message,
-                    wait,
-                } => {
-                    let allowed = certain || repeat == Repeat::Safe;
-                    if !allowed || attempt >= max_attempts {
-                        return Err(match status {
-                            Some(status) => AgentGymError::Status {
-                                url: url.to_owned(),
-                                status,
-                                message,
-                            },
-                            None => AgentGymError::Transport {
-                                url: url.to_owned(),
-                                message,
-                                attempts: attempt,
-                            },
-                        });
-                    }
-                    let max = self.inner.config.max_delay;
-                    std::thread::sleep(
-                        wait.map_or_else(|| self.inner.backoff.delay(attempt), |w| w.min(max)),
-                    );
-                }
-            }
-        };
-        decode(url, &bytes)
-    }
-
-    fn attempt(&self, url: &str, body: &[u8]) -> Attempt {
-        let sent = self
-            .inner
-            .agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(body);
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(error) => return transport_error(url, error),
-        };
-        let status = response.status().as_u16();
-        let wait = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-        let bytes = match response
-            .body_mut()
-            .with_config()
-            .limit(self.inner.config.max_response_bytes)
-            .read_to_vec()
-        {
-            Ok(bytes) => bytes,
-            Err(ureq::Error::BodyExceedsLimit(limit)) => {
-                return Attempt::Fatal(AgentGymError::BadResponse {
+                },
+                Stopped::Fatal(PostError::TooLarge { limit, .. }) => AgentGymError::BadResponse {
                     url: url.to_owned(),
                     message: format!("the answer is larger than {limit} bytes"),
-                });
-            }
-            Err(error) => return transport_error(url, error),
-        };
-        match status {
-            200..=299 => Attempt::Done(bytes),
-            // Busy or full: the server turned the call away before acting on it.
-            429 | 503 => Attempt::Retry {
-                certain: true,
-                status: Some(status),
-                message: error_message(&bytes),
-                wait,
-            },
-            500..=599 => Attempt::Retry {
-                certain: false,
-                status: Some(status),
-                message: error_message(&bytes),
-                wait,
-            },
-            _ => Attempt::Fatal(AgentGymError::Status {
-                url: url.to_owned(),
-                status,
-                message: error_message(&bytes),
-            }),
-        }
-    }
-}
-
-/// Failures before the request could reach the server are certain; later ones (a timeout
-/// waiting for the answer, a connection that broke) may have come after the server acted.
-fn transport_error(url: &str, error: ureq::Error) -> Attempt {
-    let message = error.to_string();
-    let certain = match &error {
-        ureq::Error::ConnectionFailed => true,
-        ureq::Error::Io(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
-        ureq::Error::Timeout(t) => {
-            matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve)
-        }
-        ureq::Error::Protocol(_) => false,
-        _ => {
-            return Attempt::Fatal(AgentGymError::Transport {
-                url: url.to_owned(),
-                message,
-                attempts: 1,
-            });
-        }
-    };
-    Attempt::Retry {
-        certain,
-        status: None,
-        message,
-        wait: None,
+                },
+                Stopped::Fatal(PostError::Transport(message)) => AgentGymError::Transport {
+                    url: url.to_owned(),
+                    message,
+                    attempts: 1,
+                },
+                Stopped::GaveUp { last, attempts } => match last.status {
+                    Some(status) => AgentGymError::Status {
+                        url: url.to_owned(),
+                        status,
+                        message: last.message,
+                    },
+                    None => AgentGymError::Transport {
+                        url: url.to_owned(),
+                        message: last.message,
+                        attempts,
+                    },
+                },
+            })?;
+        decode(url, &bytes)
     }
 }
 
@@ -337,47 +250,4 @@ fn decode<T: DeserializeOwned>(url: &str, bytes: &[u8]) -> Result<T, AgentGymErr
         url: url.to_owned(),
         message: format!("{e}: {}", quote(bytes)),
     })
-}
-
-/// The message of an error answer: AgentGym's `error`, FastAPI's `detail` (a string, or a list
-/// of `{loc, msg}`), an OpenAI-style `error.message`, or the body itself.
-pub(crate) fn error_message(bytes: &[u8]) -> String {
-    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
-        return quote(bytes);
-    };
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if let Some(error) = value.get("error") {
-        return error.get("message").map_or_else(|| text(error), &text);
-    }
-    match value.get("detail") {
-        Some(Value::Array(details)) => details
-            .iter()
-            .map(|d| {
-                let loc = d
-                    .get("loc")
-                    .and_then(Value::as_array)
-                    .map(|parts| parts.iter().map(text).collect::<Vec<_>>().join("."));
-                let msg = d.get("msg").map_or_else(|| text(d), text);
-                match loc {
-                    Some(loc) => format!("{loc}: {msg}"),
-                    None => msg,
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        Some(detail) => text(detail),
-        None => quote(bytes),
-    }
-}
-
-/// The start of a body, for messages.
-fn quote(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    match text.char_indices().nth(300) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text.into_owned(),
-    }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::remote::error_message;
 use super::*;
 
 /// One request as the scripted server saw it.
@@ -369,28 +368,6 @@ fn addresses_are_checked_without_connecting() {
     }
     let remote = remote("http://h:1/api/");
     assert_eq!(remote.url("/step"), "http://h:1/api/step");
-}
-
-#[test]
-fn error_bodies_give_their_message() {
-    for (body, message) in [
-        (
-            r#"{"error":"The id 4 is not valid."}"#,
-            "The id 4 is not valid.",
-        ),
-        (
-            r#"{"error":{"message":"too large","type":"x"}}"#,
-            "too large",
-        ),
-        (r#"{"detail":"Not Found"}"#, "Not Found"),
-        (
-            r#"{"detail":[{"type":"missing","loc":["body","id"],"msg":"Field required"}]}"#,
-            "body.id: Field required",
-        ),
-        ("Internal Server Error", "Internal Server Error"),
-    ] {
-        assert_eq!(error_message(body.as_bytes()), message);
-    }
 }
 
 #[test]

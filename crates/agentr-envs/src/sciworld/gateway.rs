@@ -21,6 +21,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::EnvError;
+
 /// Lines of the JVM's output kept for error messages.
 const KEPT_LINES: usize = 20;
 /// The simulator's entry point.
@@ -457,20 +459,32 @@ pub fn java_major_version(banner: &str) -> Option<u32> {
     }
 }
 
-/// Checks that `java` runs and is version 11 or newer.
-pub fn check_java(java: &Path) -> Result<u32, String> {
+/// Checks that `java` runs and is version 11 or newer, and returns its major version.
+///
+/// # Errors
+///
+/// [`EnvError::MissingAssets`] naming `java`, with what failed and how to install Java.
+pub fn check_java(java: &Path) -> Result<u32, EnvError> {
+    let missing = |problem: String| EnvError::MissingAssets {
+        what: "a Java 11+ runtime",
+        path: java.to_owned(),
+        hint: format!(
+            "{problem}; install one (Debian: apt-get install openjdk-17-jre-headless) or pass \
+             --java FILE"
+        ),
+    };
     let output = Command::new(java)
         .arg("-version")
         .output()
-        .map_err(|e| format!("could not run {}: {e}", java.display()))?;
+        .map_err(|e| missing(format!("could not run {}: {e}", java.display())))?;
     let banner = String::from_utf8_lossy(&output.stderr);
     let version = java_major_version(&banner)
-        .ok_or_else(|| format!("could not read the version from {banner:?}"))?;
+        .ok_or_else(|| missing(format!("could not read the version from {banner:?}")))?;
     if version < 11 {
-        return Err(format!(
+        return Err(missing(format!(
             "{} is Java {version}; ScienceWorld needs Java 11 or newer",
             java.display()
-        ));
+        )));
     }
     Ok(version)
 }

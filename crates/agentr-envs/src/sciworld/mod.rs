@@ -218,6 +218,9 @@ pub struct SciWorld {
     gateway: Option<Gateway>,
     /// The task of the running episode.
     episode: Option<TaskId>,
+    /// Why the last episode ended without a reset: the simulator failed. Steps say so until
+    /// the next reset.
+    lost: Option<String>,
     /// The simulator's score after the last step (0 after a reset).
     score: i64,
 }
@@ -236,6 +239,7 @@ impl SciWorld {
             config: Arc::new(config),
             gateway: None,
             episode: None,
+            lost: None,
             score: 0,
         }
     }
@@ -289,9 +293,16 @@ impl SciWorld {
     }
 
     fn require_episode(&self) -> Result<(), EnvError> {
-        match self.episode {
-            Some(_) => Ok(()),
-            None => Err(EnvError::NotReset { env: NAME }),
+        match (self.episode, &self.lost) {
+            (Some(_), _) => Ok(()),
+            (None, Some(failure)) => Err(EnvError::SimulatorFailed {
+                env: NAME,
+                message: format!(
+                    "the episode ended when the simulator failed ({failure}); reset to start \
+                     a fresh simulator"
+                ),
+            }),
+            (None, None) => Err(EnvError::NotReset { env: NAME }),
         }
     }
 
@@ -299,6 +310,7 @@ impl SciWorld {
     /// episode ends).
     pub fn gold_actions(&mut self, task: TaskId) -> Result<Vec<String>, EnvError> {
         self.episode = None;
+        self.lost = None;
         let (game, variation) = known_game(task)?;
         self.load(game, variation, true)?;
         self.gateway_call(|g| g.call_strings("getGoldActionSequence", &[]))
@@ -308,6 +320,7 @@ impl SciWorld {
     /// (for checking [`GAMES`] against the jar).
     pub fn simulator_games(&mut self) -> Result<Vec<(String, u32, Vec<u32>)>, EnvError> {
         self.episode = None;
+        self.lost = None;
         let names = self.gateway_call(|g| g.call_strings("getTaskNames", &[]))?;
         names
             .into_iter()
@@ -397,6 +410,7 @@ impl SciWorld {
                 if e.is_fatal() {
                     self.gateway = None;
                     self.episode = None;
+                    self.lost = Some(e.to_string());
                 }
                 Err(simulator_failed(e))
             }
@@ -466,13 +480,7 @@ pub fn check_setup(config: &SciWorldConfig) -> Result<(), EnvError> {
             hint: SETUP_HINT.to_owned(),
         });
     }
-    gateway::check_java(&config.jvm.java).map_err(|message| EnvError::MissingAssets {
-        what: "a Java 11+ runtime",
-        path: config.jvm.java.clone(),
-        hint: format!(
-            "{message}; install one (Debian: apt-get install openjdk-17-jre-headless) or pass --java FILE"
-        ),
-    })?;
+    gateway::check_java(&config.jvm.java)?;
     Ok(())
 }
 
@@ -545,6 +553,7 @@ impl Environment for SciWorld {
 
     fn reset(&mut self, task: TaskId) -> Result<String, EnvError> {
         self.episode = None;
+        self.lost = None;
         self.score = 0;
         let (game, variation) = known_game(task)?;
         // Generating a gold path makes a load ten to twenty times slower: once per task.

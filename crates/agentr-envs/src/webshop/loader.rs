@@ -99,16 +99,6 @@ pub fn load_with_seed(
     Ok(Catalogue { products: list })
 }
 
-/// Parses the text of a products file (`items_shuffle*.json`) into products, in the data's
-/// order, without attributes or instructions; range prices are drawn with `seed`.
-///
-/// # Errors
-///
-/// A message saying what is wrong and where, if the text is not JSON of the products schema.
-pub fn parse_products(text: &str, seed: u64) -> Result<Vec<Product>, String> {
-    products_from(serde_json::Deserializer::from_str(text), seed).map_err(|e| e.to_string())
-}
-
 /// Sets each product's attributes and instruction from the text of an attributes file
 /// (`items_ins_v2*.json`), replacing what the products had: a product the file has no entry
 /// for ends up with no attributes and no instruction.
@@ -117,7 +107,7 @@ pub fn parse_products(text: &str, seed: u64) -> Result<Vec<Product>, String> {
 ///
 /// A message saying what is wrong and where, if the text is not JSON of the attributes schema;
 /// the products are then left unchanged.
-pub fn apply_attributes(products: &mut [Product], text: &str) -> Result<(), String> {
+pub(crate) fn apply_attributes(products: &mut [Product], text: &str) -> Result<(), String> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| format!("attributes file is not valid JSON: {e}"))?;
     let Value::Object(entries) = value else {
@@ -700,6 +690,12 @@ fn string_list(value: Option<&Value>, field: &str) -> Result<Vec<String>, String
 mod tests {
     use super::*;
     use proptest::prelude::{any, proptest};
+
+    /// The products of a products file's text (`items_shuffle*.json`), in the data's order,
+    /// without attributes; range prices drawn with `seed`.
+    fn parse_products(text: &str, seed: u64) -> Result<Vec<Product>, String> {
+        products_from(serde_json::Deserializer::from_str(text), seed).map_err(|e| e.to_string())
+    }
 
     const PRODUCTS: &str = r#"[
       {
