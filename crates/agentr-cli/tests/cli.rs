@@ -291,8 +291,11 @@ fn collect_writes_one_tree_per_task_and_resumes() {
         assert_eq!(tree["format"], "agentr-tree");
         assert_eq!(tree["config"]["depth_limit"], 20);
     }
-    // Kill-and-restart: a removed tree is searched again, the rest are skipped.
+    // Kill-and-restart: a removed tree is searched again, the rest are skipped, and the
+    // temporary file the killed writer left is removed.
     std::fs::remove_file(one.join("33.json")).unwrap();
+    let leftover = format!("33.json.tmp-{}-Ab12Cd", u32::MAX);
+    std::fs::write(one.join(&leftover), b"{\"format\":").unwrap();
     let output = collect_tasks("noisy-expert:0.3", "train[:4],500", &one, &[]);
     assert!(
         text(&output.stderr).contains("searched 1 tasks"),
@@ -300,6 +303,15 @@ fn collect_writes_one_tree_per_task_and_resumes() {
         text(&output.stderr)
     );
     assert!(text(&output.stderr).contains("skipped 4 already done"));
+    assert!(
+        text(&output.stderr).contains(&format!(
+            "removed 1 temporary file(s) a killed run left in {}: {leftover}",
+            one.display()
+        )),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!one.join(&leftover).exists());
     assert_eq!(
         std::fs::read(one.join("33.json")).unwrap(),
         std::fs::read(two.join("33.json")).unwrap()

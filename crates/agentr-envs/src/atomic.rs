@@ -34,6 +34,43 @@ pub fn write_with(
     sync_dir(dir)
 }
 
+/// Removes the temporary files that writers of this module left in `dir` when their process
+/// was killed: files named `<name>.tmp-<pid>-<random>` whose process no longer runs. Returns
+/// the removed paths. Files of this process and of running ones stay, as does everything else;
+/// where the running processes cannot be listed (no `/proc`), nothing is removed.
+pub fn remove_stale(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut removed = Vec::new();
+    let proc = Path::new("/proc");
+    if !proc.is_dir() {
+        return Ok(removed);
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(pid) = writer_pid(&entry.file_name().to_string_lossy()) else {
+            continue;
+        };
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            std::fs::remove_file(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
+/// The writing process of a temporary file name `<name>.tmp-<pid>-<random>`.
+fn writer_pid(file_name: &str) -> Option<u32> {
+    let (_, rest) = file_name.rsplit_once(".tmp-")?;
+    let (pid, random) = rest.split_once('-')?;
+    (!random.is_empty() && !random.contains(['/', '.']))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
 /// Flushes a folder's entries (the rename) to disk. Only Unix can open a folder for that.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     if cfg!(unix) {
@@ -90,5 +127,51 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"recreated");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Only files a killed writer left are removed: not this process's, not a running one's,
+    /// not other files.
+    #[test]
+    fn stale_temporaries_of_dead_writers_go() {
+        let dir = fresh_dir("stale");
+        let dead = format!("7.json.tmp-{}-a1B2c3", u32::MAX);
+        let own = format!("8.json.tmp-{}-x", std::process::id());
+        // Process 1 (init) runs as long as the machine does.
+        let running = "9.json.tmp-1-y";
+        for name in [
+            dead.as_str(),
+            own.as_str(),
+            running,
+            "10.json",
+            "notes.tmp-x",
+        ] {
+            std::fs::write(dir.join(name), b"partial").unwrap();
+        }
+        let removed = super::remove_stale(&dir).unwrap();
+        if std::path::Path::new("/proc").is_dir() {
+            assert_eq!(removed, [dir.join(&dead)]);
+        } else {
+            assert!(removed.is_empty());
+        }
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 4 + usize::from(removed.is_empty()));
+        assert!(left.contains(&own) && left.iter().any(|n| n == running));
+        assert!(
+            super::remove_stale(&dir.join("missing"))
+                .unwrap()
+                .is_empty()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reading_temporary_names_never_panics(name in ".{0,40}") {
+            let _ = super::writer_pid(&name);
+        }
     }
 }

@@ -55,6 +55,20 @@ pub enum SearchError {
         /// What is wrong.
         message: String,
     },
+    /// A tree file of an earlier run, found when resuming, was made with other settings or
+    /// another policy than this run's.
+    #[error(
+        "{}: made with other settings than this run ({}); collect into another folder, or \
+         with the same settings",
+        path.display(),
+        differences.join("; ")
+    )]
+    OtherSettings {
+        /// The file.
+        path: PathBuf,
+        /// Each difference, `name: <in the file> in the file, <in this run> in this run`.
+        differences: Vec<String>,
+    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

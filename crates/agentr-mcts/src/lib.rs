@@ -49,7 +49,7 @@ mod tests;
 pub use collect::collect;
 pub use config::{Restore, SearchConfig};
 pub use error::{InvalidConfig, InvalidTree, NodePath, SearchError};
-pub use policy::{Policy, SampleRequest};
+pub use policy::{Named, Policy, SampleRequest};
 pub use search::search;
 pub use tree::{Node, NodeId, Tree};
 

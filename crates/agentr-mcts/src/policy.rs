@@ -26,12 +26,43 @@ pub trait Policy: Send + Sync {
 
     /// Exactly `request.n` responses (duplicates allowed; the search merges them).
     fn sample(&self, request: &SampleRequest<'_>) -> Result<Vec<String>, Self::Error>;
+
+    /// What the policy is, as a user would name it (`noisy-expert:0.3`, `model:DIR`, ...):
+    /// recorded in every tree it grows ([`Tree::policy`](crate::Tree::policy)), so that a
+    /// resumed collection can tell trees of another policy. `None` (the default) records
+    /// nothing; [`Named`] gives any policy a description.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<P: Policy + ?Sized> Policy for &P {
     type Error = P::Error;
     fn sample(&self, request: &SampleRequest<'_>) -> Result<Vec<String>, Self::Error> {
         (**self).sample(request)
+    }
+    fn describe(&self) -> Option<String> {
+        (**self).describe()
+    }
+}
+
+/// A policy under a description of the caller's choosing (the command line's policy spec,
+/// say).
+#[derive(Debug, Clone)]
+pub struct Named<P> {
+    /// The description recorded in trees.
+    pub name: String,
+    /// The policy that samples.
+    pub policy: P,
+}
+
+impl<P: Policy> Policy for Named<P> {
+    type Error = P::Error;
+    fn sample(&self, request: &SampleRequest<'_>) -> Result<Vec<String>, Self::Error> {
+        self.policy.sample(request)
+    }
+    fn describe(&self) -> Option<String> {
+        Some(self.name.clone())
     }
 }
 
@@ -42,5 +73,9 @@ impl<E: Expert> Policy for NoisyExpert<E> {
 
     fn sample(&self, request: &SampleRequest<'_>) -> Result<Vec<String>, EnvError> {
         NoisyExpert::sample(self, request.conversation, request.n, request.seed)
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("noisy-expert:{}", self.epsilon))
     }
 }

@@ -34,6 +34,7 @@ pub fn search<P: Policy + ?Sized>(
 ) -> Result<Tree, SearchError> {
     config.validate()?;
     let mut search = Search::new(env, task, config)?;
+    search.tree.policy = policy.describe();
     let mut rng = Rng::from_parts(&[config.seed, task.0, TIE_BREAK_STREAM]);
     for _ in 0..config.iterations {
         if search.tree.nodes[0].terminal {

@@ -243,12 +243,26 @@ mod collection {
         workers: usize,
         policy: &dyn crate::Policy<Error = crate::testing::GaveUp>,
     ) -> Vec<(u64, String)> {
+        run_with(dir, workers, &config(5, 3, 8, 77), policy).unwrap()
+    }
+
+    /// Collects tasks 0..9 of a toy game; each task's outcome as a word (`replaced` for a
+    /// search that replaced an unreadable file).
+    fn run_with(
+        dir: &std::path::Path,
+        workers: usize,
+        config: &SearchConfig,
+        policy: &dyn crate::Policy<Error = crate::testing::GaveUp>,
+    ) -> Result<Vec<(u64, String)>, SearchError> {
         let tasks: Vec<TaskId> = (0..9).map(TaskId).collect();
         let reports = Mutex::new(Vec::new());
         let on_done = |report: TaskReport| {
             let label = match report.outcome {
                 TaskOutcome::Skipped => "skipped".to_owned(),
-                TaskOutcome::Searched { .. } => "searched".to_owned(),
+                TaskOutcome::Searched { replaced: None, .. } => "searched".to_owned(),
+                TaskOutcome::Searched {
+                    replaced: Some(_), ..
+                } => "replaced".to_owned(),
                 TaskOutcome::Failed(err) => format!("failed: {err}"),
             };
             reports.lock().unwrap().push((report.task.0, label));
@@ -257,15 +271,64 @@ mod collection {
             &tasks,
             dir,
             workers,
-            &config(5, 3, 8, 77),
+            config,
             policy,
             || Ok(Box::new(Toy::new(3, 8, 5, true))),
             &on_done,
-        )
-        .unwrap();
+        )?;
         let mut reports = reports.into_inner().unwrap();
         reports.sort();
-        reports
+        Ok(reports)
+    }
+
+    /// A resumed run trusts only what checks out: a file that is not a valid tree is searched
+    /// again (the same tree as before), and a valid tree of other settings or another policy
+    /// stops the run before any search, naming the file and the difference.
+    #[test]
+    fn resuming_checks_the_trees_it_skips() {
+        let dir = temp_dir("resume-checks");
+        let policy = RandomPolicy { vocabulary: 4 };
+        run(&dir, 2, &policy);
+        let third = tree_path(&dir, TaskId(3));
+        let original = std::fs::read(&third).unwrap();
+        std::fs::write(&third, &original[..original.len() / 2]).unwrap();
+        let reports = run(&dir, 2, &policy);
+        let labels: Vec<&str> = reports.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(labels[3], "replaced", "{reports:?}");
+        assert!(
+            labels
+                .iter()
+                .enumerate()
+                .all(|(i, l)| i == 3 || *l == "skipped")
+        );
+        assert_eq!(std::fs::read(&third).unwrap(), original);
+
+        let deeper = config(6, 3, 8, 77);
+        let err = run_with(&dir, 2, &deeper, &policy).unwrap_err();
+        assert!(matches!(err, SearchError::OtherSettings { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("iterations: 5 in the file, 6 in this run"),
+            "{message}"
+        );
+        assert!(
+            message.contains(".json: made with other settings"),
+            "{message}"
+        );
+
+        let named = crate::Named {
+            name: "random:4".to_owned(),
+            policy,
+        };
+        let err = run_with(&dir, 2, &config(5, 3, 8, 77), &named).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("policy: (not described) in the file, random:4 in this run"),
+            "{err}"
+        );
+        // Nothing was searched or written by the refused runs.
+        assert_eq!(std::fs::read(&third).unwrap(), original);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

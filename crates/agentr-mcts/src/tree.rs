@@ -107,6 +107,11 @@ pub struct Tree {
     pub instruction: String,
     /// The settings the tree was grown with.
     pub config: SearchConfig,
+    /// The policy that grew it, as it describes itself
+    /// ([`Policy::describe`](crate::Policy::describe)); absent when it gives no description
+    /// (and in trees written before descriptions were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// All nodes; `nodes[0]` is the root.
     pub nodes: Vec<Node>,
 }
@@ -127,6 +132,7 @@ impl Tree {
             task,
             instruction: instruction.to_owned(),
             config,
+            policy: None,
             nodes: vec![Node {
                 parent: None,
                 children: Vec::new(),

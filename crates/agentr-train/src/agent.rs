@@ -236,6 +236,17 @@ impl Policy for ModelAgent {
             request.seed,
         )
     }
+
+    /// `model:<folder>`, with ` (int8 generation)` when 8-bit generation weights are on (they
+    /// sample other tokens than f32 weights).
+    fn describe(&self) -> Option<String> {
+        let weights = if self.model.is_quantized() {
+            " (int8 generation)"
+        } else {
+            ""
+        };
+        Some(format!("model:{}{weights}", self.source.display()))
+    }
 }
 
 impl ModelAgent {

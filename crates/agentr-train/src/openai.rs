@@ -447,6 +447,15 @@ impl ChatClient {
         &self.endpoint
     }
 
+    /// `openai:<model>@<base URL>`, as the command line names it.
+    fn target(&self) -> String {
+        format!(
+            "openai:{}@{}",
+            self.config.model,
+            self.config.base_url.trim_end_matches('/')
+        )
+    }
+
     /// One request, retried as the module documentation says; the parsed response.
     pub fn complete(&self, request: &ChatCompletionRequest) -> Result<ChatCompletion, TrainError> {
         let body = serde_json::to_vec(request).map_err(|e| self.error(None, e.to_string()))?;
@@ -552,6 +561,11 @@ impl Policy for ChatClient {
             request.seed,
         )
     }
+
+    /// `openai:<model>@<base URL>`.
+    fn describe(&self) -> Option<String> {
+        Some(self.target())
+    }
 }
 
 /// Sends [`judge_prompt`] at temperature 0 and reads the answer with [`parse_judgement`]. The
@@ -560,11 +574,7 @@ impl Judge for ChatClient {
     type Error = TrainError;
 
     fn name(&self) -> String {
-        format!(
-            "openai:{}@{}",
-            self.config.model,
-            self.config.base_url.trim_end_matches('/')
-        )
+        self.target()
     }
 
     fn judge(&self, request: &JudgeRequest<'_>) -> Result<Judgement, TrainError> {

@@ -231,6 +231,19 @@ impl ChatTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The most bytes of text one token stands for (byte-level vocabularies spell each byte as
+    /// one character; added tokens stand for their own text). A text of `b` bytes has at least
+    /// `b / longest_token_bytes()` tokens: a cheap bound before tokenizing.
+    pub fn longest_token_bytes(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .keys()
+            .map(|token| token.chars().count().max(token.len()))
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// The token that ends a turn (`<|im_end|>` or `<|eot_id|>`); generation stops on it.
     pub fn turn_end(&self) -> u32 {
         self.turn_end
@@ -359,6 +372,22 @@ mod tests {
         assert_eq!(loaded.turn_end(), tokenizer.turn_end());
         assert_eq!(loaded.format(), ChatFormat::ChatMl);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// No token stands for more text than `longest_token_bytes`, so a text's length bounds its
+    /// token count from below.
+    #[test]
+    fn the_longest_token_bounds_token_counts() {
+        let tokenizer = tokenizer();
+        let longest = tokenizer.longest_token_bytes();
+        assert!(longest >= IM_START.len(), "{longest}");
+        for text in corpus() {
+            let ids = tokenizer.encode(&text).unwrap();
+            assert!(ids.len() >= text.len() / longest, "{text:?}");
+            for id in ids {
+                assert!(tokenizer.decode(&[id]).unwrap().len() <= longest);
+            }
+        }
     }
 
     #[test]

@@ -156,7 +156,17 @@ fn run_with<P: Policy>(
         let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
         match report.outcome {
             TaskOutcome::Skipped => tally.skipped += 1,
-            TaskOutcome::Searched { success, nodes } => {
+            TaskOutcome::Searched {
+                success,
+                nodes,
+                replaced,
+            } => {
+                if let Some(reason) = replaced {
+                    progress.println(&format!(
+                        "task {}: searched again, its file was not a valid tree ({reason})",
+                        report.task
+                    ));
+                }
                 tally.searched += 1;
                 tally.successes += usize::from(success);
                 tally.nodes += nodes;
@@ -174,6 +184,7 @@ fn run_with<P: Policy>(
         ));
         progress.inc(1);
     };
+    super::remove_stale_temporaries(&args.out)?;
     let started = Instant::now();
     collect(
         tasks,

@@ -323,6 +323,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    super::remove_stale_temporaries(&args.out)?;
     let options = RolloutOptions {
         max_rounds: args.max_rounds,
         clean_observations: false,

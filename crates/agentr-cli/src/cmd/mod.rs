@@ -25,6 +25,27 @@ pub(crate) fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes what a killed run of a command left in its output folder `dir`: the temporary
+/// files of unfinished atomic writes (`agentr_envs::atomic::remove_stale`), and says so.
+pub(crate) fn remove_stale_temporaries(dir: &std::path::Path) -> anyhow::Result<()> {
+    let removed = agentr_envs::atomic::remove_stale(dir)
+        .map_err(|e| anyhow::anyhow!("cleaning up {}: {e}", dir.display()))?;
+    if !removed.is_empty() {
+        let names: Vec<String> = removed
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        eprintln!(
+            "removed {} temporary file(s) a killed run left in {}: {}",
+            removed.len(),
+            dir.display(),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Reads a count that must be at least 1 (`--workers`).
 pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {

@@ -233,6 +233,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut agreement = Agreement::default();
     let measure_agreement = args.mode == Mode::AgentR && args.agreement_steps > 0;
     super::create_parent(&args.out)?;
+    if let Some(folder) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        super::remove_stale_temporaries(folder)?;
+    }
     agentr_envs::atomic::write_with(&args.out, |tmp| {
         let mut sink = std::io::BufWriter::new(std::fs::File::create(tmp)?);
         for file in &files {

@@ -56,6 +56,12 @@ pub struct Args {
 struct Limits {
     max_tokens: usize,
     max_n: usize,
+    /// The model's context, in tokens.
+    context: usize,
+    /// The most bytes of text one token stands for: a prompt of more than `context` times
+    /// this many bytes cannot fit, and is refused before it is tokenized (a tokenizer holds
+    /// many times a text's size in memory while it works).
+    token_bytes: usize,
 }
 
 /// A checked request, ready for the model.
@@ -95,6 +101,19 @@ fn parse_job(body: &[u8], limits: Limits, default_seed: u64) -> Result<Job, Stri
         .unwrap_or(limits.max_tokens);
     if max_tokens == 0 {
         return Err("`max_tokens` must be at least 1".into());
+    }
+    let prompt_bytes: usize = request
+        .messages
+        .iter()
+        .map(|m| m.content.text().len())
+        .sum();
+    if prompt_bytes > limits.context.saturating_mul(limits.token_bytes) {
+        return Err(format!(
+            "the messages hold {prompt_bytes} bytes, at least {} tokens; the model takes at \
+             most {} tokens",
+            prompt_bytes / limits.token_bytes.max(1),
+            limits.context
+        ));
     }
     let stop = request.stop.map(|s| s.strings()).unwrap_or_default();
     if stop.len() > 16 {
@@ -272,14 +291,17 @@ pub fn run(args: Args) -> Result<()> {
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    let limits = Limits {
+        max_tokens: args.max_tokens_limit,
+        max_n: args.max_n,
+        context: agent.model.config().max_position_embeddings,
+        token_bytes: agent.tokenizer.longest_token_bytes(),
+    };
     let server = ModelServer {
         agent: Arc::new(agent),
         gate: Arc::new(Mutex::new(())),
         name: name.clone(),
-        limits: Limits {
-            max_tokens: args.max_tokens_limit,
-            max_n: args.max_n,
-        },
+        limits,
         models: Bytes::from(models.to_string()),
         counter: AtomicU64::new(0),
         started: Rng::from_parts(&[started, u64::from(std::process::id())]).next_u64() >> 16,
@@ -314,7 +336,27 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_tokens: 100,
         max_n: 8,
+        context: 64,
+        token_bytes: 4,
     };
+
+    /// A prompt longer than the context can hold at any tokenization is refused by its size
+    /// alone; one that might fit goes on to the model (which counts its tokens).
+    #[test]
+    fn prompts_past_any_tokenization_of_the_context_are_refused_by_size() {
+        let body = |bytes: usize| {
+            format!(
+                r#"{{"model":"x","messages":[{{"role":"user","content":"{}"}}]}}"#,
+                "a".repeat(bytes)
+            )
+        };
+        assert!(parse_job(body(256).as_bytes(), LIMITS, 0).is_ok());
+        let message = parse_job(body(257).as_bytes(), LIMITS, 0).unwrap_err();
+        assert!(
+            message.contains("257 bytes, at least 64 tokens; the model takes at most 64"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn requests_are_read_with_defaults_and_limits() {

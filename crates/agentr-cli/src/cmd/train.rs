@@ -167,6 +167,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    super::remove_stale_temporaries(&args.out)?;
     let tokenizer_path = args.out.join("tokenizer.json");
     // What the adapter records as its base model (PEFT's `base_model_name_or_path`): a model
     // folder or Hub id, not a preset (its random weights are saved nowhere) or a GGUF file.
