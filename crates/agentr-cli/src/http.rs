@@ -4,7 +4,10 @@
 //!
 //! A [`Handler`] gets each request with its body already read (at most
 //! [`ServerOptions::max_body_bytes`]; larger ones are answered 413 without reaching it) and
-//! returns a complete response. Work per request beyond the handler is one `Arc` clone and the
+//! returns a complete response. Slow clients are bounded: a request head or body that takes
+//! longer than [`ServerOptions::read_timeout`] ends the connection (a body with 408), and at
+//! most [`ServerOptions::max_connections`] connections are open at once (later ones wait in
+//! the listen queue until one closes). Work per request beyond the handler is one `Arc` clone and the
 //! body buffer; connections are HTTP/1.1 with keep-alive and `TCP_NODELAY`, served by a
 //! multi-threaded tokio runtime. CPU-heavy handlers must move their work off the executor
 //! (`tokio::task::spawn_blocking`).
@@ -41,6 +44,10 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// After a shutdown signal, requests in flight get this long to finish.
     pub shutdown_grace: Duration,
+    /// Longest wait for a request's head, and for its body.
+    pub read_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServerOptions {
@@ -48,6 +55,40 @@ impl Default for ServerOptions {
         ServerOptions {
             max_body_bytes: 8 << 20,
             shutdown_grace: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(DEFAULT_READ_TIMEOUT_SECONDS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+const DEFAULT_READ_TIMEOUT_SECONDS: u64 = 30;
+const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// The connection limits every server of `agentr` takes on its command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client may take to send a request's head, and its body; a slower one is
+    /// disconnected (a stalled body gets 408).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_READ_TIMEOUT_SECONDS)]
+    pub read_timeout: u64,
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = crate::cmd::at_least_one)]
+    pub max_connections: usize,
+}
+
+impl ServerOptions {
+    /// Options with `max_body_bytes`, `shutdown_grace` and the command line's connection
+    /// limits.
+    pub fn new(
+        max_body_bytes: usize,
+        shutdown_grace: Duration,
+        connections: &ConnectionArgs,
+    ) -> Self {
+        ServerOptions {
+            max_body_bytes,
+            shutdown_grace,
+            read_timeout: Duration::from_secs(connections.read_timeout.max(1)),
+            max_connections: connections.max_connections.max(1),
         }
     }
 }
@@ -106,10 +147,22 @@ pub async fn serve<H: Handler>(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    // The timer enables hyper's header read timeout (30 s): slow or idle clients are dropped.
-    builder.timer(TokioTimer::new()).keep_alive(true);
+    // The timer enables hyper's header read timeout: slow or idle clients are dropped.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.read_timeout)
+        .keep_alive(true);
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A free connection slot first: past the cap, clients wait in the listen queue.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -124,15 +177,15 @@ pub async fn serve<H: Handler>(
         // Small JSON replies must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
-        let limit = options.max_body_bytes;
         let service = service_fn(move |request| {
             let handler = Arc::clone(&handler);
-            async move { Ok::<_, Infallible>(respond(&*handler, request, limit).await) }
+            async move { Ok::<_, Infallible>(respond(&*handler, request, options).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A client that goes away mid-request is its own business.
             let _ = connection.await;
+            drop(slot);
         });
     }
     drop(listener);
@@ -143,12 +196,13 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
-/// Reads the body within the limit, then asks the handler.
+/// Reads the body within the limit and the read timeout, then asks the handler.
 async fn respond<H: Handler>(
     handler: &H,
     request: Request<Incoming>,
-    limit: usize,
+    options: ServerOptions,
 ) -> Response<Body> {
+    let limit = options.max_body_bytes;
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -158,12 +212,14 @@ async fn respond<H: Handler>(
         return too_large(limit);
     }
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+    let read = tokio::time::timeout(options.read_timeout, Limited::new(body, limit).collect());
+    let body = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
             return too_large(limit);
         }
-        Err(error) => {
+        Err(_) => return closing(timed_out(options.read_timeout)),
+        Ok(Err(error)) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 &format!("could not read the request body: {error}"),
@@ -176,11 +232,27 @@ async fn respond<H: Handler>(
 
 /// 413, closing the connection (the rest of the body is not read).
 fn too_large(limit: usize) -> Response<Body> {
-    let mut response = error_response(
+    closing(error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("the request body is larger than {limit} bytes"),
         "invalid_request_error",
-    );
+    ))
+}
+
+/// 408 for a body that did not arrive in time.
+fn timed_out(read_timeout: Duration) -> Response<Body> {
+    error_response(
+        StatusCode::REQUEST_TIMEOUT,
+        &format!(
+            "the request body did not arrive within {} s",
+            read_timeout.as_secs_f64()
+        ),
+        "invalid_request_error",
+    )
+}
+
+/// `response`, closing the connection after it.
+fn closing(mut response: Response<Body>) -> Response<Body> {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -253,8 +325,16 @@ mod tests {
         (status, head, String::from_utf8(body).unwrap())
     }
 
-    #[test]
-    fn keeps_connections_alive_limits_bodies_and_shuts_down() {
+    /// An [`Echo`] server on a free loopback port with `options`: its runtime, address, the
+    /// sender that stops it and its task.
+    fn start(
+        options: ServerOptions,
+    ) -> (
+        tokio::runtime::Runtime,
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -263,13 +343,19 @@ mod tests {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let options = ServerOptions {
-            max_body_bytes: 1000,
-            shutdown_grace: Duration::from_secs(1),
-        };
         let server = runtime.spawn(serve(listener, Arc::new(Echo), options, async {
             let _ = stopped.await;
         }));
+        (runtime, addr, stop, server)
+    }
+
+    #[test]
+    fn keeps_connections_alive_limits_bodies_and_shuts_down() {
+        let (runtime, addr, stop, server) = start(ServerOptions {
+            max_body_bytes: 1000,
+            shutdown_grace: Duration::from_secs(1),
+            ..ServerOptions::default()
+        });
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         // Three requests on one connection.
         for (path, body) in [
@@ -306,5 +392,64 @@ mod tests {
         stop.send(()).unwrap();
         runtime.block_on(server).unwrap().unwrap();
         assert!(std::net::TcpStream::connect(addr).is_err());
+    }
+
+    /// Slow and idle clients cannot hold the server: a body that stalls gets 408 within the
+    /// read timeout, and with every connection slot taken by idle clients, the next client is
+    /// served once the read timeout has dropped one of them.
+    #[test]
+    fn stalled_and_idle_clients_are_dropped_and_connections_capped() {
+        let read_timeout = Duration::from_millis(700);
+        let (runtime, addr, stop, server) = start(ServerOptions {
+            max_body_bytes: 1000,
+            shutdown_grace: Duration::from_secs(1),
+            read_timeout,
+            max_connections: 2,
+        });
+        // A body that declares 100 bytes and sends 1.
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        let started = std::time::Instant::now();
+        let (status, head, _) = exchange(
+            &mut stalled,
+            b"POST /s HTTP/1.1\r\nhost: t\r\ncontent-length: 100\r\n\r\n{",
+        );
+        assert_eq!(status, 408);
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(
+            started.elapsed() < read_timeout * 4,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(stalled);
+
+        // Two idle clients take both slots; a third one waits until the read timeout frees
+        // one, then is served.
+        let idle: Vec<std::net::TcpStream> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        let mut third = std::net::TcpStream::connect(addr).unwrap();
+        let (status, _, _) = exchange(
+            &mut third,
+            b"POST /t HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n",
+        );
+        let waited = started.elapsed();
+        assert_eq!(status, 200);
+        assert!(
+            waited >= read_timeout / 2,
+            "served after {waited:?}, before a slot was free"
+        );
+        assert!(waited < read_timeout * 4, "{waited:?}");
+        // The idle clients were disconnected.
+        for mut client in idle {
+            let mut byte = [0u8; 1];
+            client
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            assert!(matches!(client.read(&mut byte), Ok(0) | Err(_)));
+        }
+        stop.send(()).unwrap();
+        runtime.block_on(server).unwrap().unwrap();
     }
 }

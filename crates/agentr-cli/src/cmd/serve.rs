@@ -34,6 +34,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1 << 20)]
     pub(crate) max_body_bytes: usize,
     #[command(flatten)]
+    pub(crate) connections: http::ConnectionArgs,
+    #[command(flatten)]
     pub(crate) env_options: EnvOptions,
 }
 
@@ -61,10 +63,11 @@ pub fn run(args: Args) -> Result<()> {
             idle_timeout,
         },
     );
-    let options = ServerOptions {
-        max_body_bytes: args.max_body_bytes,
-        shutdown_grace: Duration::from_secs(10),
-    };
+    let options = ServerOptions::new(
+        args.max_body_bytes,
+        Duration::from_secs(10),
+        &args.connections,
+    );
     let host = if args.host.contains(':') && !args.host.starts_with('[') {
         format!("[{}]", args.host)
     } else {

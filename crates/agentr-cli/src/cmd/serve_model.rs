@@ -46,6 +46,8 @@ pub struct Args {
     #[arg(long, default_value_t = 8 << 20)]
     pub(crate) max_body_bytes: usize,
     #[command(flatten)]
+    pub(crate) connections: http::ConnectionArgs,
+    #[command(flatten)]
     pub(crate) device: crate::device::DeviceArg,
     #[command(flatten)]
     pub(crate) weights: crate::device::WeightsArg,
@@ -306,10 +308,11 @@ pub fn run(args: Args) -> Result<()> {
         counter: AtomicU64::new(0),
         started: Rng::from_parts(&[started, u64::from(std::process::id())]).next_u64() >> 16,
     };
-    let options = ServerOptions {
-        max_body_bytes: args.max_body_bytes,
-        shutdown_grace: Duration::from_secs(30),
-    };
+    let options = ServerOptions::new(
+        args.max_body_bytes,
+        Duration::from_secs(30),
+        &args.connections,
+    );
     let host = if args.host.contains(':') && !args.host.starts_with('[') {
         format!("[{}]", args.host)
     } else {
