@@ -16,34 +16,36 @@ const WEBSHOP_TRAIN: &str = include_str!("../data/webshop_train.txt");
 /// TextCraft's 100 test goals (AgentGym's list; the other goals are for training).
 pub fn textcraft_test() -> &'static [TaskId] {
     static IDS: OnceLock<Vec<TaskId>> = OnceLock::new();
-    IDS.get_or_init(|| parse(TEXTCRAFT_TEST))
+    parsed_once(&IDS, TEXTCRAFT_TEST)
 }
 
 /// ScienceWorld's 200 test games, in AgentGym's order.
 pub fn sciworld_test() -> &'static [TaskId] {
     static IDS: OnceLock<Vec<TaskId>> = OnceLock::new();
-    IDS.get_or_init(|| parse(SCIWORLD_TEST))
+    parsed_once(&IDS, SCIWORLD_TEST)
 }
 
 /// WebShop's 200 test goals, in AgentGym's order (goal indices over the real 1,000-product
 /// data).
 pub fn webshop_test() -> &'static [TaskId] {
     static IDS: OnceLock<Vec<TaskId>> = OnceLock::new();
-    IDS.get_or_init(|| parse(WEBSHOP_TEST))
+    parsed_once(&IDS, WEBSHOP_TEST)
 }
 
 /// WebShop's 3,930 training goals, in AgentGym's order.
 pub fn webshop_train() -> &'static [TaskId] {
     static IDS: OnceLock<Vec<TaskId>> = OnceLock::new();
-    IDS.get_or_init(|| parse(WEBSHOP_TRAIN))
+    parsed_once(&IDS, WEBSHOP_TRAIN)
 }
 
-/// One id per line; blank lines are skipped.
-fn parse(text: &str) -> Vec<TaskId> {
-    text.lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .map(TaskId)
-        .collect()
+/// The ids of `text` (one per line; blank lines skipped), parsed at the first call.
+fn parsed_once(cell: &'static OnceLock<Vec<TaskId>>, text: &str) -> &'static [TaskId] {
+    cell.get_or_init(|| {
+        text.lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .map(TaskId)
+            .collect()
+    })
 }
 
 #[cfg(test)]
