@@ -48,6 +48,7 @@ fn kill_and_resume(
     window: (u64, u64),
     kills: usize,
 ) -> usize {
+    assert!(window.0 < window.1, "empty kill window {window:?}");
     let mut rng = Rng::new(seed);
     let mut made = 0;
     let mut args = first;
@@ -145,7 +146,10 @@ fn assert_same(reference: &Path, killed: &Path) {
 }
 
 /// Runs a scenario: `make(path)` gives the first command and the resuming one for an output
-/// folder at `path`.
+/// folder at `path`. Kills come between `window.0` and `window.1` thousandths of the
+/// uninterrupted run's wall time: a window in milliseconds would miss every run on a machine
+/// fast enough (CI once finished self-training before its first kill) and hit only start-up
+/// on a slow one.
 fn scenario(
     name: &str,
     make: impl Fn(&Path) -> (Vec<String>, Vec<String>),
@@ -159,12 +163,15 @@ fn scenario(
         let _ = std::fs::remove_dir_all(path);
     }
     let (first, again) = make(&dir);
+    let started = std::time::Instant::now();
     finish(&first);
+    let wall_ms = started.elapsed().as_millis() as u64;
     std::fs::rename(&dir, &reference).unwrap();
-    let made = kill_and_resume(&first, &again, seed, window, kills);
+    let window_ms = (wall_ms * window.0 / 1000, wall_ms * window.1 / 1000);
+    let made = kill_and_resume(&first, &again, seed, window_ms, kills);
     assert!(
         made > 0,
-        "{name}: no run was killed; the window is too wide"
+        "{name}: no run was killed in {window_ms:?} ms of a {wall_ms} ms run"
     );
     assert_same(&reference, &dir);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -197,7 +204,7 @@ fn a_killed_collection_resumes_to_the_same_trees() {
             (args.clone(), args)
         },
         11,
-        (20, 400),
+        (20, 700),
         5,
     );
 }
@@ -236,7 +243,7 @@ fn a_killed_training_resumes_to_the_same_weights() {
             (args, resumed)
         },
         12,
-        (100, 1500),
+        (50, 700),
         4,
     );
     std::fs::remove_file(&samples).unwrap();
@@ -273,7 +280,7 @@ fn a_killed_self_training_resumes_to_the_same_run() {
             (args.clone(), args)
         },
         13,
-        (300, 6000),
+        (50, 700),
         4,
     );
     std::fs::remove_file(&config_path).unwrap();
