@@ -484,6 +484,78 @@ fn revise_turns_trees_into_samples_and_statistics() {
 }
 
 #[test]
+fn revise_measures_samples_in_tokens_and_warns_on_mixed_observations() {
+    let trees = temp_path("revise-styles-trees");
+    let out_dir = temp_path("revise-styles-out");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    // Raw observations (the default) for half the goals, cleaned ones for the other half.
+    for (tasks, extra) in [
+        ("400..406", &[][..]),
+        ("406..412", &["--clean-observations"][..]),
+    ] {
+        let collected = collect_tasks("noisy-expert:0.5", tasks, &trees, extra);
+        assert!(collected.status.success(), "{}", text(&collected.stderr));
+    }
+    let tokenizer = agentr_train::ChatTokenizer::train(
+        [
+            "Crafting commands:\ncraft 4 oak planks using 1 oak logs",
+            "Action: get 1 oak logs",
+        ]
+        .iter(),
+        300,
+    )
+    .unwrap();
+    tokenizer.save_pretrained(&out_dir.join("model")).unwrap();
+    let out = out_dir.join("samples.jsonl");
+    let output = agentr(
+        &[
+            "revise",
+            "--trees",
+            trees.to_str().unwrap(),
+            "--mode",
+            "direct",
+            "--tokenizer",
+            out_dir.join("model").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let samples: Vec<agentr_envs::Sample> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for sample in &samples {
+        let task = sample.meta["task"].as_u64().unwrap();
+        let cleaned = sample.meta["clean_observations"].as_bool().unwrap();
+        assert_eq!(cleaned, task >= 406, "task {task}");
+        let observations = sample.messages.iter().skip(2).step_by(2);
+        assert_eq!(
+            observations.clone().any(|m| m.content.contains('\n')),
+            !cleaned,
+            "task {task}"
+        );
+    }
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("mix cleaned observations"), "{stderr}");
+    assert!(stderr.contains("sample lengths in tokens"), "{stderr}");
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(out.with_extension("stats.json")).unwrap()).unwrap();
+    let longest = samples
+        .iter()
+        .map(|s| tokenizer.render(&s.messages).unwrap().ids.len())
+        .max()
+        .unwrap();
+    assert_eq!(stats["tokens"]["samples"], samples.len());
+    assert_eq!(stats["tokens"]["longest"], longest);
+    assert!(stats["tokens"]["median"].as_u64().unwrap() <= longest as u64);
+    std::fs::remove_dir_all(&trees).unwrap();
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
 fn revise_reports_a_broken_tree_file_by_name() {
     let trees = temp_path("broken-trees");
     std::fs::create_dir_all(&trees).unwrap();

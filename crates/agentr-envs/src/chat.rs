@@ -81,6 +81,53 @@ pub fn clean_observation(observation: &str) -> String {
     observation.replace(['\n', '\t'], " ")
 }
 
+/// The key of [`Sample::meta`] that records whether the sample's observations went through
+/// [`clean_observation`]. Episodes and revision samples set it; [`ObservationStyles`] counts it.
+pub const CLEAN_OBSERVATIONS: &str = "clean_observations";
+
+/// How many samples carry cleaned observations and how many raw ones, by their
+/// [`CLEAN_OBSERVATIONS`] key (samples without it are not counted). A model trained on one
+/// style and run on the other sees text unlike its training data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObservationStyles {
+    /// Samples whose observations were cleaned.
+    pub cleaned: usize,
+    /// Samples whose observations are the environment's text.
+    pub raw: usize,
+}
+
+impl ObservationStyles {
+    /// Counts `samples`.
+    pub fn of<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Self {
+        let mut styles = ObservationStyles::default();
+        for sample in samples {
+            match sample
+                .meta
+                .get(CLEAN_OBSERVATIONS)
+                .and_then(|v| v.as_bool())
+            {
+                Some(true) => styles.cleaned += 1,
+                Some(false) => styles.raw += 1,
+                None => {}
+            }
+        }
+        styles
+    }
+
+    /// A warning when both styles occur, naming the counts and `what` holds them.
+    pub fn mix_warning(&self, what: &str) -> Option<String> {
+        (self.cleaned > 0 && self.raw > 0).then(|| {
+            format!(
+                "warning: {what} mix cleaned observations (newlines and tabs replaced by spaces, \
+                 {} samples) with raw ones ({} samples); a model trained on one style sees the \
+                 other as unfamiliar text. Use one style throughout (raw by default; \
+                 --clean-observations on gold, collect and eval).",
+                self.cleaned, self.raw
+            )
+        })
+    }
+}
+
 /// One training or evaluation record: a conversation plus free-form metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -104,6 +151,31 @@ mod tests {
             assistant,
             r#"{"role":"assistant","content":"Ok.","loss":false}"#
         );
+    }
+
+    #[test]
+    fn observation_styles_count_the_marked_samples_and_warn_on_a_mix() {
+        let marked = |clean: Option<bool>| Sample {
+            messages: Vec::new(),
+            meta: clean
+                .map(|c| serde_json::Map::from_iter([(CLEAN_OBSERVATIONS.to_owned(), c.into())]))
+                .unwrap_or_default(),
+        };
+        let samples = [
+            marked(Some(true)),
+            marked(None),
+            marked(Some(false)),
+            marked(Some(false)),
+        ];
+        let styles = ObservationStyles::of(&samples);
+        assert_eq!(styles, ObservationStyles { cleaned: 1, raw: 2 });
+        let warning = styles.mix_warning("the samples").unwrap();
+        assert!(
+            warning.contains("(1 samples) with raw ones (2 samples)"),
+            "{warning}"
+        );
+        assert_eq!(ObservationStyles::of(&samples[1..]).mix_warning("x"), None);
+        assert_eq!(ObservationStyles::of(&samples[..2]).mix_warning("x"), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@ use serde_json::json;
 
 use crate::EnvError;
 use crate::chat::{
-    Message, REVISION_ACK, REVISION_ACTION, Sample, clean_observation, conversation_start,
+    CLEAN_OBSERVATIONS, Message, REVISION_ACK, REVISION_ACTION, Sample, clean_observation,
+    conversation_start,
 };
 use crate::env::{Environment, TaskId};
 
@@ -59,11 +60,19 @@ pub struct Episode {
     pub done: bool,
     /// Whether it ended in a fatal mistake.
     pub disaster: bool,
+    /// Whether its observations were cleaned ([`RolloutOptions::clean_observations`]).
+    pub clean_observations: bool,
 }
 
 impl Episode {
-    /// An episode of `task` before any response: instruction, `Ok.`, first observation.
-    fn start(env: &dyn Environment, task: TaskId, first_observation: &str) -> Self {
+    /// An episode of `task` before any response: instruction, `Ok.`, first observation
+    /// (already cleaned when `clean_observations`).
+    fn start(
+        env: &dyn Environment,
+        task: TaskId,
+        first_observation: &str,
+        clean_observations: bool,
+    ) -> Self {
         Episode {
             env: env.name(),
             task,
@@ -72,10 +81,12 @@ impl Episode {
             steps: 0,
             done: false,
             disaster: false,
+            clean_observations,
         }
     }
 
-    /// The episode as a JSONL sample with `meta: {env, task, reward, steps, done}`.
+    /// The episode as a JSONL sample with `meta: {env, task, reward, steps, done,
+    /// clean_observations}`.
     pub fn to_sample(&self) -> Sample {
         let meta = json!({
             "env": self.env,
@@ -83,6 +94,7 @@ impl Episode {
             "reward": self.reward,
             "steps": self.steps,
             "done": self.done,
+            CLEAN_OBSERVATIONS: self.clean_observations,
         });
         Sample {
             messages: self.messages.clone(),
@@ -117,7 +129,7 @@ where
     F: FnMut(&[Message]) -> Result<String, E>,
 {
     let first = options.clean(env.reset(task)?);
-    let episode = Episode::start(env, task, &first);
+    let episode = Episode::start(env, task, &first, options.clean_observations);
     play_on(env, episode, options, respond)
 }
 
@@ -141,7 +153,7 @@ where
     F: FnMut(&[Message]) -> Result<String, E>,
 {
     let first = options.clean(env.reset(task)?);
-    let mut episode = Episode::start(env, task, &first);
+    let mut episode = Episode::start(env, task, &first, options.clean_observations);
     let start = episode.messages.len();
     let name = env.name();
     let diverged = |response: usize| EnvError::ReplayDiverged {

@@ -83,7 +83,7 @@ pub mod textcraft;
 #[cfg(feature = "webshop")]
 pub mod webshop;
 
-pub use chat::{Message, Role, Sample};
+pub use chat::{Message, ObservationStyles, Role, Sample};
 pub use env::{Environment, RejectionRule, Replay, Snapshot, Split, Step, TaskId};
 pub use error::EnvError;
 pub use expert::{Expert, NoisyExpert};

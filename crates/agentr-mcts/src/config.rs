@@ -35,7 +35,8 @@ pub struct SearchConfig {
     /// Seed of tie-breaks and of the policy's sampling (combined with the task id).
     pub seed: u64,
     /// Replace newlines and tabs in observations by spaces before the policy sees them and
-    /// before they are stored (the reference did this).
+    /// before they are stored (the reference did this). Off by default: the raw text is what
+    /// an agent sees when it acts.
     pub clean_observations: bool,
     /// How node states are restored.
     pub restore: Restore,
@@ -50,7 +51,7 @@ impl Default for SearchConfig {
             uct_c: 0.25,
             temperature: 1.0,
             seed: 0,
-            clean_observations: true,
+            clean_observations: false,
             restore: Restore::Auto,
         }
     }

@@ -72,7 +72,7 @@ impl Node {
 ///   "env": "textcraft", "task": 12,
 ///   "instruction": "<the environment's instruction prompt>",
 ///   "config": { "iterations": 8, "candidates": 4, "depth_limit": 20, "uct_c": 0.25,
-///               "temperature": 1.0, "seed": 0, "clean_observations": true, "restore": "auto" },
+///               "temperature": 1.0, "seed": 0, "clean_observations": false, "restore": "auto" },
 ///   "nodes": [
 ///     { "parent": null, "children": [1, 2], "response": "", "action": "",
 ///       "observation": "<first observation>", "reward": 0.0, "visits": 2, "value": 1.0,

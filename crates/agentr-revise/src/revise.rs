@@ -153,6 +153,7 @@ pub fn revise_tree<J: Judge + ?Sized>(
             let reward = tree.leaf_reward(leaf);
             if config.thresholds.is_good(reward) {
                 samples.push(sample(
+                    tree,
                     good_messages(tree, leaf),
                     json!({
                         "env": tree.env,
@@ -209,6 +210,7 @@ pub fn revise_tree<J: Judge + ?Sized>(
         let t_prime_depth = tree.nodes[t_prime].depth;
         let bad_steps = t_prime_depth - tree.nodes[common].depth;
         samples.push(sample(
+            tree,
             revision_messages(tree, splice, &signals.turn(signal)),
             json!({
                 "env": tree.env,

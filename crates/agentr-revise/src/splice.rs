@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use agentr_envs::chat::conversation_start;
+use agentr_envs::chat::{CLEAN_OBSERVATIONS, conversation_start};
 use agentr_envs::{Message, Sample};
 use agentr_mcts::{NodeId, Tree};
 
@@ -125,13 +125,16 @@ pub fn good_messages(tree: &Tree, leaf: NodeId) -> Vec<Message> {
     messages
 }
 
-/// A sample from messages and metadata given as a JSON object.
-pub(crate) fn sample(messages: Vec<Message>, meta: serde_json::Value) -> Sample {
-    Sample {
-        messages,
-        meta: match meta {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        },
-    }
+/// A sample of `tree` from messages and metadata given as a JSON object, which gains whether
+/// the tree's observations were cleaned ([`CLEAN_OBSERVATIONS`]).
+pub(crate) fn sample(tree: &Tree, messages: Vec<Message>, meta: serde_json::Value) -> Sample {
+    let mut meta = match meta {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    meta.insert(
+        CLEAN_OBSERVATIONS.to_owned(),
+        tree.config.clean_observations.into(),
+    );
+    Sample { messages, meta }
 }

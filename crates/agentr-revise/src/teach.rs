@@ -188,6 +188,7 @@ pub fn judge_samples(
             let mut messages = judge_prompt(&request);
             messages.push(Message::assistant(answer(wanted, request.rejected), true));
             sample(
+                tree,
                 messages,
                 json!({
                     "env": tree.env,

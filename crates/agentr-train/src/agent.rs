@@ -163,10 +163,11 @@ impl ModelAgent {
         Ok(())
     }
 
-    /// Writes model and tokenizer into `dir`.
+    /// Writes model and tokenizer into `dir` as a Hugging Face model folder
+    /// ([`Llama::save`], [`ChatTokenizer::save_pretrained`]).
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
         self.model.save(dir)?;
-        self.tokenizer.save(&dir.join("tokenizer.json"))
+        self.tokenizer.save_pretrained(dir)
     }
 
     /// `n` responses to the conversation (the oldest turns are dropped when it does not fit).

@@ -46,3 +46,11 @@ pub enum TrainError {
         source: std::io::Error,
     },
 }
+
+/// Maps an I/O error on `path` to [`TrainError::Io`].
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -29,6 +29,7 @@ use std::path::Path;
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use crate::error::io;
 use crate::model::{Adapter, PROJECTIONS};
 use crate::{Llama, ModelConfig, TrainError};
 
@@ -308,13 +309,6 @@ fn base_weight<'a, T>(base: &'a HashMap<String, T>, projection: &str) -> Result<
     let key = format!("{projection}.weight");
     base.get(&key)
         .ok_or_else(|| TrainError::Config(format!("the model has no base weight {key}")))
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 impl Llama {

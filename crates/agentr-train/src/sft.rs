@@ -15,6 +15,7 @@ use agentr_envs::rng::Rng;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::error::io;
 use crate::lora::{ADAPTER_WEIGHTS, LoraConfig};
 use crate::optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
 use crate::{Llama, Rendered, TrainError, masked_cross_entropy};
@@ -344,13 +345,6 @@ impl RunFiles {
     /// The JSONL training log.
     pub fn log(&self) -> PathBuf {
         self.dir.join("train_log.jsonl")
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_owned(),
-        source,
     }
 }
 

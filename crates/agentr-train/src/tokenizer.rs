@@ -199,6 +199,16 @@ impl ChatTokenizer {
         Self::from_tokenizer(inner)
     }
 
+    /// The tokenizer of a model: the `tokenizer.json` of a model folder, or a GGUF file's
+    /// tokenizer metadata (its weights are not read).
+    pub fn of_model(path: &Path) -> Result<Self, TrainError> {
+        if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+            crate::gguf::GgufFile::open(path)?.tokenizer()
+        } else {
+            Self::load(&path.join("tokenizer.json"))
+        }
+    }
+
     /// Writes `tokenizer.json` (atomically).
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let json = self.inner.to_string(false).map_err(tokenizer_error)?;
@@ -206,6 +216,118 @@ impl ChatTokenizer {
             path: path.to_owned(),
             source,
         })
+    }
+
+    /// Writes what Hugging Face tools read from a model folder besides the weights, each file
+    /// atomically: `tokenizer.json`; `tokenizer_config.json` with the [chat
+    /// template](Self::chat_template) and the end-of-turn token as `eos_token` (so that
+    /// `generate` stops where agentr stops); `special_tokens_map.json`; and
+    /// `generation_config.json` with the end-of-turn and end-of-text ids as
+    /// `eos_token_id`. Files already there are replaced, others left alone.
+    pub fn save_pretrained(&self, dir: &Path) -> Result<(), TrainError> {
+        std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
+        self.save(&dir.join("tokenizer.json"))?;
+        let text = |id: u32| self.inner.id_to_token(id);
+        let begin_of_text = match self.layout {
+            Layout::ChatMl => None,
+            Layout::Llama3 { begin_of_text, .. } => begin_of_text,
+        };
+        let specials = serde_json::json!({
+            "bos_token": begin_of_text.and_then(text),
+            "eos_token": text(self.turn_end),
+            "pad_token": text(self.end_of_text),
+        });
+        let mut tokenizer_config = specials.clone();
+        let extra = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "chat_template": self.chat_template(),
+            "clean_up_tokenization_spaces": false,
+            "add_bos_token": false,
+            "add_eos_token": false,
+        });
+        if let (Some(config), serde_json::Value::Object(extra)) =
+            (tokenizer_config.as_object_mut(), extra)
+        {
+            config.extend(extra);
+        }
+        let mut eos_ids = vec![self.turn_end];
+        if self.end_of_text != self.turn_end {
+            eos_ids.push(self.end_of_text);
+        }
+        let generation_config = serde_json::json!({
+            "bos_token_id": begin_of_text,
+            "eos_token_id": eos_ids,
+            "pad_token_id": self.end_of_text,
+        });
+        for (name, value) in [
+            ("tokenizer_config.json", tokenizer_config),
+            ("special_tokens_map.json", specials),
+            ("generation_config.json", generation_config),
+        ] {
+            let path = dir.join(name);
+            let json = serde_json::to_vec_pretty(&value).map_err(|e| TrainError::BadFile {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            agentr_envs::atomic::write(&path, &json).map_err(crate::error::io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// The Jinja chat template (as Hugging Face's `apply_chat_template` reads it) that lays a
+    /// conversation out as [`render`](Self::render) and
+    /// [`render_prompt`](Self::render_prompt) do, `add_generation_prompt` opening the
+    /// assistant's turn. The content and end token of each trained message (a message's `loss`
+    /// key, or when it has none, the assistant's turns: [`Message::trains`]) sit inside
+    /// `{% generation %}` blocks, so `return_assistant_tokens_mask` and TRL's
+    /// `assistant_only_loss` train exactly the tokens agentr's loss mask trains.
+    ///
+    /// One difference is inherent: agentr encodes a turn's header and content separately while
+    /// Hugging Face encodes the rendered text whole, so a content that starts with whitespace
+    /// can be split into tokens differently at its first characters (the mask still covers the
+    /// content). The environments' messages never start with whitespace.
+    pub fn chat_template(&self) -> String {
+        let token = |id: u32| self.inner.id_to_token(id).unwrap_or_default();
+        let (opening, header_end, separator) = match self.layout {
+            Layout::ChatMl => (String::new(), "\\n".to_owned(), "\\n"),
+            Layout::Llama3 {
+                begin_of_text,
+                end_header,
+            } => (
+                begin_of_text
+                    .map(|id| format!("{{{{- '{}' }}}}", token(id)))
+                    .unwrap_or_default(),
+                format!("{}\\n\\n", token(end_header)),
+                "",
+            ),
+        };
+        let start = token(self.turn_start);
+        let end = token(self.turn_end);
+        let separator = if separator.is_empty() {
+            String::new()
+        } else {
+            format!("{{{{- '{separator}' }}}}")
+        };
+        format!(
+            "{opening}\
+{{%- for message in messages %}}\
+{{%- if message.loss is defined and message.loss is not none %}}\
+{{%- set trained = message.loss %}}\
+{{%- else %}}\
+{{%- set trained = message.role == 'assistant' %}}\
+{{%- endif %}}\
+{{{{- '{start}' + message.role + '{header_end}' }}}}\
+{{%- if trained %}}\
+{{% generation %}}{{{{- message.content + '{end}' }}}}{{% endgeneration %}}\
+{{%- else %}}\
+{{{{- message.content + '{end}' }}}}\
+{{%- endif %}}\
+{separator}\
+{{%- endfor %}}\
+{{%- if add_generation_prompt %}}\
+{{{{- '{start}assistant{header_end}' }}}}\
+{{%- endif %}}"
+        )
     }
 
     /// The underlying `tokenizers` tokenizer.
@@ -656,6 +778,192 @@ mod tests {
                     .unwrap(),
                 header
             );
+        }
+    }
+
+    // Stand-ins for transformers' `{% generation %}` tag, which minijinja does not know:
+    // private-use characters the test contents never hold.
+    const GENERATION_START: char = '\u{E000}';
+    const GENERATION_END: char = '\u{E001}';
+
+    /// `messages` rendered with `tokenizer`'s chat template by a Jinja engine, tokenized
+    /// whole as Hugging Face does, and masked where the text falls inside a generation block
+    /// (a token is trained when it overlaps one, as `return_assistant_tokens_mask` marks it).
+    fn render_with_template(
+        tokenizer: &ChatTokenizer,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Rendered {
+        let template = tokenizer
+            .chat_template()
+            .replace("{% generation %}", &GENERATION_START.to_string())
+            .replace("{% endgeneration %}", &GENERATION_END.to_string());
+        let mut engine = minijinja::Environment::new();
+        engine.add_template("chat", &template).unwrap();
+        let marked = engine
+            .get_template("chat")
+            .unwrap()
+            .render(minijinja::context! {
+                messages => minijinja::Value::from(minijinja::value::Serde(messages)),
+                add_generation_prompt,
+            })
+            .unwrap();
+        let (mut text, mut spans, mut open) = (String::new(), Vec::new(), None);
+        for c in marked.chars() {
+            match c {
+                GENERATION_START => open = Some(text.len()),
+                GENERATION_END => spans.push(open.take().unwrap()..text.len()),
+                c => text.push(c),
+            }
+        }
+        let encoding = tokenizer.tokenizer().encode(text, false).unwrap();
+        let mask = encoding
+            .get_offsets()
+            .iter()
+            .map(|&(start, end)| spans.iter().any(|s| start < s.end && end > s.start))
+            .collect();
+        Rendered {
+            ids: encoding.get_ids().to_vec(),
+            mask,
+        }
+    }
+
+    /// Conversations as agentr writes them: an episode, a revision sample (the bad steps
+    /// and the `Ok.` untrained), a sample with loss on an observation.
+    fn golden_conversations() -> Vec<Vec<Message>> {
+        let user = |text: &str, loss: Option<bool>| Message {
+            role: Role::User,
+            content: text.to_owned(),
+            loss,
+        };
+        vec![
+            conversation(),
+            vec![
+                user("You are in Minecraft.\nGoal: craft stick.", None),
+                Message::assistant("Ok.", false),
+                user(
+                    "Crafting commands:\ncraft 4 oak planks using 1 oak logs\n\nGoal: craft stick.",
+                    None,
+                ),
+                Message::assistant(
+                    "Thought: sticks need planks.\nAction: get 2 oak planks",
+                    false,
+                ),
+                user("Could not find 2 oak planks", None),
+                Message::assistant(
+                    "Thought: I took a wrong step; planks are crafted.\nAction: wait",
+                    true,
+                ),
+                user("Ok.", None),
+                Message::assistant("Action: get 1 oak logs", true),
+                user("Got 1 oak logs", None),
+            ],
+            vec![
+                user("Goal: heat water.", None),
+                Message::assistant("Action: look around", true),
+                user(
+                    "This room is called the kitchen.\tIt has a stove, wörds and 🔥.",
+                    Some(true),
+                ),
+                Message::assistant("", true),
+            ],
+        ]
+    }
+
+    #[test]
+    fn the_chat_template_renders_agentr_tokens_and_masks() {
+        for tokenizer in [tokenizer_once(), llama3_once()] {
+            for messages in golden_conversations() {
+                assert_eq!(
+                    render_with_template(tokenizer, &messages, false),
+                    tokenizer.render(&messages).unwrap(),
+                    "{:?}: {messages:?}",
+                    tokenizer.format()
+                );
+                assert_eq!(
+                    render_with_template(tokenizer, &messages, true).ids,
+                    tokenizer.render_prompt(&messages).unwrap(),
+                    "{:?}",
+                    tokenizer.format()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn saved_folders_carry_the_hugging_face_tokenizer_files() {
+        let dir = std::env::temp_dir().join(format!("agentr-tok-hf-{}", std::process::id()));
+        // (tokenizer, bos, eos, pad, generation eos ids)
+        let cases = [
+            (tokenizer_once(), None, IM_END, END_OF_TEXT),
+            (
+                llama3_once(),
+                Some(LLAMA3_BEGIN_OF_TEXT),
+                LLAMA3_EOT,
+                LLAMA3_END_OF_TEXT,
+            ),
+        ];
+        for (tokenizer, bos, eos, pad) in cases {
+            tokenizer.save_pretrained(&dir).unwrap();
+            let read = |name: &str| -> serde_json::Value {
+                serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+            };
+            let config = read("tokenizer_config.json");
+            assert_eq!(config["chat_template"], tokenizer.chat_template());
+            assert_eq!(config["eos_token"], eos);
+            assert_eq!(config["pad_token"], pad);
+            assert_eq!(config["bos_token"].as_str(), bos);
+            let specials = read("special_tokens_map.json");
+            assert_eq!(specials["eos_token"], eos);
+            let generation = read("generation_config.json");
+            let id = |token: &str| tokenizer.tokenizer().token_to_id(token).unwrap();
+            assert_eq!(
+                generation["eos_token_id"],
+                serde_json::json!([id(eos), id(pad)])
+            );
+            assert_eq!(generation["pad_token_id"], id(pad));
+            assert_eq!(
+                generation["bos_token_id"].as_u64(),
+                bos.map(|b| u64::from(id(b)))
+            );
+            let loaded = ChatTokenizer::load(&dir.join("tokenizer.json")).unwrap();
+            assert_eq!(loaded.format(), tokenizer.format());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn the_chat_template_agrees_on_any_content(
+            contents in proptest::collection::vec(any::<String>(), 1..5),
+            losses in proptest::collection::vec(proptest::option::of(any::<bool>()), 5),
+        ) {
+            // Outside the documented difference (a content starting with whitespace) and
+            // contents that hold chat tokens or the test's markers.
+            let representable = |text: &String| {
+                !text.starts_with(char::is_whitespace)
+                    && !text.contains("<|")
+                    && !text.contains([GENERATION_START, GENERATION_END])
+            };
+            if contents.iter().all(representable) {
+                let messages: Vec<Message> = contents
+                    .into_iter()
+                    .zip(&losses)
+                    .enumerate()
+                    .map(|(i, (content, &loss))| Message {
+                        role: [Role::System, Role::User, Role::Assistant][i % 3],
+                        content,
+                        loss,
+                    })
+                    .collect();
+                for tokenizer in [tokenizer_once(), llama3_once()] {
+                    prop_assert_eq!(
+                        render_with_template(tokenizer, &messages, false),
+                        tokenizer.render(&messages).unwrap()
+                    );
+                }
+            }
         }
     }
 

@@ -87,9 +87,11 @@ pub struct Args {
     /// Search seed (combined with each task id).
     #[arg(long, default_value_t = 0)]
     pub(crate) search_seed: u64,
-    /// Keep newlines and tabs in observations (the reference replaced them by spaces).
+    /// Replace newlines and tabs in observations by spaces, as the reference did for its
+    /// training data (by default observations stay as the environment wrote them, as `gold`
+    /// and `eval` keep them).
     #[arg(long)]
-    pub(crate) raw_observations: bool,
+    pub(crate) clean_observations: bool,
     /// Always restore states by reset + replay, even where snapshots exist.
     #[arg(long)]
     pub(crate) replay_restore: bool,
@@ -109,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
         uct_c: args.uct_c,
         temperature: args.temperature,
         seed: args.search_seed,
-        clean_observations: !args.raw_observations,
+        clean_observations: args.clean_observations,
         restore: if args.replay_restore {
             Restore::Replay
         } else {

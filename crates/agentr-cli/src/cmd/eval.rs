@@ -56,6 +56,11 @@ pub struct Args {
     /// of answering them `ok.`.
     #[arg(long)]
     pub(crate) send_revision_turns: bool,
+    /// Replace newlines and tabs in observations by spaces, for a model trained on cleaned
+    /// observations (`gold`, `collect --clean-observations`); by default the model sees the
+    /// environment's text.
+    #[arg(long)]
+    pub(crate) clean_observations: bool,
     /// The self-reflection test: instead of fresh episodes, take the failed episodes of this
     /// file (a base model's `episodes.jsonl`), cut each after a seeded random number of
     /// responses, and let the evaluated model continue for at most --continue-rounds rounds.
@@ -326,7 +331,7 @@ pub fn run(args: Args) -> Result<()> {
     super::remove_stale_temporaries(&args.out)?;
     let options = RolloutOptions {
         max_rounds: args.max_rounds,
-        clean_observations: false,
+        clean_observations: args.clean_observations,
         revision_turns: if args.send_revision_turns {
             RevisionTurns::SendToEnvironment
         } else {

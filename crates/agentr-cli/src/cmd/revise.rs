@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use agentr_envs::ObservationStyles;
 use agentr_mcts::Tree;
 use agentr_revise::{
     Agreement, EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Label, Mode, NoError,
@@ -11,7 +12,7 @@ use agentr_revise::{
     judge_agreement, judge_samples, revise_tree,
 };
 use agentr_train::openai::ChatClient;
-use agentr_train::{JudgeAnswer, ModelAgent, TrainError};
+use agentr_train::{ChatTokenizer, JudgeAnswer, ModelAgent, TrainError};
 use anyhow::{Context, Result, bail};
 
 use crate::envs::EnvName;
@@ -136,6 +137,11 @@ pub struct Args {
     /// tree's label (`judge_agreement` in the statistics). Agent-r mode only.
     #[arg(long, default_value_t = 0)]
     pub(crate) agreement_steps: usize,
+    /// Report the samples' lengths in tokens of this model's tokenizer (whatever `--model`
+    /// takes elsewhere: smollm2-135m, a folder, a GGUF file, a Hub id), chat format included:
+    /// a trainer's maximum length must reach the longest, or it cuts samples short.
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) tokenizer: Option<PathBuf>,
     /// Output JSONL file; statistics go to the same name with `.stats.json`.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: PathBuf,
@@ -174,6 +180,27 @@ fn tree_files(dir: &Path) -> Result<Vec<PathBuf>> {
         (stem.as_deref().and_then(|s| s.parse::<u64>().ok()), stem)
     });
     Ok(files)
+}
+
+/// The distribution of sample lengths in tokens: count, median, 90th and 99th percentiles,
+/// longest, and how many exceed common maximum lengths.
+fn length_summary(mut lengths: Vec<usize>) -> serde_json::Value {
+    lengths.sort_unstable();
+    let rank = |q: f64| {
+        let last = lengths.len().saturating_sub(1);
+        lengths.get((q * last as f64).round() as usize).copied()
+    };
+    let over = |limit: usize| lengths.iter().filter(|&&n| n > limit).count();
+    serde_json::json!({
+        "samples": lengths.len(),
+        "median": rank(0.5),
+        "p90": rank(0.9),
+        "p99": rank(0.99),
+        "longest": lengths.last(),
+        "over_512": over(512),
+        "over_1024": over(1024),
+        "over_2048": over(2048),
+    })
 }
 
 /// `samples.jsonl` -> `samples.stats.json`.
@@ -228,6 +255,12 @@ pub fn run(args: Args) -> Result<()> {
         bail!("no tree files (*.json) in {}", args.trees.display());
     }
 
+    let tokenizer = match &args.tokenizer {
+        Some(model) => Some(ChatTokenizer::of_model(&crate::models::model_path(model)?)?),
+        None => None,
+    };
+    let mut lengths = Vec::new();
+    let mut styles = ObservationStyles::default();
     let progress = Progress::new("revise", "trees", files.len() as u64);
     let mut stats = Stats::default();
     let mut agreement = Agreement::default();
@@ -266,7 +299,16 @@ pub fn run(args: Args) -> Result<()> {
             for sample in samples.iter().chain(&judged) {
                 serde_json::to_writer(&mut sink, sample)?;
                 sink.write_all(b"\n")?;
+                if let Some(tokenizer) = &tokenizer {
+                    let rendered = tokenizer
+                        .render(&sample.messages)
+                        .map_err(std::io::Error::other)?;
+                    lengths.push(rendered.ids.len());
+                }
             }
+            let counted = ObservationStyles::of(samples.iter().chain(&judged));
+            styles.cleaned += counted.cleaned;
+            styles.raw += counted.raw;
             stats.merge(&tree_stats);
             progress.set_message(format!("{} samples", stats.samples.values().sum::<usize>()));
             progress.inc(1);
@@ -276,12 +318,14 @@ pub fn run(args: Args) -> Result<()> {
     .with_context(|| format!("writing {}", args.out.display()))?;
     progress.finish();
 
+    let tokens = tokenizer.is_some().then(|| length_summary(lengths));
     let summary = serde_json::json!({
         "config": config,
         "judge": (args.mode == Mode::AgentR).then(|| judge.name()),
         "trees_dir": args.trees,
         "stats": stats,
         "judge_agreement": measure_agreement.then_some(&agreement),
+        "tokens": tokens,
     });
     let stats_file = stats_path(&args.out);
     std::fs::write(&stats_file, serde_json::to_vec_pretty(&summary)?)
@@ -318,6 +362,21 @@ pub fn run(args: Args) -> Result<()> {
             rates.join(", "),
             agreement.unparsed
         );
+    }
+    if let Some(tokens) = &tokens {
+        eprintln!(
+            "sample lengths in tokens: median {}, 90th percentile {}, longest {}; {} of {} over \
+             512, {} over 1024 (a trainer's maximum length below the longest cuts samples short)",
+            tokens["median"],
+            tokens["p90"],
+            tokens["longest"],
+            tokens["over_512"],
+            tokens["samples"],
+            tokens["over_1024"]
+        );
+    }
+    if let Some(warning) = styles.mix_warning("the trees") {
+        eprintln!("{warning}");
     }
     eprintln!(
         "t' depth histogram {}; samples in {}, statistics in {}",

@@ -980,7 +980,7 @@ pub fn execute(
                     search_seed: run.config.seed,
                     // Raw observations everywhere in a run: the model is trained, searched
                     // and evaluated on the same text.
-                    raw_observations: true,
+                    clean_observations: false,
                     replay_restore: false,
                     env_options: EnvOptions::default_for(env),
                     device: run.device,
@@ -1004,7 +1004,9 @@ pub fn execute(
                     trees: run.path(&trees(env)),
                     mode,
                     judge: match run.config.judge {
-                        Some(JudgeChoice::Model) => Some(revise::JudgeSpec::Model(judge_model)),
+                        Some(JudgeChoice::Model) => {
+                            Some(revise::JudgeSpec::Model(judge_model.clone()))
+                        }
                         Some(JudgeChoice::EnvFeedback) => Some(revise::JudgeSpec::EnvFeedback),
                         None => None,
                     },
@@ -1024,6 +1026,9 @@ pub fn execute(
                     agreement_steps: run.config.train.agreement_steps,
                     judge_answer: run.config.train.judge_answer,
                     bad_above: run.config.train.judge_bad_above,
+                    // The policy's tokenizer: the statistics then say how long the samples
+                    // this iteration trains on are.
+                    tokenizer: Some(judge_model.clone()),
                     out: out.clone(),
                     device: run.device,
                     weights: run.weights(),
@@ -1270,6 +1275,7 @@ fn eval_args(run: &Run, env: EnvName, model: &Path, stage: &str) -> Result<eval:
         max_tokens: settings.max_tokens,
         workers: run.workers,
         send_revision_turns: false,
+        clean_observations: false,
         reflection_from: None,
         cut_seed: run.config.seed,
         continue_rounds: 50,

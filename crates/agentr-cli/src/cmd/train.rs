@@ -1,8 +1,8 @@
 //! `agentr train`: supervised fine-tuning on JSONL samples.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use agentr_envs::Role;
+use agentr_envs::{ObservationStyles, Role};
 use agentr_train::{
     AdamWConfig, ChatTokenizer, Llama, LoraConfig, ModelAgent, ModelConfig, SftConfig, TrainData,
     train,
@@ -138,6 +138,41 @@ fn train_on_observations(sample: &mut agentr_envs::Sample) {
     }
 }
 
+/// The base model an adapter names for PEFT's `AutoPeftModelForCausalLM`: the Hub id as given
+/// (a cached snapshot's folder when a revision was asked for, which PEFT reads from its own
+/// field), a folder's absolute path (the adapter may be read from anywhere), or for a GGUF file
+/// a Hugging Face folder of the weights agentr trained on (dequantised, beside the GGUF,
+/// written once), since transformers loads a GGUF only when told the file's name.
+fn adapter_base(arg: &str, resolved: &Path, agent: &ModelAgent) -> Result<String> {
+    if resolved.is_dir() {
+        if !Path::new(arg).exists() && !arg.contains('@') {
+            return Ok(arg.to_owned());
+        }
+        let absolute = std::fs::canonicalize(resolved)
+            .with_context(|| format!("resolving {}", resolved.display()))?;
+        return Ok(absolute.display().to_string());
+    }
+    let folder = resolved.with_extension("hf");
+    if !folder.join("tokenizer_config.json").exists() {
+        eprintln!(
+            "writing {} once: the adapter's base for Hugging Face tools (the GGUF's weights as \
+             a model folder)",
+            folder.display()
+        );
+        let staging = folder.with_extension(format!("hf.partial-{}", std::process::id()));
+        agent.save(&staging)?;
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder)
+                .with_context(|| format!("replacing {}", folder.display()))?;
+        }
+        std::fs::rename(&staging, &folder)
+            .with_context(|| format!("moving {} into place", staging.display()))?;
+    }
+    let absolute = std::fs::canonicalize(&folder)
+        .with_context(|| format!("resolving {}", folder.display()))?;
+    Ok(absolute.display().to_string())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let device = args.device.open()?;
     let lora = args.lora.config()?;
@@ -159,6 +194,11 @@ pub fn run(args: Args) -> Result<()> {
     if samples.is_empty() {
         bail!("no samples in {:?}", args.samples);
     }
+    if let Some(warning) =
+        ObservationStyles::of(samples.iter().chain(&general)).mix_warning("the samples")
+    {
+        eprintln!("{warning}");
+    }
     if args.observation_loss {
         samples
             .iter_mut()
@@ -169,8 +209,9 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     super::remove_stale_temporaries(&args.out)?;
     let tokenizer_path = args.out.join("tokenizer.json");
-    // What the adapter records as its base model (PEFT's `base_model_name_or_path`): a model
-    // folder or Hub id, not a preset (its random weights are saved nowhere) or a GGUF file.
+    // What the adapter records as its base model (PEFT's `base_model_name_or_path`): a Hub id,
+    // a model folder's absolute path, or for a GGUF file a folder of its weights; nothing for
+    // a preset, whose random weights are saved nowhere.
     let mut base_name = None;
     let (mut model, tokenizer) = match ModelConfig::preset(&args.model, args.vocab_size) {
         Some(_) if args.resume && tokenizer_path.exists() => {
@@ -202,8 +243,8 @@ pub fn run(args: Args) -> Result<()> {
                     args.model
                 )
             })?;
-            if path.is_dir() {
-                base_name = Some(args.model.clone());
+            if lora.is_some() {
+                base_name = Some(adapter_base(&args.model, &path, &agent)?);
             }
             agent.tokenizer.save(&tokenizer_path)?;
             (agent.model, agent.tokenizer)
@@ -292,7 +333,7 @@ pub fn run(args: Args) -> Result<()> {
         model.merge_lora()?;
     }
     model.save(&args.out)?;
-    tokenizer.save(&tokenizer_path)?;
+    tokenizer.save_pretrained(&args.out)?;
     let last = std::fs::read_to_string(args.out.join("train_log.jsonl"))
         .ok()
         .and_then(|log| log.lines().last().map(str::to_owned))
@@ -472,6 +513,61 @@ pub(crate) mod tests {
         let merged = std::fs::read(out.join("model.safetensors")).unwrap();
         run(parse(&[&flags[..], &["--resume"]].concat()).unwrap()).unwrap();
         assert!(std::fs::read(out.join("model.safetensors")).unwrap() == merged);
+
+        // The merged model is a Hugging Face folder, and an adapter trained on it names the
+        // folder by its absolute path, whatever path the command was given.
+        for file in [
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "generation_config.json",
+        ] {
+            assert!(out.join(file).exists(), "{file} is missing");
+        }
+        let relative = format!("{}/../out", out.display());
+        let second = dir.join("second");
+        let mut on_folder = flags.to_vec();
+        on_folder[3] = &relative;
+        on_folder[5] = second.to_str().unwrap();
+        run(parse(&on_folder).unwrap()).unwrap();
+        let adapter: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(second.join("adapter/adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            adapter["base_model_name_or_path"],
+            std::fs::canonicalize(&out).unwrap().display().to_string()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_gguf_base_is_written_once_as_a_model_folder() {
+        let dir = std::env::temp_dir().join(format!("agentr-train-gguf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let texts = ["Action: get 1 oak logs", "Goal: craft stick."];
+        let tokenizer = ChatTokenizer::train(texts.iter(), 300).unwrap();
+        let config = ModelConfig::preset("tiny-xs", tokenizer.vocab_size()).unwrap();
+        let model = Llama::new(config, &Device::Cpu, 1).unwrap();
+        let agent = ModelAgent::new(model, tokenizer, &dir);
+        let gguf = dir.join("model-q4_1.gguf");
+        std::fs::write(&gguf, b"stands for the file").unwrap();
+        let base = adapter_base("model-q4_1.gguf", &gguf, &agent).unwrap();
+        let folder = std::fs::canonicalize(dir.join("model-q4_1.hf")).unwrap();
+        assert_eq!(base, folder.display().to_string());
+        let loaded = ModelAgent::load(&folder, &Device::Cpu).unwrap();
+        assert_eq!(
+            loaded.model.parameters().len(),
+            agent.model.parameters().len()
+        );
+        // Written once: a second adapter finds the folder and leaves it as it is.
+        let weights = folder.join("model.safetensors");
+        std::fs::write(&weights, b"kept").unwrap();
+        assert_eq!(
+            adapter_base("model-q4_1.gguf", &gguf, &agent).unwrap(),
+            base
+        );
+        assert_eq!(std::fs::read(&weights).unwrap(), b"kept");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
