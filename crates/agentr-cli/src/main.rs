@@ -2,13 +2,13 @@
 
 mod cmd;
 mod device;
-mod envs;
 mod gym;
 mod http;
-mod models;
 mod progress;
-mod remote;
-mod samples;
+
+// The library's modules under their old names, so that `crate::envs::...` reads the same in
+// the command modules.
+use agentr_cli::{envs, models, remote, samples};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

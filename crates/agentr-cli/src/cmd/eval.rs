@@ -488,7 +488,7 @@ pub fn run(args: Args) -> Result<()> {
     });
     let comparison = match &args.baseline {
         Some(baseline) => {
-            let comparison = super::compare::compare_folders(
+            let comparison = agentr_cli::pipeline::compare::compare_folders(
                 std::slice::from_ref(baseline),
                 std::slice::from_ref(&args.out),
             )?;
@@ -523,7 +523,7 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!(
             "against {}: {}",
             baseline.display(),
-            super::compare::describe(&comparison)
+            agentr_cli::pipeline::compare::describe(&comparison)
         );
     }
     Ok(())

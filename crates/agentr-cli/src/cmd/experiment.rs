@@ -19,8 +19,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::compare::{compare_folders, print_comparisons};
+use super::compare::print_comparisons;
 use super::self_train::{Experiment, ExperimentArm, execute};
+use agentr_cli::pipeline::compare::compare_folders;
 
 /// The comparisons an experiment reports: (candidate, baseline), the paper's orderings first.
 const ORDERINGS: [(ExperimentArm, ExperimentArm); 7] = [

@@ -1348,7 +1348,7 @@ fn summarise(run: &Run, envs: &[EnvName]) -> Result<serde_json::Value> {
         for env in envs {
             let baseline = run.path(&format!("bc/{test}/{}", env.name()));
             let candidate = run.path(&format!("{stage}/{}", env.name()));
-            let paired = super::compare::compare_folders(&[baseline], &[candidate])?;
+            let paired = agentr_cli::pipeline::compare::compare_folders(&[baseline], &[candidate])?;
             comparisons.push(serde_json::json!({
                 "candidate": stage,
                 "baseline": format!("bc/{test}"),
