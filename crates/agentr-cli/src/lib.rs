@@ -13,6 +13,7 @@
 //!   evaluated model.
 //! * [`samples`]: reading JSONL sample files.
 //! * [`pipeline`]: the stages of an Agent-R run as library calls.
+//! * [`report`]: how those calls report progress ([`report::Quiet`] reports nothing).
 //!
 //! ```
 //! use agentr_cli::pipeline::compare::pair;
@@ -37,4 +38,5 @@ pub mod envs;
 pub mod models;
 pub mod pipeline;
 pub mod remote;
+pub mod report;
 pub mod samples;

@@ -5,6 +5,7 @@ mod device;
 mod gym;
 mod http;
 mod progress;
+mod terminal;
 
 // The library's modules under their old names, so that `crate::envs::...` reads the same in
 // the command modules.

@@ -3,12 +3,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use agentr_envs::episode::{RolloutOptions, rollout};
-use agentr_envs::{EnvError, TaskSpec};
+use agentr_cli::pipeline::gold::{GoldJob, gold};
+use agentr_envs::TaskSpec;
 use anyhow::{Context, Result};
 
 use crate::envs::{EnvName, EnvOptions};
-use crate::progress::Progress;
+use crate::terminal::Terminal;
 
 /// Arguments of `agentr gold`.
 #[derive(Debug, clap::Args)]
@@ -43,13 +43,13 @@ fn short_selection(text: &str) -> String {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut env = args.env.build(&args.env_options)?;
-    let expert = args.env.expert(&args.env_options)?;
-    let tasks = args.tasks.resolve(env.as_ref())?;
-    let options = RolloutOptions {
+    let job = GoldJob {
+        env: args.env,
+        env_options: args.env_options,
+        tasks: args.tasks,
         max_rounds: args.max_rounds,
+        include_failures: args.include_failures,
         clean_observations: args.clean_observations,
-        ..RolloutOptions::default()
     };
     let mut sink: Box<dyn Write> = match &args.out {
         Some(path) => {
@@ -61,62 +61,20 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let progress = Progress::new("gold", "tasks", tasks.len() as u64);
-    let (mut solved, mut written, mut steps_of_solved, mut max_steps) =
-        (0usize, 0usize, 0usize, 0usize);
-    let mut failures = Vec::new();
-    for &task in &tasks {
-        let episode = match rollout::<EnvError, _>(env.as_mut(), task, options, |conversation| {
-            expert.respond(conversation)
-        }) {
-            Ok(episode) => episode,
-            // An expert that cannot plan fails this task only; the run goes on.
-            Err(err @ (EnvError::NoPlan { .. } | EnvError::UnreadableObservation { .. })) => {
-                failures.push(format!("task {task}: {err}"));
-                progress.inc(1);
-                continue;
-            }
-            Err(err) => return Err(err).with_context(|| format!("task {task}")),
-        };
-        let success = episode.reward >= 1.0;
-        if success {
-            solved += 1;
-            steps_of_solved += episode.steps;
-            max_steps = max_steps.max(episode.steps);
-        } else {
-            failures.push(format!(
-                "task {task}: reward {} after {} steps",
-                episode.reward, episode.steps
-            ));
-        }
-        if success || args.include_failures {
-            serde_json::to_writer(&mut sink, &episode.to_sample())?;
-            sink.write_all(b"\n")?;
-            written += 1;
-        }
-        progress.set_message(format!("{solved} solved"));
-        progress.inc(1);
-    }
-    sink.flush()?;
-    progress.finish();
-    for failure in &failures {
+    let summary = gold(&job, &mut sink, &Terminal)?;
+    for failure in &summary.failures {
         eprintln!("not solved: {failure}");
     }
-    let total = tasks.len();
-    let rate = if total == 0 {
-        0.0
-    } else {
-        100.0 * solved as f64 / total as f64
-    };
-    let mean_steps = if solved == 0 {
-        0.0
-    } else {
-        steps_of_solved as f64 / solved as f64
-    };
     eprintln!(
-        "{} expert, tasks {}: solved {solved}/{total} ({rate:.1}%), mean {mean_steps:.2} steps, max {max_steps}; {written} episodes written{}",
-        args.env.name(),
-        short_selection(&args.tasks.to_string()),
+        "{} expert, tasks {}: solved {}/{} ({:.1}%), mean {:.2} steps, max {}; {} episodes written{}",
+        job.env.name(),
+        short_selection(&job.tasks.to_string()),
+        summary.solved,
+        summary.tasks,
+        summary.success_rate(),
+        summary.mean_steps,
+        summary.max_steps,
+        summary.written,
         args.out
             .as_ref()
             .map(|p| format!(" to {}", p.display()))

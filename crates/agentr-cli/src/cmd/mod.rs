@@ -15,35 +15,11 @@ pub mod serve_model;
 pub mod setup;
 pub mod train;
 
-/// Creates the folder an output file goes into, as the commands whose `--out` is a folder
-/// create that folder: every command creates what its `--out` needs.
-pub(crate) fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| anyhow::anyhow!("creating {}: {e}", parent.display()))?;
-    }
-    Ok(())
-}
+pub(crate) use agentr_cli::pipeline::files::create_parent;
 
-/// Removes what a killed run of a command left in its output folder `dir`: the temporary
-/// files of unfinished atomic writes (`agentr_envs::atomic::remove_stale`), and says so.
+/// [`agentr_cli::pipeline::files::remove_stale_temporaries`], said on stderr.
 pub(crate) fn remove_stale_temporaries(dir: &std::path::Path) -> anyhow::Result<()> {
-    let removed = agentr_envs::atomic::remove_stale(dir)
-        .map_err(|e| anyhow::anyhow!("cleaning up {}: {e}", dir.display()))?;
-    if !removed.is_empty() {
-        let names: Vec<String> = removed
-            .iter()
-            .filter_map(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .collect();
-        eprintln!(
-            "removed {} temporary file(s) a killed run left in {}: {}",
-            removed.len(),
-            dir.display(),
-            names.join(", ")
-        );
-    }
-    Ok(())
+    agentr_cli::pipeline::files::remove_stale_temporaries(dir, &crate::terminal::Terminal)
 }
 
 /// Reads a count that must be at least 1 (`--workers`).
