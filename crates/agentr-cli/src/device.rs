@@ -37,3 +37,12 @@ impl WeightsArg {
         Ok(agent.use_weights(self.weights)?)
     }
 }
+
+/// The library's [`Runtime`](agentr_cli::pipeline::Runtime) of a command's `--device` and
+/// `--weights`.
+pub fn runtime(device: DeviceArg, weights: WeightsArg) -> agentr_cli::pipeline::Runtime {
+    agentr_cli::pipeline::Runtime {
+        device: device.device,
+        weights: weights.weights,
+    }
+}

@@ -1,54 +1,15 @@
-//! `agentr collect`: grow search trees for many tasks, one JSON file per task.
+//! `agentr collect`: grow search trees for many tasks, one JSON file per task (see
+//! [`agentr_cli::pipeline::collect`]).
 
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::Instant;
 
-use agentr_envs::{NoisyExpert, TaskSpec};
-use agentr_mcts::collect::{TaskOutcome, TaskReport, collect};
-use agentr_mcts::{Policy, Restore, SearchConfig, SearchError};
-use agentr_train::ModelAgent;
-use anyhow::{Context, Result, bail};
+use agentr_cli::pipeline::collect::{CollectJob, PolicySpec, collect};
+use agentr_envs::TaskSpec;
+use agentr_mcts::{Restore, SearchConfig};
+use anyhow::{Result, bail};
 
 use crate::envs::{EnvName, EnvOptions};
-use crate::progress::Progress;
-use crate::remote::OpenAiSpec;
-
-/// Which policy proposes responses.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PolicySpec {
-    /// `noisy-expert:<epsilon>`: the environment's expert with seeded mistakes.
-    NoisyExpert(f64),
-    /// `model:DIR`: a model trained with `agentr train` (or a .gguf file, smollm2-135m, or a
-    /// Hugging Face model id org/name[@revision]).
-    Model(PathBuf),
-    /// `openai:MODEL@BASE_URL`: a model on an OpenAI-compatible server.
-    OpenAi(OpenAiSpec),
-}
-
-impl FromStr for PolicySpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once(':') {
-            Some(("model", dir)) if !dir.is_empty() => Ok(PolicySpec::Model(PathBuf::from(dir))),
-            Some(("openai", rest)) => OpenAiSpec::parse(rest).map(PolicySpec::OpenAi),
-            Some(("noisy-expert", eps)) => match eps.parse::<f64>() {
-                Ok(eps) if (0.0..=1.0).contains(&eps) => Ok(PolicySpec::NoisyExpert(eps)),
-                _ => Err(format!(
-                    "`{s}`: the mistake probability must be a number in [0, 1]"
-                )),
-            },
-            _ if s == "noisy-expert" => {
-                Err("give the mistake probability: noisy-expert:0.3".into())
-            }
-            _ => Err(format!(
-                "unknown policy `{s}` (available: noisy-expert:<epsilon>, model:DIR, \
-                 openai:MODEL@BASE_URL)"
-            )),
-        }
-    }
-}
+use crate::terminal::Terminal;
 
 /// Arguments of `agentr collect`.
 #[derive(Debug, clap::Args)]
@@ -104,159 +65,46 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let config = SearchConfig {
-        iterations: args.iterations,
-        candidates: args.candidates,
-        depth_limit: args.depth_limit,
-        uct_c: args.uct_c,
-        temperature: args.temperature,
-        seed: args.search_seed,
-        clean_observations: args.clean_observations,
-        restore: if args.replay_restore {
-            Restore::Replay
-        } else {
-            Restore::Auto
+    let job = CollectJob {
+        env: args.env,
+        env_options: args.env_options,
+        policy: args.policy,
+        tasks: args.tasks,
+        out: args.out,
+        workers: args.workers,
+        search: SearchConfig {
+            iterations: args.iterations,
+            candidates: args.candidates,
+            depth_limit: args.depth_limit,
+            uct_c: args.uct_c,
+            temperature: args.temperature,
+            seed: args.search_seed,
+            clean_observations: args.clean_observations,
+            restore: if args.replay_restore {
+                Restore::Replay
+            } else {
+                Restore::Auto
+            },
         },
+        runtime: crate::device::runtime(args.device, args.weights),
     };
-    if let Err(message) = config.validate() {
-        bail!("invalid search settings: {message}");
-    }
-    let factory = args.env.factory(&args.env_options)?;
-    let tasks = args.tasks.resolve(factory().as_ref())?;
-    if tasks.is_empty() {
-        bail!("the task selection `{}` is empty", args.tasks);
-    }
-    match &args.policy {
-        PolicySpec::NoisyExpert(eps) => {
-            let policy = NoisyExpert::new(args.env.expert(&args.env_options)?, *eps);
-            run_with(&args, &config, &tasks, &factory, &policy)
-        }
-        PolicySpec::Model(dir) => {
-            let mut policy =
-                ModelAgent::load(&crate::models::model_path(dir)?, &args.device.open()?)
-                    .with_context(|| format!("loading the policy model from {}", dir.display()))?;
-            args.weights.apply(&mut policy)?;
-            run_with(&args, &config, &tasks, &factory, &policy)
-        }
-        PolicySpec::OpenAi(spec) => {
-            let policy = spec.client(None)?;
-            run_with(&args, &config, &tasks, &factory, &policy)
-        }
-    }
-}
-
-fn run_with<P: Policy>(
-    args: &Args,
-    config: &SearchConfig,
-    tasks: &[agentr_envs::TaskId],
-    factory: &crate::envs::EnvFactory,
-    policy: &P,
-) -> Result<()> {
-    let progress = Progress::new("collect", "tasks", tasks.len() as u64);
-    let tally = Mutex::new(Tally::default());
-    let on_done = |report: TaskReport| {
-        let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-        match report.outcome {
-            TaskOutcome::Skipped => tally.skipped += 1,
-            TaskOutcome::Searched {
-                success,
-                nodes,
-                replaced,
-            } => {
-                if let Some(reason) = replaced {
-                    progress.println(&format!(
-                        "task {}: searched again, its file was not a valid tree ({reason})",
-                        report.task
-                    ));
-                }
-                tally.searched += 1;
-                tally.successes += usize::from(success);
-                tally.nodes += nodes;
-            }
-            TaskOutcome::Failed(err) => {
-                progress.println(&format!("task {} failed: {err}", report.task));
-                tally.failed.push(report.task.0);
-            }
-        }
-        progress.set_message(format!(
-            "{} with a success, {} skipped, {} failed",
-            tally.successes,
-            tally.skipped,
-            tally.failed.len()
-        ));
-        progress.inc(1);
-    };
-    super::remove_stale_temporaries(&args.out)?;
-    let started = Instant::now();
-    collect(
-        tasks,
-        &args.out,
-        args.workers,
-        config,
-        policy,
-        || Ok::<_, SearchError>(factory()),
-        &on_done,
-    )
-    .with_context(|| format!("collecting into {}", args.out.display()))?;
-    progress.finish();
-    let tally = tally.into_inner().unwrap_or_else(|p| p.into_inner());
+    let summary = collect(&job, &Terminal)?;
     eprintln!(
         "searched {} tasks in {:.1}s ({} with a successful leaf, {} nodes), skipped {} already done, {} failed; trees in {}",
-        tally.searched,
-        started.elapsed().as_secs_f64(),
-        tally.successes,
-        tally.nodes,
-        tally.skipped,
-        tally.failed.len(),
-        args.out.display()
+        summary.searched,
+        summary.seconds,
+        summary.successes,
+        summary.nodes,
+        summary.skipped,
+        summary.failed.len(),
+        job.out.display()
     );
-    if !tally.failed.is_empty() {
-        bail!("{} tasks failed: {:?}", tally.failed.len(), tally.failed);
+    if !summary.failed.is_empty() {
+        bail!(
+            "{} tasks failed: {:?}",
+            summary.failed.len(),
+            summary.failed
+        );
     }
     Ok(())
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    searched: usize,
-    skipped: usize,
-    successes: usize,
-    nodes: usize,
-    failed: Vec<u64>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn policy_specs_parse() {
-        assert_eq!(
-            "noisy-expert:0.3".parse::<PolicySpec>(),
-            Ok(PolicySpec::NoisyExpert(0.3))
-        );
-        assert_eq!(
-            "model:runs/a".parse::<PolicySpec>(),
-            Ok(PolicySpec::Model("runs/a".into()))
-        );
-        assert_eq!(
-            "openai:qwen@http://localhost:8000/v1".parse::<PolicySpec>(),
-            Ok(PolicySpec::OpenAi(OpenAiSpec {
-                model: "qwen".into(),
-                base_url: "http://localhost:8000/v1".into()
-            }))
-        );
-        for bad in [
-            "noisy-expert",
-            "noisy-expert:2",
-            "noisy-expert:x",
-            "model",
-            "model:",
-            "openai:",
-            "openai:qwen",
-            "openai:http://localhost:8000/v1",
-        ] {
-            assert!(bad.parse::<PolicySpec>().is_err(), "{bad}");
-        }
-    }
 }

@@ -968,7 +968,7 @@ pub fn execute(
                 }
                 collect::run(collect::Args {
                     env,
-                    policy: collect::PolicySpec::Model(policy),
+                    policy: agentr_cli::pipeline::collect::PolicySpec::Model(policy),
                     tasks: task_spec(&ids)?,
                     out: run.path(&trees(env)),
                     workers: run.workers,
