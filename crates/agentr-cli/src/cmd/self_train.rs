@@ -1004,10 +1004,12 @@ pub fn execute(
                     trees: run.path(&trees(env)),
                     mode,
                     judge: match run.config.judge {
-                        Some(JudgeChoice::Model) => {
-                            Some(revise::JudgeSpec::Model(judge_model.clone()))
+                        Some(JudgeChoice::Model) => Some(
+                            agentr_cli::pipeline::revise::JudgeSpec::Model(judge_model.clone()),
+                        ),
+                        Some(JudgeChoice::EnvFeedback) => {
+                            Some(agentr_cli::pipeline::revise::JudgeSpec::EnvFeedback)
                         }
-                        Some(JudgeChoice::EnvFeedback) => Some(revise::JudgeSpec::EnvFeedback),
                         None => None,
                     },
                     iteration,

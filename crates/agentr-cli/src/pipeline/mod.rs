@@ -3,6 +3,7 @@
 //!
 //! * [`gold`]: the expert's episodes as samples.
 //! * [`collect`]: search trees for many tasks.
+//! * [`revise`]: trees into revision, good and judge samples.
 //! * [`compare`]: paired comparisons of two evaluations (success difference, bootstrap
 //!   interval, McNemar p-value) and of their responses.
 //! * [`files`]: what every stage does with its output folder.
@@ -13,6 +14,7 @@ pub mod collect;
 pub mod compare;
 pub mod files;
 pub mod gold;
+pub mod revise;
 
 use std::path::Path;
 
