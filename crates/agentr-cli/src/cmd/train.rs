@@ -1,17 +1,13 @@
-//! `agentr train`: supervised fine-tuning on JSONL samples.
+//! `agentr train`: supervised fine-tuning on JSONL samples (see
+//! [`agentr_cli::pipeline::train`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use agentr_envs::{ObservationStyles, Role};
-use agentr_train::{
-    AdamWConfig, ChatTokenizer, Llama, LoraConfig, ModelAgent, ModelConfig, SftConfig, TrainData,
-    train,
-};
-use anyhow::{Context, Result, bail};
-use candle_core::DType;
+use agentr_cli::pipeline::train::{TrainJob, train};
+use agentr_train::LoraConfig;
+use anyhow::Result;
 
-use crate::progress::Progress;
-use crate::samples::read_samples;
+use crate::terminal::Terminal;
 
 /// Arguments of `agentr train`.
 #[derive(Debug, clap::Args)]
@@ -127,229 +123,41 @@ impl LoraArgs {
     }
 }
 
-/// Marks the user turns after the first (the observations) as trained, unless a sample says
-/// otherwise.
-fn train_on_observations(sample: &mut agentr_envs::Sample) {
-    let first_user = sample.messages.iter().position(|m| m.role == Role::User);
-    for (index, message) in sample.messages.iter_mut().enumerate() {
-        if message.role == Role::User && Some(index) != first_user && message.loss.is_none() {
-            message.loss = Some(true);
-        }
-    }
-}
-
-/// The base model an adapter names for PEFT's `AutoPeftModelForCausalLM`: the Hub id as given
-/// (a cached snapshot's folder when a revision was asked for, which PEFT reads from its own
-/// field), a folder's absolute path (the adapter may be read from anywhere), or for a GGUF file
-/// a Hugging Face folder of the weights agentr trained on (dequantised, beside the GGUF,
-/// written once), since transformers loads a GGUF only when told the file's name.
-fn adapter_base(arg: &str, resolved: &Path, agent: &ModelAgent) -> Result<String> {
-    if resolved.is_dir() {
-        if !Path::new(arg).exists() && !arg.contains('@') {
-            return Ok(arg.to_owned());
-        }
-        let absolute = std::fs::canonicalize(resolved)
-            .with_context(|| format!("resolving {}", resolved.display()))?;
-        return Ok(absolute.display().to_string());
-    }
-    let folder = resolved.with_extension("hf");
-    if !folder.join("tokenizer_config.json").exists() {
-        eprintln!(
-            "writing {} once: the adapter's base for Hugging Face tools (the GGUF's weights as \
-             a model folder)",
-            folder.display()
-        );
-        let staging = folder.with_extension(format!("hf.partial-{}", std::process::id()));
-        agent.save(&staging)?;
-        if folder.exists() {
-            std::fs::remove_dir_all(&folder)
-                .with_context(|| format!("replacing {}", folder.display()))?;
-        }
-        std::fs::rename(&staging, &folder)
-            .with_context(|| format!("moving {} into place", staging.display()))?;
-    }
-    let absolute = std::fs::canonicalize(&folder)
-        .with_context(|| format!("resolving {}", folder.display()))?;
-    Ok(absolute.display().to_string())
-}
-
 pub fn run(args: Args) -> Result<()> {
-    let device = args.device.open()?;
-    let lora = args.lora.config()?;
-    // Full fine-tuning updates every weight, which bf16 would round away; under LoRA the base
-    // is frozen and may take the device's cheaper inference dtype.
-    let dtype = if lora.is_some() {
-        agentr_train::inference_dtype(&device)
-    } else {
-        DType::F32
-    };
-    let mut samples = Vec::new();
-    for path in &args.samples {
-        samples.extend(read_samples(path)?);
-    }
-    let mut general = Vec::new();
-    for path in &args.general {
-        general.extend(read_samples(path)?);
-    }
-    if samples.is_empty() {
-        bail!("no samples in {:?}", args.samples);
-    }
-    if let Some(warning) =
-        ObservationStyles::of(samples.iter().chain(&general)).mix_warning("the samples")
-    {
-        eprintln!("{warning}");
-    }
-    if args.observation_loss {
-        samples
-            .iter_mut()
-            .chain(&mut general)
-            .for_each(train_on_observations);
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    super::remove_stale_temporaries(&args.out)?;
-    let tokenizer_path = args.out.join("tokenizer.json");
-    // What the adapter records as its base model (PEFT's `base_model_name_or_path`): a Hub id,
-    // a model folder's absolute path, or for a GGUF file a folder of its weights; nothing for
-    // a preset, whose random weights are saved nowhere.
-    let mut base_name = None;
-    let (mut model, tokenizer) = match ModelConfig::preset(&args.model, args.vocab_size) {
-        Some(_) if args.resume && tokenizer_path.exists() => {
-            let tokenizer = ChatTokenizer::load(&tokenizer_path)?;
-            let config = ModelConfig::preset(&args.model, tokenizer.vocab_size())
-                .context("preset vanished")?;
-            (Llama::new(config, &device, args.seed)?, tokenizer)
-        }
-        Some(_) => {
-            let texts = samples
-                .iter()
-                .chain(&general)
-                .flat_map(|s| s.messages.iter().map(|m| m.content.as_str()));
-            eprintln!(
-                "training a {}-token BPE tokenizer on the samples ...",
-                args.vocab_size
-            );
-            let tokenizer = ChatTokenizer::train(texts, args.vocab_size)?;
-            tokenizer.save(&tokenizer_path)?;
-            let config = ModelConfig::preset(&args.model, tokenizer.vocab_size())
-                .context("preset vanished")?;
-            (Llama::new(config, &device, args.seed)?, tokenizer)
-        }
-        None => {
-            let path = crate::models::model_path(std::path::Path::new(&args.model))?;
-            let agent = ModelAgent::load_as(&path, &device, dtype).with_context(|| {
-                format!(
-                    "`{}` is neither a preset (tiny-xs, tiny-2l, tiny-s, tiny-m) nor a model folder",
-                    args.model
-                )
-            })?;
-            if lora.is_some() {
-                base_name = Some(adapter_base(&args.model, &path, &agent)?);
-            }
-            agent.tokenizer.save(&tokenizer_path)?;
-            (agent.model, agent.tokenizer)
-        }
-    };
-    let render = |samples: &[agentr_envs::Sample]| -> Result<Vec<agentr_train::Rendered>> {
-        samples
-            .iter()
-            .map(|s| tokenizer.render(&s.messages).map_err(Into::into))
-            .collect()
-    };
-    let data = TrainData {
-        agent: render(&samples)?,
-        general: render(&general)?,
-    };
-    let config = SftConfig {
+    let job = TrainJob {
+        samples: args.samples,
+        general: args.general,
+        model: args.model,
+        out: args.out,
         epochs: args.epochs,
         steps: args.steps,
         lr: args.lr,
-        min_lr: 0.0,
-        warmup_ratio: args.warmup_ratio,
-        optimizer: AdamWConfig {
-            weight_decay: args.weight_decay,
-            ..AdamWConfig::default()
-        },
-        max_grad_norm: 1.0,
         batch_tokens: args.batch_tokens,
         accumulation: args.accumulation,
         max_seq_len: args.max_seq_len,
-        eta: if general.is_empty() { 1.0 } else { args.eta },
+        warmup_ratio: args.warmup_ratio,
+        weight_decay: args.weight_decay,
+        eta: args.eta,
         seed: args.seed,
+        vocab_size: args.vocab_size,
         checkpoint_every: args.checkpoint_every,
+        resume: args.resume,
+        observation_loss: args.observation_loss,
         recompute: args.recompute,
+        lora: args.lora.config()?,
+        device: args.device.device,
     };
-    let trains = match &lora {
-        Some(lora) => {
-            model.attach_lora(lora, args.seed)?;
-            let (adapters, base) = (model.parameter_count(), model.base_parameter_count());
-            format!(
-                "{adapters} LoRA parameters ({:.2}% of the {base} frozen ones; rank {}, alpha {}, \
-                 on {})",
-                100.0 * adapters as f64 / base.max(1) as f64,
-                lora.rank,
-                lora.alpha,
-                lora.targets.join(",")
-            )
-        }
-        None => format!("{} parameters", model.parameter_count()),
-    };
-    eprintln!(
-        "{trains}, {} agent samples, {} general samples",
-        data.agent.len(),
-        data.general.len()
-    );
-    let progress = Progress::new("train", "steps", 0);
-    let mut first_step = true;
-    let outcome = train(
-        &mut model,
-        &data,
-        &config,
-        &args.out,
-        args.resume,
-        &mut |report| {
-            progress.set_total(report.total_steps);
-            if std::mem::take(&mut first_step) {
-                // A resumed run's earlier steps do not count toward its rate and ETA.
-                progress.start_at(report.step.saturating_sub(1));
-            }
-            progress.set_message(format!(
-                "epoch {}, loss {:.4}, {:.0} tokens/s",
-                report.epoch + 1,
-                report.loss,
-                report.tokens_per_second
-            ));
-            progress.set_position(report.step);
-            true
-        },
-    )?;
-    progress.finish();
-    let adapter_dir = args.out.join("adapter");
-    if lora.is_some() {
-        match &base_name {
-            Some(base) => model.save_adapter_with_base(&adapter_dir, base)?,
-            None => model.save_adapter(&adapter_dir)?,
-        }
-        model.merge_lora()?;
-    }
-    model.save(&args.out)?;
-    tokenizer.save_pretrained(&args.out)?;
-    let last = std::fs::read_to_string(args.out.join("train_log.jsonl"))
-        .ok()
-        .and_then(|log| log.lines().last().map(str::to_owned))
-        .unwrap_or_default();
-    let adapter = match lora {
-        Some(_) => format!(
-            " (adapters merged; the adapter alone in {})",
-            adapter_dir.display()
-        ),
+    let summary = train(&job, &Terminal)?;
+    let adapter = match &summary.adapter {
+        Some(dir) => format!(" (adapters merged; the adapter alone in {})", dir.display()),
         None => String::new(),
     };
     eprintln!(
-        "trained {} steps ({} samples skipped: nothing to train after truncation); model in {}{adapter}\nlast step: {last}",
-        outcome.steps,
-        outcome.skipped_samples,
-        args.out.display()
+        "trained {} steps ({} samples skipped: nothing to train after truncation); model in {}{adapter}\nlast step: {}",
+        summary.steps,
+        summary.skipped_samples,
+        job.out.display(),
+        summary.last_step
     );
     Ok(())
 }
@@ -357,29 +165,11 @@ pub fn run(args: Args) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use agentr_envs::{Message, Sample};
+    use agentr_train::{Llama, ModelAgent, ModelConfig};
     use candle_core::Device;
     use clap::Parser;
 
     use super::*;
-
-    #[test]
-    fn observation_loss_trains_observations_but_not_the_instruction_or_flagged_turns() {
-        let mut excluded = Message::user("Got 1 oak logs");
-        excluded.loss = Some(false);
-        let mut sample = Sample {
-            messages: vec![
-                Message::user("instruction"),
-                Message::assistant("Ok.", false),
-                Message::user("Crafting commands: ..."),
-                Message::assistant("Action: get 1 oak logs", true),
-                excluded,
-            ],
-            meta: Default::default(),
-        };
-        train_on_observations(&mut sample);
-        let trains: Vec<bool> = sample.messages.iter().map(Message::trains).collect();
-        assert_eq!(trains, [false, false, true, true, false]);
-    }
 
     /// `dir/samples.jsonl` with `count` one-step episodes (`Goal: craft item i.` answered
     /// `Action: get i oak logs`), for tests that train a toy model.
@@ -537,37 +327,6 @@ pub(crate) mod tests {
             adapter["base_model_name_or_path"],
             std::fs::canonicalize(&out).unwrap().display().to_string()
         );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_gguf_base_is_written_once_as_a_model_folder() {
-        let dir = std::env::temp_dir().join(format!("agentr-train-gguf-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let texts = ["Action: get 1 oak logs", "Goal: craft stick."];
-        let tokenizer = ChatTokenizer::train(texts.iter(), 300).unwrap();
-        let config = ModelConfig::preset("tiny-xs", tokenizer.vocab_size()).unwrap();
-        let model = Llama::new(config, &Device::Cpu, 1).unwrap();
-        let agent = ModelAgent::new(model, tokenizer, &dir);
-        let gguf = dir.join("model-q4_1.gguf");
-        std::fs::write(&gguf, b"stands for the file").unwrap();
-        let base = adapter_base("model-q4_1.gguf", &gguf, &agent).unwrap();
-        let folder = std::fs::canonicalize(dir.join("model-q4_1.hf")).unwrap();
-        assert_eq!(base, folder.display().to_string());
-        let loaded = ModelAgent::load(&folder, &Device::Cpu).unwrap();
-        assert_eq!(
-            loaded.model.parameters().len(),
-            agent.model.parameters().len()
-        );
-        // Written once: a second adapter finds the folder and leaves it as it is.
-        let weights = folder.join("model.safetensors");
-        std::fs::write(&weights, b"kept").unwrap();
-        assert_eq!(
-            adapter_base("model-q4_1.gguf", &gguf, &agent).unwrap(),
-            base
-        );
-        assert_eq!(std::fs::read(&weights).unwrap(), b"kept");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 //! * [`gold`]: the expert's episodes as samples.
 //! * [`collect`]: search trees for many tasks.
 //! * [`revise`]: trees into revision, good and judge samples.
+//! * [`train`]: fine-tuning on samples, fully or with LoRA.
 //! * [`compare`]: paired comparisons of two evaluations (success difference, bootstrap
 //!   interval, McNemar p-value) and of their responses.
 //! * [`files`]: what every stage does with its output folder.
@@ -15,6 +16,7 @@ pub mod compare;
 pub mod files;
 pub mod gold;
 pub mod revise;
+pub mod train;
 
 use std::path::Path;
 
