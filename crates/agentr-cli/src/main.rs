@@ -9,7 +9,7 @@ mod terminal;
 
 // The library's modules under their old names, so that `crate::envs::...` reads the same in
 // the command modules.
-use agentr_cli::{envs, models, remote, samples};
+use agentr_cli::{envs, models};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -17,11 +17,6 @@ pub mod train;
 
 pub(crate) use agentr_cli::pipeline::files::create_parent;
 
-/// [`agentr_cli::pipeline::files::remove_stale_temporaries`], said on stderr.
-pub(crate) fn remove_stale_temporaries(dir: &std::path::Path) -> anyhow::Result<()> {
-    agentr_cli::pipeline::files::remove_stale_temporaries(dir, &crate::terminal::Terminal)
-}
-
 /// Reads a count that must be at least 1 (`--workers`).
 pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {

@@ -1266,7 +1266,7 @@ fn eval_args(run: &Run, env: EnvName, model: &Path, stage: &str) -> Result<eval:
     let settings = &run.config.eval;
     Ok(eval::Args {
         env,
-        model: eval::ModelSpec::Dir(model.to_owned()),
+        model: agentr_cli::pipeline::eval::ModelSpec::Dir(model.to_owned()),
         tasks: settings
             .tasks
             .parse()

@@ -5,6 +5,7 @@
 //! * [`collect`]: search trees for many tasks.
 //! * [`revise`]: trees into revision, good and judge samples.
 //! * [`train`]: fine-tuning on samples, fully or with LoRA.
+//! * [`eval`]: a model plays tasks; metrics with their protocol.
 //! * [`compare`]: paired comparisons of two evaluations (success difference, bootstrap
 //!   interval, McNemar p-value) and of their responses.
 //! * [`files`]: what every stage does with its output folder.
@@ -13,6 +14,7 @@
 
 pub mod collect;
 pub mod compare;
+pub mod eval;
 pub mod files;
 pub mod gold;
 pub mod revise;
