@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use agentr_cli::pipeline::collect::{CollectJob, PolicySpec, collect};
 use agentr_envs::TaskSpec;
 use agentr_mcts::{Restore, SearchConfig};
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::envs::{EnvName, EnvOptions};
 use crate::terminal::Terminal;
@@ -89,22 +89,6 @@ pub fn run(args: Args) -> Result<()> {
         runtime: crate::device::runtime(args.device, args.weights),
     };
     let summary = collect(&job, &Terminal)?;
-    eprintln!(
-        "searched {} tasks in {:.1}s ({} with a successful leaf, {} nodes), skipped {} already done, {} failed; trees in {}",
-        summary.searched,
-        summary.seconds,
-        summary.successes,
-        summary.nodes,
-        summary.skipped,
-        summary.failed.len(),
-        job.out.display()
-    );
-    if !summary.failed.is_empty() {
-        bail!(
-            "{} tasks failed: {:?}",
-            summary.failed.len(),
-            summary.failed
-        );
-    }
-    Ok(())
+    eprintln!("{}", summary.describe(&job.out));
+    summary.all_searched()
 }

@@ -105,27 +105,8 @@ pub fn run(args: Args) -> Result<()> {
         runtime: crate::device::runtime(args.device, args.weights),
     };
     let summary = evaluate(&job, &Terminal)?;
-    eprintln!(
-        "{}, {} tasks ({}), max {} rounds, {}: success {}/{} ({:.1}%), average reward x100 {:.1}, mean steps {:.1}, invalid actions {:.1}%, revision turns per episode {:.2}",
-        summary.env,
-        summary.episodes,
-        summary.selection,
-        summary.rounds,
-        summary.decoding,
-        summary.successes,
-        summary.episodes,
-        summary.success_rate_x100,
-        summary.average_reward_x100,
-        summary.mean_steps,
-        100.0 * summary.invalid_action_rate,
-        summary.revision_turns_per_episode,
-    );
-    if let (Some(baseline), Some(comparison)) = (&job.baseline, &summary.comparison) {
-        eprintln!(
-            "against {}: {}",
-            baseline.display(),
-            agentr_cli::pipeline::compare::describe(comparison)
-        );
+    for line in summary.describe(job.baseline.as_deref()) {
+        eprintln!("{line}");
     }
     Ok(())
 }

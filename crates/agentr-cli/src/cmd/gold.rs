@@ -34,14 +34,6 @@ pub struct Args {
     pub(crate) env_options: EnvOptions,
 }
 
-/// A task selection as written, or its length when it is a long list of ids.
-fn short_selection(text: &str) -> String {
-    if text.len() <= 60 {
-        return text.to_owned();
-    }
-    format!("{} ids", text.split(',').count())
-}
-
 pub fn run(args: Args) -> Result<()> {
     let job = GoldJob {
         env: args.env,
@@ -65,32 +57,6 @@ pub fn run(args: Args) -> Result<()> {
     for failure in &summary.failures {
         eprintln!("not solved: {failure}");
     }
-    eprintln!(
-        "{} expert, tasks {}: solved {}/{} ({:.1}%), mean {:.2} steps, max {}; {} episodes written{}",
-        job.env.name(),
-        short_selection(&job.tasks.to_string()),
-        summary.solved,
-        summary.tasks,
-        summary.success_rate(),
-        summary.mean_steps,
-        summary.max_steps,
-        summary.written,
-        args.out
-            .as_ref()
-            .map(|p| format!(" to {}", p.display()))
-            .unwrap_or_default()
-    );
+    eprintln!("{}", summary.describe(&job, args.out.as_deref()));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_id_lists_are_summarised() {
-        assert_eq!(short_selection("train[:50],7"), "train[:50],7");
-        let ids: Vec<String> = (100..140).map(|i| i.to_string()).collect();
-        assert_eq!(short_selection(&ids.join(",")), "40 ids");
-    }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use agentr_cli::pipeline::revise::{JudgeSpec, ReviseJob, revise};
-use agentr_revise::{Label, Mode, PairCondition, ReviseConfig, Thresholds, alpha_for_iteration};
+use agentr_revise::{Mode, PairCondition, ReviseConfig, Thresholds, alpha_for_iteration};
 use agentr_train::JudgeAnswer;
 use anyhow::Result;
 
@@ -129,61 +129,9 @@ pub fn run(args: Args) -> Result<()> {
         runtime: crate::device::runtime(args.device, args.weights),
     };
     let summary = revise(&job, &Terminal)?;
-    let stats = &summary.stats;
-    eprintln!(
-        "{} trees ({} without a success), {} pairs ({} over the cap), samples: {}",
-        stats.trees,
-        stats.trees_without_success,
-        stats.pairs,
-        stats.pairs_dropped_by_cap,
-        serde_json::to_string(&stats.samples)?
-    );
-    if let Some(judge) = &summary.judge {
-        eprintln!(
-            "judge {}: labels {}, {} unparsed; {} pairs without a bad step fell back to direct revision",
-            judge,
-            serde_json::to_string(&stats.judge_labels)?,
-            stats.judge_unparsed,
-            stats.fallbacks_to_direct
-        );
+    for line in summary.describe(&job.out) {
+        eprintln!("{line}");
     }
-    if let (Some(agreement), Some(judge)) = (&summary.agreement, &summary.judge) {
-        let rates: Vec<String> = [Label::Bad, Label::Good, Label::Uncertain]
-            .into_iter()
-            .map(|label| {
-                let (steps, agreed) = agreement.of(label);
-                format!("{label} {agreed}/{steps}")
-            })
-            .collect();
-        eprintln!(
-            "judge {} agrees with the trees' labels on: {} ({} unparsed answers)",
-            judge,
-            rates.join(", "),
-            agreement.unparsed
-        );
-    }
-    if let Some(tokens) = &summary.tokens {
-        let count = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
-        eprintln!(
-            "sample lengths in tokens: median {}, 90th percentile {}, longest {}; {} of {} over \
-             512, {} over 1024 (a trainer's maximum length below the longest cuts samples short)",
-            count(tokens.median),
-            count(tokens.p90),
-            count(tokens.longest),
-            tokens.over_512,
-            tokens.samples,
-            tokens.over_1024
-        );
-    }
-    if let Some(warning) = summary.observation_styles.mix_warning("the trees") {
-        eprintln!("{warning}");
-    }
-    eprintln!(
-        "t' depth histogram {}; samples in {}, statistics in {}",
-        serde_json::to_string(&stats.t_prime_depth)?,
-        job.out.display(),
-        summary.stats_file.display()
-    );
     Ok(())
 }
 

@@ -148,17 +148,7 @@ pub fn run(args: Args) -> Result<()> {
         device: args.device.device,
     };
     let summary = train(&job, &Terminal)?;
-    let adapter = match &summary.adapter {
-        Some(dir) => format!(" (adapters merged; the adapter alone in {})", dir.display()),
-        None => String::new(),
-    };
-    eprintln!(
-        "trained {} steps ({} samples skipped: nothing to train after truncation); model in {}{adapter}\nlast step: {}",
-        summary.steps,
-        summary.skipped_samples,
-        job.out.display(),
-        summary.last_step
-    );
+    eprintln!("{}", summary.describe(&job.out));
     Ok(())
 }
 

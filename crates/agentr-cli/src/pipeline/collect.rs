@@ -91,6 +91,31 @@ pub struct CollectSummary {
     pub seconds: f64,
 }
 
+impl CollectSummary {
+    /// The summary in words, naming `out`, the trees' folder.
+    pub fn describe(&self, out: &std::path::Path) -> String {
+        format!(
+            "searched {} tasks in {:.1}s ({} with a successful leaf, {} nodes), skipped {} \
+             already done, {} failed; trees in {}",
+            self.searched,
+            self.seconds,
+            self.successes,
+            self.nodes,
+            self.skipped,
+            self.failed.len(),
+            out.display()
+        )
+    }
+
+    /// An error naming the failed tasks, if any failed.
+    pub fn all_searched(&self) -> Result<()> {
+        if !self.failed.is_empty() {
+            bail!("{} tasks failed: {:?}", self.failed.len(), self.failed);
+        }
+        Ok(())
+    }
+}
+
 /// Searches every task of `job` that has no tree of the same settings yet, `job.workers` at a
 /// time. A task whose search fails is reported and listed in [`CollectSummary::failed`]; the
 /// others go on.

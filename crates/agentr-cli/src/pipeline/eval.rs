@@ -303,6 +303,36 @@ fn reflection_jobs(path: &Path, env: &str, seed: u64) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
+impl EvalSummary {
+    /// The headline numbers in words, and the comparison with `baseline` when there is one.
+    pub fn describe(&self, baseline: Option<&Path>) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{}, {} tasks ({}), max {} rounds, {}: success {}/{} ({:.1}%), average reward x100 \
+             {:.1}, mean steps {:.1}, invalid actions {:.1}%, revision turns per episode {:.2}",
+            self.env,
+            self.episodes,
+            self.selection,
+            self.rounds,
+            self.decoding,
+            self.successes,
+            self.episodes,
+            self.success_rate_x100,
+            self.average_reward_x100,
+            self.mean_steps,
+            100.0 * self.invalid_action_rate,
+            self.revision_turns_per_episode,
+        )];
+        if let (Some(baseline), Some(comparison)) = (baseline, &self.comparison) {
+            lines.push(format!(
+                "against {}: {}",
+                baseline.display(),
+                super::compare::describe(comparison)
+            ));
+        }
+        lines
+    }
+}
+
 /// Plays `job`'s episodes, writes `episodes.jsonl` and `summary.json` into `job.out`, and
 /// returns the headline numbers. Episodes that fail (the model's or the environment's error)
 /// are reported one line each, then the evaluation fails.

@@ -1,6 +1,7 @@
 //! The expert's episodes as JSONL chat samples, with its success rate.
 
 use std::io::Write;
+use std::path::Path;
 
 use agentr_envs::episode::{RolloutOptions, rollout};
 use agentr_envs::{EnvError, TaskSpec};
@@ -44,6 +45,25 @@ pub struct GoldSummary {
 }
 
 impl GoldSummary {
+    /// The summary in words (`textcraft expert, tasks test: solved 3/3 ...`), naming `out`,
+    /// where the episodes went, if they went to a file.
+    pub fn describe(&self, job: &GoldJob, out: Option<&Path>) -> String {
+        format!(
+            "{} expert, tasks {}: solved {}/{} ({:.1}%), mean {:.2} steps, max {}; {} episodes \
+             written{}",
+            job.env.name(),
+            short_selection(&job.tasks.to_string()),
+            self.solved,
+            self.tasks,
+            self.success_rate(),
+            self.mean_steps,
+            self.max_steps,
+            self.written,
+            out.map(|p| format!(" to {}", p.display()))
+                .unwrap_or_default()
+        )
+    }
+
     /// Solved tasks in percent (0 without tasks).
     pub fn success_rate(&self) -> f64 {
         if self.tasks == 0 {
@@ -52,6 +72,14 @@ impl GoldSummary {
             100.0 * self.solved as f64 / self.tasks as f64
         }
     }
+}
+
+/// A task selection as written, or its length when it is a long list of ids.
+fn short_selection(text: &str) -> String {
+    if text.len() <= 60 {
+        return text.to_owned();
+    }
+    format!("{} ids", text.split(',').count())
 }
 
 /// Plays the expert on every task of `job`, writing each solved episode (and with
@@ -121,6 +149,13 @@ mod tests {
     use super::*;
     use crate::report::Quiet;
     use agentr_envs::assets;
+
+    #[test]
+    fn long_id_lists_are_summarised() {
+        assert_eq!(short_selection("train[:50],7"), "train[:50],7");
+        let ids: Vec<String> = (100..140).map(|i| i.to_string()).collect();
+        assert_eq!(short_selection(&ids.join(",")), "40 ids");
+    }
 
     #[test]
     fn the_expert_solves_textcraft_goals_and_writes_their_episodes() {

@@ -9,8 +9,8 @@ use std::str::FromStr;
 use agentr_envs::ObservationStyles;
 use agentr_mcts::Tree;
 use agentr_revise::{
-    Agreement, EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Mode, NoError, ReviseConfig,
-    ScriptedJudge, Signals, Stats, judge_agreement, judge_samples, revise_tree,
+    Agreement, EnvFeedbackJudge, Judge, JudgeRequest, Judgement, Label, Mode, NoError,
+    ReviseConfig, ScriptedJudge, Signals, Stats, judge_agreement, judge_samples, revise_tree,
 };
 use agentr_train::openai::ChatClient;
 use agentr_train::{ChatTokenizer, JudgeAnswer, ModelAgent, TrainError};
@@ -190,6 +190,71 @@ pub struct ReviseSummary {
     pub observation_styles: ObservationStyles,
     /// Where the statistics were written.
     pub stats_file: PathBuf,
+}
+
+impl ReviseSummary {
+    /// The summary in words, one line each: trees, pairs and samples; the judge's labels and
+    /// agreement; sample lengths; a warning on mixed observation styles; where `out` and the
+    /// statistics are.
+    pub fn describe(&self, out: &Path) -> Vec<String> {
+        let mut lines = Vec::new();
+        let stats = &self.stats;
+        lines.push(format!(
+            "{} trees ({} without a success), {} pairs ({} over the cap), samples: {}",
+            stats.trees,
+            stats.trees_without_success,
+            stats.pairs,
+            stats.pairs_dropped_by_cap,
+            serde_json::to_string(&stats.samples).unwrap_or_default()
+        ));
+        if let Some(judge) = &self.judge {
+            lines.push(format!(
+            "judge {}: labels {}, {} unparsed; {} pairs without a bad step fell back to direct revision",
+            judge,
+            serde_json::to_string(&stats.judge_labels).unwrap_or_default(),
+            stats.judge_unparsed,
+            stats.fallbacks_to_direct
+        ));
+        }
+        if let (Some(agreement), Some(judge)) = (&self.agreement, &self.judge) {
+            let rates: Vec<String> = [Label::Bad, Label::Good, Label::Uncertain]
+                .into_iter()
+                .map(|label| {
+                    let (steps, agreed) = agreement.of(label);
+                    format!("{label} {agreed}/{steps}")
+                })
+                .collect();
+            lines.push(format!(
+                "judge {} agrees with the trees' labels on: {} ({} unparsed answers)",
+                judge,
+                rates.join(", "),
+                agreement.unparsed
+            ));
+        }
+        if let Some(tokens) = &self.tokens {
+            let count = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
+            lines.push(format!(
+            "sample lengths in tokens: median {}, 90th percentile {}, longest {}; {} of {} over \
+             512, {} over 1024 (a trainer's maximum length below the longest cuts samples short)",
+            count(tokens.median),
+            count(tokens.p90),
+            count(tokens.longest),
+            tokens.over_512,
+            tokens.samples,
+            tokens.over_1024
+        ));
+        }
+        if let Some(warning) = self.observation_styles.mix_warning("the trees") {
+            lines.push(warning);
+        }
+        lines.push(format!(
+            "t' depth histogram {}; samples in {}, statistics in {}",
+            serde_json::to_string(&stats.t_prime_depth).unwrap_or_default(),
+            out.display(),
+            self.stats_file.display()
+        ));
+        lines
+    }
 }
 
 /// Revises every tree of `job.trees` into `job.out` (written atomically) and writes the

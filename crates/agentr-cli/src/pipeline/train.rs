@@ -76,6 +76,24 @@ pub struct TrainSummary {
     pub last_step: String,
 }
 
+impl TrainSummary {
+    /// The summary in words, naming `out`, the model's folder.
+    pub fn describe(&self, out: &Path) -> String {
+        let adapter = match &self.adapter {
+            Some(dir) => format!(" (adapters merged; the adapter alone in {})", dir.display()),
+            None => String::new(),
+        };
+        format!(
+            "trained {} steps ({} samples skipped: nothing to train after truncation); model in \
+             {}{adapter}\nlast step: {}",
+            self.steps,
+            self.skipped_samples,
+            out.display(),
+            self.last_step
+        )
+    }
+}
+
 /// Marks the user turns after the first (the observations) as trained, unless a sample says
 /// otherwise.
 fn train_on_observations(sample: &mut agentr_envs::Sample) {
