@@ -3,7 +3,6 @@
 pub mod collect;
 pub mod compare;
 pub mod eval;
-pub mod experiment;
 pub mod generate;
 pub mod gold;
 pub mod play;

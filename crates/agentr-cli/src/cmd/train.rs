@@ -153,33 +153,10 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use agentr_envs::{Message, Sample};
-    use agentr_train::{Llama, ModelAgent, ModelConfig};
-    use candle_core::Device;
+mod tests {
     use clap::Parser;
 
     use super::*;
-
-    /// `dir/samples.jsonl` with `count` one-step episodes (`Goal: craft item i.` answered
-    /// `Action: get i oak logs`), for tests that train a toy model.
-    pub(crate) fn write_toy_samples(dir: &std::path::Path, count: usize) -> PathBuf {
-        let samples = dir.join("samples.jsonl");
-        let lines: Vec<String> = (0..count)
-            .map(|i| {
-                let sample = Sample {
-                    messages: vec![
-                        Message::user(format!("Goal: craft item {i}.")),
-                        Message::assistant(format!("Action: get {i} oak logs"), true),
-                    ],
-                    meta: Default::default(),
-                };
-                serde_json::to_string(&sample).unwrap()
-            })
-            .collect();
-        std::fs::write(&samples, lines.join("\n")).unwrap();
-        samples
-    }
 
     #[derive(clap::Parser)]
     struct Cli {
@@ -218,105 +195,5 @@ pub(crate) mod tests {
             let args = parse(&[&base[..], &flags].concat()).unwrap();
             assert!(args.lora.config().is_err(), "{flags:?}");
         }
-    }
-
-    #[test]
-    fn lora_training_writes_the_merged_model_and_the_adapter() {
-        let dir = std::env::temp_dir().join(format!("agentr-train-lora-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let samples = write_toy_samples(&dir, 8);
-        let out = dir.join("out");
-        let flags = [
-            "--samples",
-            samples.to_str().unwrap(),
-            "--model",
-            "tiny-xs",
-            "--out",
-            out.to_str().unwrap(),
-            "--epochs",
-            "2",
-            "--lr",
-            "0.01",
-            "--vocab-size",
-            "300",
-            "--seed",
-            "3",
-            "--lora-rank",
-            "2",
-            "--lora-targets",
-            "q,v",
-        ];
-        run(parse(&flags).unwrap()).unwrap();
-        for file in [
-            "config.json",
-            "model.safetensors",
-            "tokenizer.json",
-            "adapter/adapter_config.json",
-            "adapter/adapter_model.safetensors",
-            "checkpoint/adapter_model.safetensors",
-        ] {
-            assert!(out.join(file).exists(), "{file} is missing");
-        }
-        assert!(!out.join("checkpoint/model.safetensors").exists());
-        let adapter: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(out.join("adapter/adapter_config.json")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            adapter["target_modules"],
-            serde_json::json!(["q_proj", "v_proj"])
-        );
-        assert_eq!(adapter["r"], 2);
-        assert!(
-            adapter["base_model_name_or_path"].is_null(),
-            "a preset is no base"
-        );
-
-        // The merged model: the preset's base with only the q and v projections changed.
-        let agent = ModelAgent::load(&out, &Device::Cpu).unwrap();
-        let config = ModelConfig::preset("tiny-xs", agent.tokenizer.vocab_size()).unwrap();
-        let base = Llama::new(config, &Device::Cpu, 3).unwrap();
-        let trained: std::collections::HashMap<String, Vec<f32>> = agent
-            .model
-            .parameters()
-            .into_iter()
-            .map(|(name, var)| (name, var.flatten_all().unwrap().to_vec1().unwrap()))
-            .collect();
-        for (name, var) in base.parameters() {
-            let before: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
-            let adapted = name.contains("q_proj") || name.contains("v_proj");
-            assert_eq!(trained[&name] != before, adapted, "{name}");
-        }
-
-        // Resuming the finished run rebuilds the same merged model from the checkpoint.
-        let merged = std::fs::read(out.join("model.safetensors")).unwrap();
-        run(parse(&[&flags[..], &["--resume"]].concat()).unwrap()).unwrap();
-        assert!(std::fs::read(out.join("model.safetensors")).unwrap() == merged);
-
-        // The merged model is a Hugging Face folder, and an adapter trained on it names the
-        // folder by its absolute path, whatever path the command was given.
-        for file in [
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-            "generation_config.json",
-        ] {
-            assert!(out.join(file).exists(), "{file} is missing");
-        }
-        let relative = format!("{}/../out", out.display());
-        let second = dir.join("second");
-        let mut on_folder = flags.to_vec();
-        on_folder[3] = &relative;
-        on_folder[5] = second.to_str().unwrap();
-        run(parse(&on_folder).unwrap()).unwrap();
-        let adapter: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(second.join("adapter/adapter_config.json")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            adapter["base_model_name_or_path"],
-            std::fs::canonicalize(&out).unwrap().display().to_string()
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,6 +6,8 @@
 //! * [`revise`]: trees into revision, good and judge samples.
 //! * [`train`]: fine-tuning on samples, fully or with LoRA.
 //! * [`eval`]: a model plays tasks; metrics with their protocol.
+//! * [`self_train`]: the Agent-R loop in one resumable run directory.
+//! * [`experiment`]: several arms over several seeds, compared by pairs.
 //! * [`compare`]: paired comparisons of two evaluations (success difference, bootstrap
 //!   interval, McNemar p-value) and of their responses.
 //! * [`files`]: what every stage does with its output folder.
@@ -15,9 +17,11 @@
 pub mod collect;
 pub mod compare;
 pub mod eval;
+pub mod experiment;
 pub mod files;
 pub mod gold;
 pub mod revise;
+pub mod self_train;
 pub mod train;
 
 use std::path::Path;

@@ -319,12 +319,157 @@ pub fn train(job: &TrainJob, reporter: &dyn Reporter) -> Result<TrainSummary> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use agentr_envs::{Message, Sample};
+    use agentr_train::{Llama, ModelAgent, ModelConfig};
     use candle_core::Device;
 
     use super::*;
     use crate::report::Quiet;
+
+    /// `dir/samples.jsonl` with `count` one-step episodes (`Goal: craft item i.` answered
+    /// `Action: get i oak logs`), for tests that train a toy model.
+    pub(crate) fn write_toy_samples(dir: &Path, count: usize) -> PathBuf {
+        let samples = dir.join("samples.jsonl");
+        let lines: Vec<String> = (0..count)
+            .map(|i| {
+                let sample = Sample {
+                    messages: vec![
+                        Message::user(format!("Goal: craft item {i}.")),
+                        Message::assistant(format!("Action: get {i} oak logs"), true),
+                    ],
+                    meta: Default::default(),
+                };
+                serde_json::to_string(&sample).unwrap()
+            })
+            .collect();
+        std::fs::write(&samples, lines.join("\n")).unwrap();
+        samples
+    }
+
+    /// A training of `model` on `samples` into `out` with the command line's defaults.
+    fn toy_job(samples: Vec<PathBuf>, model: &str, out: &Path) -> TrainJob {
+        TrainJob {
+            samples,
+            general: Vec::new(),
+            model: model.to_owned(),
+            out: out.to_owned(),
+            epochs: 3,
+            steps: None,
+            lr: 1e-3,
+            batch_tokens: 8192,
+            accumulation: 1,
+            max_seq_len: 2048,
+            warmup_ratio: 0.03,
+            weight_decay: 0.0,
+            eta: 0.2,
+            seed: 0,
+            vocab_size: 2048,
+            checkpoint_every: 200,
+            resume: false,
+            observation_loss: false,
+            recompute: false,
+            lora: None,
+            device: DeviceChoice::Cpu,
+        }
+    }
+
+    #[test]
+    fn lora_training_writes_the_merged_model_and_the_adapter() {
+        let dir = std::env::temp_dir().join(format!("agentr-train-lora-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let samples = write_toy_samples(&dir, 8);
+        let out = dir.join("out");
+        let job = TrainJob {
+            epochs: 2,
+            lr: 0.01,
+            vocab_size: 300,
+            seed: 3,
+            lora: Some(LoraConfig {
+                targets: vec!["q".into(), "v".into()],
+                ..LoraConfig::with_rank(2)
+            }),
+            ..toy_job(vec![samples.clone()], "tiny-xs", &out)
+        };
+        train(&job, &Quiet).unwrap();
+        for file in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "adapter/adapter_config.json",
+            "adapter/adapter_model.safetensors",
+            "checkpoint/adapter_model.safetensors",
+        ] {
+            assert!(out.join(file).exists(), "{file} is missing");
+        }
+        assert!(!out.join("checkpoint/model.safetensors").exists());
+        let adapter: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("adapter/adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            adapter["target_modules"],
+            serde_json::json!(["q_proj", "v_proj"])
+        );
+        assert_eq!(adapter["r"], 2);
+        assert!(
+            adapter["base_model_name_or_path"].is_null(),
+            "a preset is no base"
+        );
+
+        // The merged model: the preset's base with only the q and v projections changed.
+        let agent = ModelAgent::load(&out, &Device::Cpu).unwrap();
+        let config = ModelConfig::preset("tiny-xs", agent.tokenizer.vocab_size()).unwrap();
+        let base = Llama::new(config, &Device::Cpu, 3).unwrap();
+        let trained: std::collections::HashMap<String, Vec<f32>> = agent
+            .model
+            .parameters()
+            .into_iter()
+            .map(|(name, var)| (name, var.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        for (name, var) in base.parameters() {
+            let before: Vec<f32> = var.flatten_all().unwrap().to_vec1().unwrap();
+            let adapted = name.contains("q_proj") || name.contains("v_proj");
+            assert_eq!(trained[&name] != before, adapted, "{name}");
+        }
+
+        // Resuming the finished run rebuilds the same merged model from the checkpoint.
+        let merged = std::fs::read(out.join("model.safetensors")).unwrap();
+        let resumed = TrainJob {
+            resume: true,
+            ..job.clone()
+        };
+        train(&resumed, &Quiet).unwrap();
+        assert!(std::fs::read(out.join("model.safetensors")).unwrap() == merged);
+
+        // The merged model is a Hugging Face folder, and an adapter trained on it names the
+        // folder by its absolute path, whatever path the command was given.
+        for file in [
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "generation_config.json",
+        ] {
+            assert!(out.join(file).exists(), "{file} is missing");
+        }
+        let relative = format!("{}/../out", out.display());
+        let second = dir.join("second");
+        let on_folder = TrainJob {
+            model: relative,
+            out: second.clone(),
+            ..job.clone()
+        };
+        train(&on_folder, &Quiet).unwrap();
+        let adapter: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(second.join("adapter/adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            adapter["base_model_name_or_path"],
+            std::fs::canonicalize(&out).unwrap().display().to_string()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn observation_loss_trains_observations_but_not_the_instruction_or_flagged_turns() {

@@ -1,5 +1,5 @@
-//! `agentr self-train --preset smol` (or `--arms ...`): an experiment, several arms over
-//! several seeds, in one resumable directory.
+//! An experiment: several arms over several seeds, in one resumable directory (what
+//! `agentr self-train --preset smol` or `--arms ...` runs).
 //!
 //! ```text
 //! DIR/experiment.json             the arms, seeds and shared run settings
@@ -14,14 +14,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::compare::print_comparisons;
+use agentr_train::DeviceChoice;
+
+use super::compare::compare_folders;
 use super::self_train::{Experiment, ExperimentArm, execute};
-use agentr_cli::pipeline::compare::compare_folders;
+use crate::report::Reporter;
 
 /// The comparisons an experiment reports: (candidate, baseline), the paper's orderings first.
 const ORDERINGS: [(ExperimentArm, ExperimentArm); 7] = [
@@ -34,13 +35,16 @@ const ORDERINGS: [(ExperimentArm, ExperimentArm); 7] = [
     (ExperimentArm::AgentR, ExperimentArm::AgentREnvFeedback),
 ];
 
-/// Runs or resumes `experiment` in `dir`.
-pub fn run(
+/// Runs or resumes `experiment` in `dir` (each run with `workers` workers on `device`), and
+/// returns its report (also written to `dir/results.json`): every arm and seed, and the paired
+/// comparisons.
+pub fn experiment(
     dir: &Path,
-    experiment: Experiment,
+    experiment: &Experiment,
     workers: usize,
-    device: crate::device::DeviceArg,
-) -> Result<()> {
+    device: DeviceChoice,
+    reporter: &dyn Reporter,
+) -> Result<Value> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let saved_path = dir.join("experiment.json");
     if saved_path.exists() {
@@ -48,50 +52,43 @@ pub fn run(
             .with_context(|| format!("reading {}", saved_path.display()))?;
         let saved: Experiment = serde_json::from_str(&text)
             .with_context(|| format!("{} is not an experiment", saved_path.display()))?;
-        if saved != experiment {
+        if &saved != experiment {
             bail!(
                 "{} holds an experiment with other settings; resume it with the same options or \
                  choose another --out\nsaved:     {}\nrequested: {}",
                 dir.display(),
                 serde_json::to_string(&saved)?,
-                serde_json::to_string(&experiment)?
+                serde_json::to_string(experiment)?
             );
         }
-        eprintln!("resuming the experiment in {}", dir.display());
+        reporter.line(&format!("resuming the experiment in {}", dir.display()));
     } else {
-        let bytes = serde_json::to_vec_pretty(&experiment)?;
+        let bytes = serde_json::to_vec_pretty(experiment)?;
         agentr_envs::atomic::write(&saved_path, &bytes)
             .with_context(|| format!("writing {}", saved_path.display()))?;
     }
-    let started = Instant::now();
     let arms: Vec<&str> = experiment.arms.iter().map(|a| a.name()).collect();
-    eprintln!(
+    reporter.line(&format!(
         "experiment in {}: arms {}, seeds {:?}",
         dir.display(),
         arms.join(", "),
         experiment.seeds
-    );
+    ));
     let mut results = BTreeMap::new();
     for &seed in &experiment.seeds {
         for &arm in &experiment.arms {
             let relative = Experiment::run_dir(arm, seed);
-            eprintln!("== {relative}");
+            reporter.line(&format!("== {relative}"));
             let config = experiment.run_config(dir, arm, seed);
-            let summary = execute(&dir.join(&relative), config, workers, device)?;
+            let summary = execute(&dir.join(&relative), config, workers, device, reporter)?;
             results.insert((arm, seed), summary);
         }
     }
-    let report = summarise(dir, &experiment, &results)?;
+    let report = summarise(dir, experiment, &results)?;
     let path = dir.join("results.json");
     agentr_envs::atomic::write(&path, &serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
-    print_report(&report);
-    eprintln!(
-        "experiment finished in {:.0}s (this invocation); results in {}",
-        started.elapsed().as_secs_f64(),
-        path.display()
-    );
-    Ok(())
+    Ok(report)
 }
 
 /// One arm at one iteration, as the report names it.
@@ -210,42 +207,4 @@ fn summarise(
         "rows": rows,
         "comparisons": comparisons,
     }))
-}
-
-fn print_report(report: &Value) {
-    // Success per arm and test over the seeds.
-    let mut table: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
-    let mut order: Vec<(String, String, String)> = Vec::new();
-    for row in report["rows"].as_array().into_iter().flatten() {
-        let key = (
-            row["arm"].as_str().unwrap_or_default().to_owned(),
-            row["test"].as_str().unwrap_or_default().to_owned(),
-            row["env"].as_str().unwrap_or_default().to_owned(),
-        );
-        if !order.contains(&key) {
-            order.push(key.clone());
-        }
-        let success = row["metrics"]["success_rate_x100"]
-            .as_f64()
-            .unwrap_or(f64::NAN);
-        table.entry(key).or_default().push(success);
-    }
-    eprintln!(
-        "{:<28} {:<11} {:<10} {:>8}  per seed",
-        "arm", "test", "env", "success%"
-    );
-    for key in &order {
-        let values = &table[key];
-        let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
-        let each: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
-        eprintln!(
-            "{:<28} {:<11} {:<10} {:>8.1}  {}",
-            key.0,
-            key.1,
-            key.2,
-            mean,
-            each.join(" / ")
-        );
-    }
-    print_comparisons(&report["comparisons"]);
 }
