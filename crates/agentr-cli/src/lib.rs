@@ -40,3 +40,8 @@ pub mod pipeline;
 pub mod remote;
 pub mod report;
 pub mod samples;
+
+// The README's library example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
