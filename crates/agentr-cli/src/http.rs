@@ -167,7 +167,8 @@ pub async fn serve<H: Handler>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 // Out of file descriptors and the like: wait a little rather than spin.
-                Err(_) => {
+                Err(error) => {
+                    tracing::warn!("accepting a connection failed: {error}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -213,6 +214,8 @@ async fn respond<H: Handler>(
     }
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(options.read_timeout, Limited::new(body, limit).collect());
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
+    let started = std::time::Instant::now();
     let body = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
@@ -227,7 +230,13 @@ async fn respond<H: Handler>(
             );
         }
     };
-    handler.handle(Request::from_parts(parts, body)).await
+    let response = handler.handle(Request::from_parts(parts, body)).await;
+    tracing::debug!(
+        "{method} {path} -> {} in {:.1} ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
 }
 
 /// 413, closing the connection (the rest of the body is not read).

@@ -63,6 +63,18 @@ fn main() -> Result<()> {
         agentr_train::tune_runtime()
     };
     let cli = Cli::parse();
+    // The servers' log (requests at debug, evictions and failures at info and above), on
+    // stderr with timestamps; AGENTR_LOG filters it like RUST_LOG (`AGENTR_LOG=debug` shows
+    // every request).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AGENTR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match cli.command {
         Command::Setup(args) => cmd::setup::run(args),
         Command::Play(args) => cmd::play::run(args),

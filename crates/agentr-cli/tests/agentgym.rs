@@ -567,7 +567,10 @@ fn full_servers_answer_503_and_evict_idle_environments() {
     };
     let eviction = log
         .lines()
-        .find(|line| line.starts_with("evicted environment 0 (untouched for "))
+        .find_map(|line| {
+            let at = line.find("evicted environment 0 (untouched for ")?;
+            Some(&line[at..])
+        })
         .unwrap_or_else(|| panic!("no eviction logged:\n{log}"));
     assert!(
         eviction.ends_with("to make room for environment 2"),

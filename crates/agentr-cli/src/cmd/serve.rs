@@ -76,14 +76,15 @@ pub fn run(args: Args) -> Result<()> {
     let addr = format!("{host}:{}", args.port);
     let name = args.env.name();
     http::run(&addr, server, options, |bound| {
-        eprintln!(
+        tracing::info!(
             "serving {name} with AgentGym's HTTP API (at most {max_envs} environments, \
              idle ones evicted after {}s)",
             args.idle_timeout
         );
+        // Plain, for scripts that wait for the address (a port of 0 picks a free one).
         eprintln!("listening on http://{bound}");
     })
     .with_context(|| format!("serving on {addr}"))?;
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(())
 }

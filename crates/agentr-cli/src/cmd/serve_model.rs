@@ -193,7 +193,7 @@ impl ModelServer {
                 http::error_response(StatusCode::BAD_REQUEST, &message, "invalid_request_error")
             }
             Ok(Err(error)) => {
-                eprintln!("generation failed: {error}");
+                tracing::error!("generation failed: {error}");
                 http::error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format!("generation failed: {error}"),
@@ -201,7 +201,7 @@ impl ModelServer {
                 )
             }
             Err(error) => {
-                eprintln!("generation panicked: {error}");
+                tracing::error!("generation panicked: {error}");
                 http::error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "generation failed",
@@ -320,14 +320,15 @@ pub fn run(args: Args) -> Result<()> {
     };
     let addr = format!("{host}:{}", args.port);
     http::run(&addr, server, options, |bound| {
-        eprintln!(
+        tracing::info!(
             "serving {name} ({}) with an OpenAI-compatible API",
             args.model.display()
         );
+        // Plain, for scripts that wait for the address (a port of 0 picks a free one).
         eprintln!("listening on http://{bound}");
     })
     .with_context(|| format!("serving on {addr}"))?;
-    eprintln!("stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

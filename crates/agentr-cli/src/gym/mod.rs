@@ -175,7 +175,7 @@ impl GymServer {
         match self.pool.create(|id| self.natives.create(id)) {
             Ok((id, answer, eviction)) => {
                 if let Some(Eviction { id: evicted, idle }) = eviction {
-                    eprintln!(
+                    tracing::info!(
                         "evicted environment {evicted} (untouched for {:.0} s) to make room for \
                          environment {id}",
                         idle.as_secs_f64()
