@@ -30,13 +30,8 @@ if [ -z "$model" ]; then
     --steps 1 --lr 0 --out "$work/model" >&2
   model=$work/model
 fi
-python=${AGENTR_PYTHON:-python3}
-venv=${AGENTR_HOME:-$HOME/.cache/agentr}/venvs/torch
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, transformers, peft' 2>/dev/null; then
-  echo "installing torch, transformers and peft into $venv (a large download, once) ..." >&2
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check torch safetensors numpy transformers peft
-fi
+source "$root/bench/torch_venv.sh"
+torch_venv
 cargo build --quiet --release -p agentr-train --example training_step --manifest-path "$root/Cargo.toml"
 agentr="$root/target/release/examples/training_step"
 export RAYON_NUM_THREADS=$threads

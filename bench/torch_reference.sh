@@ -9,13 +9,8 @@
 # Usage: bench/torch_reference.sh [--threads N]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-python=${AGENTR_PYTHON:-python3}
-venv=${AGENTR_HOME:-$HOME/.cache/agentr}/venvs/torch
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import torch, safetensors' 2>/dev/null; then
-  echo "installing torch into $venv (a large download, once) ..." >&2
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check torch safetensors numpy
-fi
+source "$root/bench/torch_venv.sh"
+torch_venv
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo run --quiet --release -p agentr-train --example torch_parity --manifest-path "$root/Cargo.toml" -- "$work/model"
