@@ -9,9 +9,10 @@
 //! * MSRV: a published crate's `rust-version` is at least that of every package its users
 //!   compile, i.e. every package reachable from it through normal and build dependencies
 //!   (build scripts and proc macros are compiled by the user's toolchain too; dev-dependencies
-//!   are not). The machine cannot install a second toolchain, so this and clippy's
-//!   `incompatible_msrv` lint are the MSRV check. The resolve is read with `--all-features`:
-//!   an optional feature's dependencies must build with the declared Rust too.
+//!   are not). The resolve is read with `--all-features`: an optional feature's dependencies
+//!   must build with the declared Rust too. A declared `rust-version` can be too low (candle-core
+//!   declares none and needs 1.94), so CI also builds the workspace with that toolchain
+//!   (`.ci/run`, "minimum Rust version").
 //! * Crate boundaries: no file of `crates/<name>/` reads outside that folder, because a crate is
 //!   built and tested from its own folder once published (named `<name>-<version>`, beside
 //!   nothing else). See [`escaping_paths`] for what is recognised.

@@ -539,7 +539,10 @@ fn revise_measures_samples_in_tokens_and_warns_on_mixed_observations() {
         );
     }
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("mix cleaned observations"), "{stderr}");
+    assert!(
+        stderr.contains("sample(s) with cleaned observations"),
+        "{stderr}"
+    );
     assert!(stderr.contains("sample lengths in tokens"), "{stderr}");
     let stats: Value =
         serde_json::from_slice(&std::fs::read(out.with_extension("stats.json")).unwrap()).unwrap();

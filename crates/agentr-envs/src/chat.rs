@@ -118,10 +118,10 @@ impl ObservationStyles {
     pub fn mix_warning(&self, what: &str) -> Option<String> {
         (self.cleaned > 0 && self.raw > 0).then(|| {
             format!(
-                "warning: {what} mix cleaned observations (newlines and tabs replaced by spaces, \
-                 {} samples) with raw ones ({} samples); a model trained on one style sees the \
-                 other as unfamiliar text. Use one style throughout (raw by default; \
-                 --clean-observations on gold, collect and eval).",
+                "warning: {what} mix {} sample(s) with cleaned observations (newlines and tabs \
+                 replaced by spaces) and {} with the environment's raw text; a model trained on \
+                 one style sees the other as unfamiliar text. Use one style throughout (raw by \
+                 default; --clean-observations on gold, collect and eval).",
                 self.cleaned, self.raw
             )
         })
@@ -171,7 +171,11 @@ mod tests {
         assert_eq!(styles, ObservationStyles { cleaned: 1, raw: 2 });
         let warning = styles.mix_warning("the samples").unwrap();
         assert!(
-            warning.contains("(1 samples) with raw ones (2 samples)"),
+            warning.contains("the samples mix 1 sample(s) with cleaned observations"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("and 2 with the environment's raw text"),
             "{warning}"
         );
         assert_eq!(ObservationStyles::of(&samples[1..]).mix_warning("x"), None);

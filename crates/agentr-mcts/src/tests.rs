@@ -122,14 +122,15 @@ fn depth_limit_is_a_real_limit() {
 #[test]
 fn observations_are_cleaned_only_when_asked() {
     let mut toy = Toy::new(2, 3, 1, true);
-    let cleaned = grow(&mut toy, 2, 0, &config(2, 2, 3, 0));
-    assert_eq!(cleaned.root().observation, "start of task 0 ");
-    assert!(cleaned.nodes.iter().all(|n| !n.observation.contains('\n')));
-    let raw_config = SearchConfig {
-        clean_observations: false,
+    let clean_config = SearchConfig {
+        clean_observations: true,
         ..config(2, 2, 3, 0)
     };
-    let raw = grow(&mut toy, 2, 0, &raw_config);
+    let cleaned = grow(&mut toy, 2, 0, &clean_config);
+    assert_eq!(cleaned.root().observation, "start of task 0 ");
+    assert!(cleaned.nodes.iter().all(|n| !n.observation.contains('\n')));
+    // Raw is the default.
+    let raw = grow(&mut toy, 2, 0, &config(2, 2, 3, 0));
     assert_eq!(raw.root().observation, "start\tof task 0\n");
     assert_eq!(raw.conversation(0)[2].content, "start\tof task 0\n");
 }

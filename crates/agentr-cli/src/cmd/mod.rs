@@ -25,6 +25,22 @@ pub(crate) fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses `flags` as the arguments of the subcommand `name` would be (for tests of a
+/// command's flags).
+#[cfg(test)]
+pub(crate) fn parse_flags<A: clap::Args + clap::FromArgMatches>(
+    name: &str,
+    flags: &[&str],
+) -> Result<A, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Command<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    <Command<A> as clap::Parser>::try_parse_from(std::iter::once(name).chain(flags.iter().copied()))
+        .map(|command| command.args)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -205,35 +205,29 @@ fn print_report(report: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
 
     #[test]
     fn the_command_line_overrides_the_preset() {
-        let args = Cli::try_parse_from([
+        let args: Args = super::super::parse_flags(
             "self-train",
-            "--preset",
-            "smol",
-            "--base",
-            "org/model",
-            "--warm-start-goals",
-            "0",
-            "--iterations",
-            "3",
-            "--mode",
-            "good-only",
-            "--seed",
-            "4",
-            "--eta",
-            "0.3",
-        ])
-        .unwrap()
-        .args;
+            &[
+                "--preset",
+                "smol",
+                "--base",
+                "org/model",
+                "--warm-start-goals",
+                "0",
+                "--iterations",
+                "3",
+                "--mode",
+                "good-only",
+                "--seed",
+                "4",
+                "--eta",
+                "0.3",
+            ],
+        )
+        .unwrap();
         let config = RunConfig::preset(args.preset, &overrides(&args));
         assert_eq!(config.preset, Preset::Smol);
         assert_eq!(

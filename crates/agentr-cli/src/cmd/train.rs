@@ -154,18 +154,10 @@ pub fn run(args: Args) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
     fn parse(flags: &[&str]) -> Result<Args, clap::Error> {
-        Cli::try_parse_from(std::iter::once("train").chain(flags.iter().copied())).map(|c| c.args)
+        super::super::parse_flags("train", flags)
     }
 
     #[test]
