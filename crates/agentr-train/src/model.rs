@@ -760,8 +760,11 @@ impl Llama {
     }
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if missing): a Hugging
-    /// Face checkpoint. With LoRA adapters attached this is refused (their base weights alone
-    /// would pass for the trained model): merge them first or save the adapters.
+    /// Face checkpoint. The tokenizer's files, chat template and generation config come from
+    /// [`ChatTokenizer::save_pretrained`](crate::ChatTokenizer::save_pretrained);
+    /// [`ModelAgent::save`](crate::ModelAgent::save) writes both. With LoRA adapters attached
+    /// this is refused (their base weights alone would pass for the trained model): merge them
+    /// first or save the adapters.
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
         if self.has_adapters() {
             return Err(TrainError::Config(
