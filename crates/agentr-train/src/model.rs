@@ -1083,8 +1083,8 @@ impl Llama {
 
     /// f32 logits `[batch, vocab]` of each sequence's last position (generation's need). It
     /// records no graph (nothing can be differentiated through it), multiplies the few rows
-    /// of a decoding step with the crate's own small-product kernels, and uses the 8-bit weights of a
-    /// model [quantised for generation](Llama::quantize_for_generation).
+    /// of a decoding step with the crate's own small-product kernels, and uses the 8-bit
+    /// weights of a model [quantised for generation](Llama::quantize_for_generation).
     pub fn forward_last(
         &self,
         ids: &Tensor,
