@@ -37,7 +37,7 @@ fn model_path_with(arg: &Path, hub: &dyn Fn(&str) -> Result<PathBuf>) -> Result<
 
 /// `arg` as a Hugging Face model id: not an existing path, one `/` before any `@revision`,
 /// no leading `.` or `/`, and not a `.gguf` file name.
-fn hub_id(arg: &Path) -> Option<&str> {
+pub(crate) fn hub_id(arg: &Path) -> Option<&str> {
     let spec = arg.to_str()?;
     let plausible = !arg.exists()
         && !spec.starts_with(['.', '/'])

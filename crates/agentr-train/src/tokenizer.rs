@@ -289,7 +289,7 @@ impl ChatTokenizer {
     pub fn chat_template(&self) -> String {
         let token = |id: u32| self.inner.id_to_token(id).unwrap_or_default();
         let (opening, header_end, separator) = match self.layout {
-            Layout::ChatMl => (String::new(), "\\n".to_owned(), "\\n"),
+            Layout::ChatMl => (String::new(), "\\n".to_owned(), "{{- '\\n' }}"),
             Layout::Llama3 {
                 begin_of_text,
                 end_header,
@@ -303,11 +303,6 @@ impl ChatTokenizer {
         };
         let start = token(self.turn_start);
         let end = token(self.turn_end);
-        let separator = if separator.is_empty() {
-            String::new()
-        } else {
-            format!("{{{{- '{separator}' }}}}")
-        };
         format!(
             "{opening}\
 {{%- for message in messages %}}\

@@ -54,9 +54,8 @@ pub fn run(args: Args) -> Result<()> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let summary = gold(&job, &mut sink, &Terminal)?;
-    for failure in &summary.failures {
-        eprintln!("not solved: {failure}");
+    for line in summary.describe(&job, args.out.as_deref()) {
+        eprintln!("{line}");
     }
-    eprintln!("{}", summary.describe(&job, args.out.as_deref()));
     Ok(())
 }

@@ -377,7 +377,7 @@ pub fn evaluate(job: &EvalJob, reporter: &dyn Reporter) -> Result<EvalSummary> {
         ModelSpec::Dir(dir) => {
             let mut agent = job.runtime.load(dir)?;
             agent.generation.max_new_tokens = job.max_tokens;
-            let digest = model_digest(&crate::models::model_path(dir)?)?;
+            let digest = model_digest(&agent.source)?;
             (Responder::Local(Box::new(agent)), Some(digest))
         }
         ModelSpec::OpenAi(spec) => (

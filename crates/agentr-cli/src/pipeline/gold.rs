@@ -45,10 +45,16 @@ pub struct GoldSummary {
 }
 
 impl GoldSummary {
-    /// The summary in words (`textcraft expert, tasks test: solved 3/3 ...`), naming `out`,
-    /// where the episodes went, if they went to a file.
-    pub fn describe(&self, job: &GoldJob, out: Option<&Path>) -> String {
-        format!(
+    /// The summary in words: a `not solved: ...` line per failure, then the totals
+    /// (`textcraft expert, tasks test: solved 3/3 ...`), naming `out`, where the episodes went,
+    /// if they went to a file.
+    pub fn describe(&self, job: &GoldJob, out: Option<&Path>) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .failures
+            .iter()
+            .map(|failure| format!("not solved: {failure}"))
+            .collect();
+        lines.push(format!(
             "{} expert, tasks {}: solved {}/{} ({:.1}%), mean {:.2} steps, max {}; {} episodes \
              written{}",
             job.env.name(),
@@ -61,7 +67,8 @@ impl GoldSummary {
             self.written,
             out.map(|p| format!(" to {}", p.display()))
                 .unwrap_or_default()
-        )
+        ));
+        lines
     }
 
     /// Solved tasks in percent (0 without tasks).

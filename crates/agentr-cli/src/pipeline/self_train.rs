@@ -1115,10 +1115,9 @@ fn expert_episodes(run: &mut Run, envs: &[EnvName]) -> Result<Vec<PathBuf>> {
                 let file = std::fs::File::create(&out)
                     .with_context(|| format!("creating {}", out.display()))?;
                 let summary = gold(&job, &mut std::io::BufWriter::new(file), run.reporter)?;
-                for failure in &summary.failures {
-                    run.reporter.line(&format!("not solved: {failure}"));
+                for line in summary.describe(&job, Some(&out)) {
+                    run.reporter.line(&line);
                 }
-                run.reporter.line(&summary.describe(&job, Some(&out)));
                 Ok(())
             })?;
             files.push(out);

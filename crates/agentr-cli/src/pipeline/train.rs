@@ -117,7 +117,7 @@ fn adapter_base(
     reporter: &dyn Reporter,
 ) -> Result<String> {
     if resolved.is_dir() {
-        if !Path::new(arg).exists() && !arg.contains('@') {
+        if crate::models::hub_id(Path::new(arg)).is_some_and(|id| !id.contains('@')) {
             return Ok(arg.to_owned());
         }
         let absolute = std::fs::canonicalize(resolved)
