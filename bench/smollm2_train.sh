@@ -41,7 +41,7 @@ for setting in "--lora-rank 16" "--lora-rank 16 --recompute" "" "--recompute"; d
   torch_setting=${setting/--recompute/--checkpointing}
   # shellcheck disable=SC2086
   theirs=$("$venv/bin/python" "$root/bench/smollm2_train.py" "$model" $torch_setting --threads "$threads")
-  "$python" - "$ours" "$theirs" <<'PY'
+  "$venv/bin/python" - "$ours" "$theirs" <<'PY'
 import json, sys
 ours, theirs = (json.loads(a) for a in sys.argv[1:3])
 name = ("LoRA r%d" % ours["lora_rank"]) if ours["lora_rank"] else "full fine-tuning"

@@ -60,7 +60,7 @@ fn rows_are_contiguous(stride: &[usize], positions: usize, dim: usize) -> bool {
 /// Keys or values for the CPU kernel: each head's `positions x dim` block is contiguous, and
 /// heads sit `head_stride` apart (more than a block for a view of the KV cache's buffers).
 #[derive(Clone, Copy)]
-struct Heads<'a> {
+pub(crate) struct Heads<'a> {
     data: &'a [f32],
     batch_stride: usize,
     head_stride: usize,
@@ -93,6 +93,16 @@ impl<'a> Heads<'a> {
             head_stride: stride[1],
             block,
         })
+    }
+
+    /// The heads of a contiguous `[batch, heads, positions, dim]` buffer.
+    pub(crate) fn contiguous(data: &'a [f32], heads: usize, positions: usize, dim: usize) -> Self {
+        Heads {
+            data,
+            batch_stride: heads * positions * dim,
+            head_stride: positions * dim,
+            block: positions * dim,
+        }
     }
 
     /// Head `head` of batch row `b`: `positions x dim`, row-major.
@@ -152,7 +162,7 @@ struct FusedAttention {
 
 /// Sizes shared by the forward and backward kernels.
 #[derive(Debug, Clone, Copy)]
-struct Dims {
+pub(crate) struct Dims {
     heads: usize,
     kv_heads: usize,
     tq: usize,
@@ -179,6 +189,17 @@ impl Dims {
             tk,
             dim,
         })
+    }
+
+    /// Sizes of a whole-sequence pass (`tq == tk == positions`).
+    pub(crate) fn whole(heads: usize, kv_heads: usize, positions: usize, dim: usize) -> Self {
+        Dims {
+            heads,
+            kv_heads,
+            tq: positions,
+            tk: positions,
+            dim,
+        }
     }
 
     fn group(&self) -> usize {
@@ -226,7 +247,7 @@ fn weights_block(
     width
 }
 
-fn forward(q: &[f32], k: Heads, v: Heads, dims: &Dims, scale: f32) -> Vec<f32> {
+pub(crate) fn forward(q: &[f32], k: Heads, v: Heads, dims: &Dims, scale: f32) -> Vec<f32> {
     let Dims {
         heads, tq, tk, dim, ..
     } = *dims;
@@ -256,13 +277,13 @@ fn forward(q: &[f32], k: Heads, v: Heads, dims: &Dims, scale: f32) -> Vec<f32> {
 }
 
 /// Gradients of q, k and v, given the output and its gradient (same layouts as the inputs).
-struct Gradients {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+pub(crate) struct Gradients {
+    pub(crate) q: Vec<f32>,
+    pub(crate) k: Vec<f32>,
+    pub(crate) v: Vec<f32>,
 }
 
-fn backward(
+pub(crate) fn backward(
     q: &[f32],
     k: &[f32],
     v: &[f32],

@@ -14,24 +14,218 @@
 //! several passes over `[rows, out]` that the matrix products do not need. [`lora_linear`]
 //! is one node on the CPU: the low-rank product is accumulated into the base product's
 //! output by gemm, and the backward pass accumulates `x`'s two gradient terms the same way.
+//!
+//! A trained weight (full fine-tuning) through candle's `x.matmul(&w.t())` is two graph nodes,
+//! the transposition and the product: the backward pass sums `[in, out]` into a zeroed buffer
+//! for the transposed view, then sums its transposition (a strided read) into another zeroed
+//! buffer for the weight. [`TrainedMatmul`] computes `gradᵀ · x` directly in the weight's
+//! `[out, in]` layout, one node and one sum per weight.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Storage, Tensor, bail,
+    CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage,
+    Tensor, bail,
 };
 
 use crate::fused::{elements, fused_on, leaf, slice};
 use crate::products::{View, parallel_matmul_into};
 
 /// `x · weightᵀ` for a 2-D `x` (`[rows, in]`) and `weight` (`[out, in]`). When `x` is part of
-/// a graph and `weight` is not (a frozen weight), backward computes no weight gradient.
+/// a graph and `weight` is not (a frozen weight), backward computes no weight gradient; a
+/// trained f32 weight on the CPU gets its gradient from one fused operation.
 pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     if x.track_op() && !weight.track_op() {
         x.apply_op1(FrozenMatmul {
             weight: weight.clone(),
         })
+    } else if weight.track_op() && fused_on(x) && fused_on(weight) && x.rank() == 2 {
+        x.contiguous()?
+            .apply_op2(&weight.contiguous()?, TrainedMatmul)
     } else {
         x.matmul(&weight.t()?)
+    }
+}
+
+/// `x · Wᵀ` for a weight that trains: the backward pass gives `grad · W` and `gradᵀ · x`.
+struct TrainedMatmul;
+
+impl CustomOp2 for TrainedMatmul {
+    fn name(&self) -> &'static str {
+        "agentr-trained-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (x, weight) = (slice(xs, xl, name)?, slice(ws, wl, name)?);
+        let (rows, inner) = xl.shape().dims2()?;
+        let (out, weight_inner) = wl.shape().dims2()?;
+        if inner != weight_inner {
+            bail!("{name}: x is [{rows}, {inner}] but the weight is [{out}, {weight_inner}]")
+        }
+        let (y, _) = Operands::plain(weight, out, inner).forward(x, rows);
+        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (rows, inner) = x.dims2()?;
+        let (out, _) = weight.dims2()?;
+        let (xs, ws, gs) = (elements(x)?, elements(weight)?, elements(grad)?);
+        let mut gx = x.track_op().then(|| vec![0.0f32; rows * inner]);
+        let grads =
+            Operands::plain(&ws, out, inner).backward(&xs, &[], &gs, rows, gx.as_deref_mut(), true);
+        let gx = gx.map(|gx| leaf(gx, x)).transpose()?;
+        Ok((gx, grads.weight.map(|gw| leaf(gw, weight)).transpose()?))
+    }
+}
+
+/// One projection's operands as slices: `y = x Wᵀ + scale (x Aᵀ) Bᵀ` with `weight` `[out,
+/// inner]` and an optional adapter `a` `[rank, inner]`, `b` `[out, rank]`. The fused
+/// operations share its forward and backward products.
+#[derive(Clone, Copy)]
+pub(crate) struct Operands<'a> {
+    pub(crate) weight: &'a [f32],
+    pub(crate) out: usize,
+    pub(crate) inner: usize,
+    pub(crate) adapter: Option<Adapter<'a>>,
+}
+
+/// A LoRA adapter's operands.
+#[derive(Clone, Copy)]
+pub(crate) struct Adapter<'a> {
+    pub(crate) a: &'a [f32],
+    pub(crate) b: &'a [f32],
+    pub(crate) rank: usize,
+    pub(crate) scale: f32,
+}
+
+/// The parameter gradients of one projection's backward pass (those asked for).
+pub(crate) struct ProjectionGradients {
+    pub(crate) weight: Option<Vec<f32>>,
+    pub(crate) a: Option<Vec<f32>>,
+    pub(crate) b: Option<Vec<f32>>,
+}
+
+impl<'a> Operands<'a> {
+    /// A projection without an adapter.
+    pub(crate) fn plain(weight: &'a [f32], out: usize, inner: usize) -> Self {
+        Operands {
+            weight,
+            out,
+            inner,
+            adapter: None,
+        }
+    }
+
+    /// `y` `[rows, out]` for `x` `[rows, inner]`, and `x Aᵀ` `[rows, rank]` (empty without an
+    /// adapter), which the backward pass reads.
+    pub(crate) fn forward(&self, x: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
+        let (out, inner) = (self.out, self.inner);
+        let x_view = View::rows(x, rows, inner, inner);
+        let mut y = vec![0.0f32; rows * out];
+        parallel_matmul_into(
+            &mut y,
+            out,
+            x_view,
+            View::rows(self.weight, out, inner, inner).t(),
+            1.0,
+            false,
+        );
+        let Some(Adapter { a, b, rank, scale }) = self.adapter else {
+            return (y, Vec::new());
+        };
+        let mut low = vec![0.0f32; rows * rank];
+        parallel_matmul_into(
+            &mut low,
+            rank,
+            x_view,
+            View::rows(a, rank, inner, inner).t(),
+            1.0,
+            false,
+        );
+        parallel_matmul_into(
+            &mut y,
+            out,
+            View::rows(&low, rows, rank, rank),
+            View::rows(b, out, rank, rank).t(),
+            scale,
+            true,
+        );
+        (y, low)
+    }
+
+    /// The backward pass given `grad` (`dL/dy`): adds `dL/dx` to `gx` when given, and returns
+    /// the adapter's gradients (with an adapter) and the weight's (when `weight_trains`).
+    /// `low` is what [`Operands::forward`] returned beside `y`.
+    pub(crate) fn backward(
+        &self,
+        x: &[f32],
+        low: &[f32],
+        grad: &[f32],
+        rows: usize,
+        gx: Option<&mut [f32]>,
+        weight_trains: bool,
+    ) -> ProjectionGradients {
+        let (out, inner) = (self.out, self.inner);
+        let x_view = View::rows(x, rows, inner, inner);
+        let g_view = View::rows(grad, rows, out, out);
+        let mut gradients = ProjectionGradients {
+            weight: None,
+            a: None,
+            b: None,
+        };
+        if weight_trains {
+            let mut gw = vec![0.0f32; out * inner];
+            parallel_matmul_into(&mut gw, inner, g_view.t(), x_view, 1.0, false);
+            gradients.weight = Some(gw);
+        }
+        // dL/d(x Aᵀ) = s · grad · B, at rank width.
+        let g_low = self.adapter.map(|Adapter { b, rank, scale, .. }| {
+            let mut g_low = vec![0.0f32; rows * rank];
+            let b_view = View::rows(b, out, rank, rank);
+            parallel_matmul_into(&mut g_low, rank, g_view, b_view, scale, false);
+            g_low
+        });
+        if let Some(gx) = gx {
+            // dL/dx += grad · W + (s · grad · B) · A.
+            let weight = View::rows(self.weight, out, inner, inner);
+            parallel_matmul_into(gx, inner, g_view, weight, 1.0, true);
+            if let (Some(g_low), Some(Adapter { a, rank, .. })) = (&g_low, self.adapter) {
+                let a_view = View::rows(a, rank, inner, inner);
+                parallel_matmul_into(
+                    gx,
+                    inner,
+                    View::rows(g_low, rows, rank, rank),
+                    a_view,
+                    1.0,
+                    true,
+                );
+            }
+        }
+        if let (Some(g_low), Some(Adapter { rank, scale, .. })) = (g_low, self.adapter) {
+            // dL/dA = (s · grad · B)ᵀ · x.
+            let mut ga = vec![0.0f32; rank * inner];
+            let g_low_view = View::rows(&g_low, rows, rank, rank);
+            parallel_matmul_into(&mut ga, inner, g_low_view.t(), x_view, 1.0, false);
+            // dL/dB = s · gradᵀ · (x Aᵀ).
+            let mut gb = vec![0.0f32; out * rank];
+            let low_view = View::rows(low, rows, rank, rank);
+            parallel_matmul_into(&mut gb, rank, g_view.t(), low_view, scale, false);
+            gradients.a = Some(ga);
+            gradients.b = Some(gb);
+        }
+        gradients
     }
 }
 
@@ -166,34 +360,9 @@ impl CustomOp3 for FusedLora {
         }
         let (storage, weight_layout) = self.weight.storage_and_layout();
         let weight = slice_of(&storage, weight_layout, name)?;
-        let x_view = View::rows(x, rows, inner, inner);
-        let mut y = vec![0.0f32; rows * out];
-        parallel_matmul_into(
-            &mut y,
-            out,
-            x_view,
-            View::rows(weight, out, inner, inner).t(),
-            1.0,
-            false,
-        );
-        let mut low = vec![0.0f32; rows * rank];
-        parallel_matmul_into(
-            &mut low,
-            rank,
-            x_view,
-            View::rows(a, rank, inner, inner).t(),
-            1.0,
-            false,
-        );
-        let low = View::rows(&low, rows, rank, rank);
-        parallel_matmul_into(
-            &mut y,
-            out,
-            low,
-            View::rows(b, out, rank, rank).t(),
-            self.scale,
-            true,
-        );
+        let (y, _) = self
+            .operands(weight, a, b, out, inner, rank)
+            .forward(x, rows);
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
@@ -211,41 +380,47 @@ impl CustomOp3 for FusedLora {
         let (xs, a_s, bs, gs) = (elements(x)?, elements(a)?, elements(b)?, elements(grad)?);
         let (storage, weight_layout) = self.weight.storage_and_layout();
         let weight = slice_of(&storage, weight_layout, self.name())?;
-        let x_view = View::rows(&xs, rows, inner, inner);
-        let a_view = View::rows(&a_s, rank, inner, inner);
-        let b_view = View::rows(&bs, out, rank, rank);
-        let g_view = View::rows(&gs, rows, out, out);
-        // dL/d(x Aᵀ) = s · grad · B, at rank width.
-        let mut g_low = vec![0.0f32; rows * rank];
-        parallel_matmul_into(&mut g_low, rank, g_view, b_view, self.scale, false);
-        let g_low_view = View::rows(&g_low, rows, rank, rank);
-        // dL/dx = grad · W + (s · grad · B) · A.
-        let mut gx = vec![0.0f32; rows * inner];
+        let operands = self.operands(weight, &a_s, &bs, out, inner, rank);
+        // The forward pass's x Aᵀ, recomputed at rank width rather than kept.
+        let mut low = vec![0.0f32; rows * rank];
         parallel_matmul_into(
-            &mut gx,
-            inner,
-            g_view,
-            View::rows(weight, out, inner, inner),
+            &mut low,
+            rank,
+            View::rows(&xs, rows, inner, inner),
+            View::rows(&a_s, rank, inner, inner).t(),
             1.0,
             false,
         );
-        parallel_matmul_into(&mut gx, inner, g_low_view, a_view, 1.0, true);
-        // dL/dA = (s · grad · B)ᵀ · x.
-        let mut ga = vec![0.0f32; rank * inner];
-        parallel_matmul_into(&mut ga, inner, g_low_view.t(), x_view, 1.0, false);
-        // dL/dB = s · gradᵀ · (x Aᵀ).
-        let mut low = vec![0.0f32; rows * rank];
-        parallel_matmul_into(&mut low, rank, x_view, a_view.t(), 1.0, false);
-        let mut gb = vec![0.0f32; out * rank];
-        parallel_matmul_into(
-            &mut gb,
-            rank,
-            g_view.t(),
-            View::rows(&low, rows, rank, rank),
-            self.scale,
-            false,
-        );
+        let mut gx = vec![0.0f32; rows * inner];
+        let grads = operands.backward(&xs, &low, &gs, rows, Some(&mut gx), false);
+        let (Some(ga), Some(gb)) = (grads.a, grads.b) else {
+            bail!("{}: the adapter's gradients are missing", self.name())
+        };
         Ok((Some(leaf(gx, x)?), Some(leaf(ga, a)?), Some(leaf(gb, b)?)))
+    }
+}
+
+impl FusedLora {
+    fn operands<'a>(
+        &self,
+        weight: &'a [f32],
+        a: &'a [f32],
+        b: &'a [f32],
+        out: usize,
+        inner: usize,
+        rank: usize,
+    ) -> Operands<'a> {
+        Operands {
+            weight,
+            out,
+            inner,
+            adapter: Some(Adapter {
+                a,
+                b,
+                rank,
+                scale: self.scale,
+            }),
+        }
     }
 }
 
@@ -405,10 +580,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("frozen-matmul"), "{message}");
-        // A weight that records a graph takes candle's own matmul (both gradients wanted).
+        // A weight that records a graph gets its gradient too.
         let weight = Var::from_tensor(&random(&[4, 3], 3)).unwrap();
         let y = linear(x.as_tensor(), weight.as_tensor()).unwrap();
         let grads = y.sum_all().unwrap().backward().unwrap();
         assert!(grads.get(weight.as_tensor()).is_some());
+        let message = linear(
+            x.as_tensor(),
+            Var::from_tensor(&random(&[4, 5], 4)).unwrap().as_tensor(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("agentr-trained-matmul"), "{message}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// A trained weight's product gives candle's matmul output and the gradients of x and
+        /// the weight, without the transposed `[in, out]` gradient candle's graph sums.
+        #[test]
+        fn trained_weight_matches_matmul_in_one_node(
+            // Disjoint ranges, so a transposed gradient cannot be mistaken for another.
+            rows in 1usize..9,
+            inner in 9usize..13,
+            out in 13usize..17,
+            seed in any::<u64>(),
+        ) {
+            let x = random(&[rows, inner], seed);
+            let weight = random(&[out, inner], seed ^ 1);
+            let differences = crate::fused::tests::compare(
+                |t| linear(&t[0], &t[1]),
+                |t| composed(&t[0], &t[1]),
+                &[x.clone(), weight.clone()],
+                seed ^ 2,
+            );
+            for (what, difference) in ["out", "x", "weight"].iter().zip(differences) {
+                prop_assert!(difference < 1e-4, "{} differs by {}", what, difference);
+            }
+            let (x, weight) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&weight).unwrap());
+            let grads = linear(x.as_tensor(), weight.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let shapes: Vec<Vec<usize>> = grads
+                .get_ids()
+                .map(|id| grads.get_id(*id).unwrap().dims().to_vec())
+                .collect();
+            prop_assert!(!shapes.contains(&vec![inner, out]));
+            prop_assert!(shapes.contains(&vec![out, inner]));
+        }
     }
 }

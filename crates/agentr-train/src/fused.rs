@@ -185,11 +185,66 @@ struct FusedRmsNorm {
     eps: f32,
 }
 
-impl FusedRmsNorm {
-    fn inverse_rms(&self, row: &[f32]) -> f32 {
-        let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
-        1.0 / (mean + self.eps).sqrt()
-    }
+fn inverse_rms(row: &[f32], eps: f32) -> f32 {
+    let mean = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
+/// RMSNorm of every `w.len()`-wide row of `x` (row-major), scaled by `w`.
+pub(crate) fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let width = w.len();
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(x.par_chunks(width * ROWS_PER_TASK))
+        .for_each(|(out_rows, x_rows)| {
+            for (o, row) in out_rows.chunks_mut(width).zip(x_rows.chunks(width)) {
+                let r = inverse_rms(row, eps);
+                for ((o, &v), &g) in o.iter_mut().zip(row).zip(w) {
+                    *o = v * r * g;
+                }
+            }
+        });
+    out
+}
+
+/// [`rms_norm_rows`]'s backward pass: adds `x`'s gradient to `dx` and returns `w`'s. With
+/// g = w ∘ dy and r the inverse RMS of the row: dx = r (g − x r² mean(g ∘ x)),
+/// dw = Σ_rows dy ∘ x r.
+pub(crate) fn rms_norm_backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+) -> Vec<f32> {
+    let width = w.len();
+    dx.par_chunks_mut(width * ROWS_PER_TASK)
+        .zip(x.par_chunks(width * ROWS_PER_TASK))
+        .zip(dy.par_chunks(width * ROWS_PER_TASK))
+        .map(|((dx_rows, x_rows), dy_rows)| {
+            let mut dw = vec![0.0f32; width];
+            for ((dx, x), dy) in dx_rows
+                .chunks_mut(width)
+                .zip(x_rows.chunks(width))
+                .zip(dy_rows.chunks(width))
+            {
+                let r = inverse_rms(x, eps);
+                let dot: f32 = (0..width).map(|i| w[i] * dy[i] * x[i]).sum();
+                let centre = r * r * dot / width as f32;
+                for i in 0..width {
+                    dx[i] += r * (w[i] * dy[i] - x[i] * centre);
+                    dw[i] += dy[i] * x[i] * r;
+                }
+            }
+            dw
+        })
+        .reduce(
+            || vec![0.0f32; width],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
 }
 
 impl CustomOp2 for FusedRmsNorm {
@@ -209,22 +264,13 @@ impl CustomOp2 for FusedRmsNorm {
         if width == 0 || xl.dims().last() != Some(&width) {
             candle_core::bail!("rms_norm: weight of {width} for input {:?}", xl.dims());
         }
-        let mut out = vec![0.0f32; x.len()];
-        out.par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(x.par_chunks(width * ROWS_PER_TASK))
-            .for_each(|(out_rows, x_rows)| {
-                for (o, row) in out_rows.chunks_mut(width).zip(x_rows.chunks(width)) {
-                    let r = self.inverse_rms(row);
-                    for ((o, &v), &g) in o.iter_mut().zip(row).zip(w) {
-                        *o = v * r * g;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(out), xl.shape().clone()))
+        Ok((
+            CpuStorage::F32(rms_norm_rows(x, w, self.eps)),
+            xl.shape().clone(),
+        ))
     }
 
-    /// With g = weight ∘ dy and r the inverse RMS of the row:
-    /// dx = r (g − x r² mean(g ∘ x)), dweight = Σ_rows dy ∘ x r.
+    /// See [`rms_norm_backward`].
     fn bwd(
         &self,
         x: &Tensor,
@@ -233,36 +279,8 @@ impl CustomOp2 for FusedRmsNorm {
         grad_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (xs, w, dy) = (elements(x)?, elements(weight)?, elements(grad_out)?);
-        let width = w.len();
         let mut dx = vec![0.0f32; xs.len()];
-        let dw = dx
-            .par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(xs.par_chunks(width * ROWS_PER_TASK))
-            .zip(dy.par_chunks(width * ROWS_PER_TASK))
-            .map(|((dx_rows, x_rows), dy_rows)| {
-                let mut dw = vec![0.0f32; width];
-                for ((dx, x), dy) in dx_rows
-                    .chunks_mut(width)
-                    .zip(x_rows.chunks(width))
-                    .zip(dy_rows.chunks(width))
-                {
-                    let r = self.inverse_rms(x);
-                    let dot: f32 = (0..width).map(|i| w[i] * dy[i] * x[i]).sum();
-                    let centre = r * r * dot / width as f32;
-                    for i in 0..width {
-                        dx[i] = r * (w[i] * dy[i] - x[i] * centre);
-                        dw[i] += dy[i] * x[i] * r;
-                    }
-                }
-                dw
-            })
-            .reduce(
-                || vec![0.0f32; width],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+        let dw = rms_norm_backward(&xs, &w, &dy, self.eps, &mut dx);
         Ok((Some(leaf(dx, x)?), Some(leaf(dw, weight)?)))
     }
 }
@@ -289,6 +307,42 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
+/// `silu(gate) * up`, element by element.
+pub(crate) fn swiglu_values(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; gate.len()];
+    out.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(gate.par_chunks(ELEMENTS_PER_TASK))
+        .zip(up.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|((o, g), u)| {
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = g * sigmoid(g) * u;
+            }
+        });
+    out
+}
+
+/// The gradients of gate and up given the output's `dy`: d up = dy · g s; d gate = dy · u · s
+/// (1 + g (1 − s)), with s = sigmoid(g).
+pub(crate) fn swiglu_backward(g: &[f32], u: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut dg = vec![0.0f32; g.len()];
+    let mut du = vec![0.0f32; g.len()];
+    dg.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(du.par_chunks_mut(ELEMENTS_PER_TASK))
+        .zip(g.par_chunks(ELEMENTS_PER_TASK))
+        .zip(
+            u.par_chunks(ELEMENTS_PER_TASK)
+                .zip(dy.par_chunks(ELEMENTS_PER_TASK)),
+        )
+        .for_each(|(((dg, du), g), (u, dy))| {
+            for i in 0..g.len() {
+                let s = sigmoid(g[i]);
+                du[i] = dy[i] * g[i] * s;
+                dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+            }
+        });
+    (dg, du)
+}
+
 impl CustomOp2 for FusedSwiGlu {
     fn name(&self) -> &'static str {
         "agentr-swiglu"
@@ -305,19 +359,10 @@ impl CustomOp2 for FusedSwiGlu {
         if gl.dims() != ul.dims() {
             candle_core::bail!("swiglu: gate {:?} and up {:?} differ", gl.dims(), ul.dims());
         }
-        let mut out = vec![0.0f32; gate.len()];
-        out.par_chunks_mut(ELEMENTS_PER_TASK)
-            .zip(gate.par_chunks(ELEMENTS_PER_TASK))
-            .zip(up.par_chunks(ELEMENTS_PER_TASK))
-            .for_each(|((o, g), u)| {
-                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    *o = g * sigmoid(g) * u;
-                }
-            });
-        Ok((CpuStorage::F32(out), gl.shape().clone()))
+        Ok((CpuStorage::F32(swiglu_values(gate, up)), gl.shape().clone()))
     }
 
-    /// d up = dy · g s; d gate = dy · u · s (1 + g (1 − s)), with s = sigmoid(g).
+    /// See [`swiglu_backward`].
     fn bwd(
         &self,
         gate: &Tensor,
@@ -326,22 +371,7 @@ impl CustomOp2 for FusedSwiGlu {
         grad_out: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (g, u, dy) = (elements(gate)?, elements(up)?, elements(grad_out)?);
-        let mut dg = vec![0.0f32; g.len()];
-        let mut du = vec![0.0f32; g.len()];
-        dg.par_chunks_mut(ELEMENTS_PER_TASK)
-            .zip(du.par_chunks_mut(ELEMENTS_PER_TASK))
-            .zip(g.par_chunks(ELEMENTS_PER_TASK))
-            .zip(
-                u.par_chunks(ELEMENTS_PER_TASK)
-                    .zip(dy.par_chunks(ELEMENTS_PER_TASK)),
-            )
-            .for_each(|(((dg, du), g), (u, dy))| {
-                for i in 0..g.len() {
-                    let s = sigmoid(g[i]);
-                    du[i] = dy[i] * g[i] * s;
-                    dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-                }
-            });
+        let (dg, du) = swiglu_backward(&g, &u, &dy);
         Ok((Some(leaf(dg, gate)?), Some(leaf(du, up)?)))
     }
 }
@@ -387,26 +417,40 @@ impl FusedRotary {
         let [_, _, seq, dim] = dims else {
             candle_core::bail!("rotary takes [batch, heads, seq, head_dim], got {dims:?}");
         };
-        let (seq, half) = (*seq, dim / 2);
-        if self.cos.len() != seq * half || dim % 2 != 0 {
+        if self.cos.len() != seq * (dim / 2) || dim % 2 != 0 {
             candle_core::bail!("rotary tables of {} for shape {dims:?}", self.cos.len());
         }
         let mut out = vec![0.0f32; x.len()];
-        out.par_chunks_mut(seq * dim)
-            .zip(x.par_chunks(seq * dim))
-            .for_each(|(out, x)| {
-                for t in 0..seq {
-                    let (row, o) = (&x[t * dim..(t + 1) * dim], &mut out[t * dim..(t + 1) * dim]);
-                    let (cos, sin) = (&self.cos[t * half..], &self.sin[t * half..]);
-                    for i in 0..half {
-                        let (c, s) = (cos[i], sign * sin[i]);
-                        o[i] = row[i] * c - row[half + i] * s;
-                        o[half + i] = row[half + i] * c + row[i] * s;
-                    }
-                }
-            });
+        rotate_heads(x, &self.cos, &self.sin, *dim, sign, &mut out);
         Ok(out)
     }
+}
+
+/// Rotates every `[seq, dim]` block of `x` (`seq` = `cos.len() / (dim / 2)`) into `out` by
+/// `sign ·` the angles whose cosines and sines are `cos`, `sin` `[seq, dim / 2]`.
+pub(crate) fn rotate_heads(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    sign: f32,
+    out: &mut [f32],
+) {
+    let half = dim / 2;
+    let seq = cos.len() / half.max(1);
+    out.par_chunks_mut(seq * dim)
+        .zip(x.par_chunks(seq * dim))
+        .for_each(|(out, x)| {
+            for t in 0..seq {
+                let (row, o) = (&x[t * dim..(t + 1) * dim], &mut out[t * dim..(t + 1) * dim]);
+                let (cos, sin) = (&cos[t * half..], &sin[t * half..]);
+                for i in 0..half {
+                    let (c, s) = (cos[i], sign * sin[i]);
+                    o[i] = row[i] * c - row[half + i] * s;
+                    o[half + i] = row[half + i] * c + row[i] * s;
+                }
+            }
+        });
 }
 
 impl CustomOp1 for FusedRotary {

@@ -45,6 +45,7 @@
 
 mod agent;
 mod attention;
+mod block;
 mod device;
 mod error;
 mod frozen;

@@ -1159,9 +1159,41 @@ impl Llama {
         pass: Pass,
     ) -> candle_core::Result<Tensor> {
         let eps = self.config.rms_norm_eps;
-        let normed = crate::fused::rms_norm(x, &pass.read(&layer.input_layernorm), eps)?;
-        let attended = self.attention(layer, &normed, (batch, seq), start, cache, pass)?;
-        let x = (x + attended)?;
+        let fused_attention = match (pass, &cache) {
+            // A whole sequence with a graph: the fused block, where it applies.
+            (Pass::Train, None) if start == 0 => crate::block::attention(
+                x,
+                &layer.input_layernorm,
+                eps,
+                [Q, K, V, O].map(|index| &layer.projections[index]),
+                crate::block::AttentionShape {
+                    batch,
+                    seq,
+                    heads: self.config.num_attention_heads,
+                    kv_heads: self.config.num_key_value_heads,
+                    head_dim: self.config.head_dim(),
+                },
+                (
+                    &self.rotary.cos.narrow(0, 0, seq)?,
+                    &self.rotary.sin.narrow(0, 0, seq)?,
+                ),
+            )?,
+            _ => None,
+        };
+        let x = match fused_attention {
+            Some(x) => x,
+            None => {
+                let normed = crate::fused::rms_norm(x, &pass.read(&layer.input_layernorm), eps)?;
+                (x + self.attention(layer, &normed, (batch, seq), start, cache, pass)?)?
+            }
+        };
+        let feed_forward = [GATE, UP, DOWN].map(|index| &layer.projections[index]);
+        if pass == Pass::Train
+            && let Some(y) =
+                crate::block::feed_forward(&x, &layer.post_attention_layernorm, eps, feed_forward)?
+        {
+            return Ok(y);
+        }
         let normed = crate::fused::rms_norm(&x, &pass.read(&layer.post_attention_layernorm), eps)?;
         let gate = layer.projections[GATE].forward(&normed, pass)?;
         let up = layer.projections[UP].forward(&normed, pass)?;
