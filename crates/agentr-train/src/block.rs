@@ -1,14 +1,16 @@
-//! The feed-forward half of a decoder layer as one operation on the CPU:
-//! `x + down(swiglu(gate(n), up(n)))` with `n = rms_norm(x)`, its backward pass written by
-//! hand.
+//! The two halves of a decoder layer as one training operation each on the CPU, their
+//! backward passes written by hand: [`attention`] (`x + o(attention(rope(q(n)), rope(k(n)),
+//! v(n)))`) and [`feed_forward`] (`x + down(swiglu(gate(n), up(n)))`), each with `n =
+//! rms_norm(x)`.
 //!
-//! Composed from the fused kernels, this half is seven graph nodes per layer. candle keeps
-//! every node's inputs alive until the backward pass (the normalised input, gate, up, the
-//! SwiGLU product and the down projection's output: about 50 MB per SmolLM2 layer at 2,048
-//! tokens), and its backward pass sums each node's gradient into a freshly zeroed buffer of
-//! the node's size, on the calling thread. The fused operation keeps only gate and up (the
-//! normalised input and the SwiGLU product are recomputed from them and from `x`, elementwise
-//! work) and passes gradients between its parts in buffers of its own.
+//! Composed from the fused kernels, the two halves are about twenty graph nodes per layer.
+//! candle keeps every node's inputs alive until the backward pass (normalised inputs, the
+//! projections' outputs and their head-layout copies, gate, up, the SwiGLU product: about
+//! 100 MB per SmolLM2 layer at 2,048 tokens), and its backward pass sums each node's gradient
+//! into a freshly zeroed buffer of the node's size, on the calling thread. A fused half keeps
+//! only what its backward pass reads (the rotated queries and keys, the values and the
+//! attention's output; gate and up), recomputes the norm and the SwiGLU product elementwise,
+//! and passes gradients between its parts in buffers of its own.
 //!
 //! The parameters' gradients still reach candle's gradient store under their own variables:
 //! each trainable parameter enters the graph through a [`GradientTap`], a node whose value is
