@@ -142,18 +142,10 @@ impl<'a> Operands<'a> {
             1.0,
             false,
         );
-        let Some(Adapter { a, b, rank, scale }) = self.adapter else {
+        let Some(Adapter { b, rank, scale, .. }) = self.adapter else {
             return (y, Vec::new());
         };
-        let mut low = vec![0.0f32; rows * rank];
-        parallel_matmul_into(
-            &mut low,
-            rank,
-            x_view,
-            View::rows(a, rank, inner, inner).t(),
-            1.0,
-            false,
-        );
+        let low = self.low(x, rows);
         parallel_matmul_into(
             &mut y,
             out,
@@ -163,6 +155,24 @@ impl<'a> Operands<'a> {
             true,
         );
         (y, low)
+    }
+
+    /// `x Aᵀ` (`[rows, rank]`; empty without an adapter).
+    pub(crate) fn low(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let Some(Adapter { a, rank, .. }) = self.adapter else {
+            return Vec::new();
+        };
+        let inner = self.inner;
+        let mut low = vec![0.0f32; rows * rank];
+        parallel_matmul_into(
+            &mut low,
+            rank,
+            View::rows(x, rows, inner, inner),
+            View::rows(a, rank, inner, inner).t(),
+            1.0,
+            false,
+        );
+        low
     }
 
     /// The backward pass given `grad` (`dL/dy`): adds `dL/dx` to `gx` when given, and returns
@@ -382,15 +392,7 @@ impl CustomOp3 for FusedLora {
         let weight = slice_of(&storage, weight_layout, self.name())?;
         let operands = self.operands(weight, &a_s, &bs, out, inner, rank);
         // The forward pass's x Aᵀ, recomputed at rank width rather than kept.
-        let mut low = vec![0.0f32; rows * rank];
-        parallel_matmul_into(
-            &mut low,
-            rank,
-            View::rows(&xs, rows, inner, inner),
-            View::rows(&a_s, rank, inner, inner).t(),
-            1.0,
-            false,
-        );
+        let low = operands.low(&xs, rows);
         let mut gx = vec![0.0f32; rows * inner];
         let grads = operands.backward(&xs, &low, &gs, rows, Some(&mut gx), false);
         let (Some(ga), Some(gb)) = (grads.a, grads.b) else {
@@ -598,10 +600,11 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
         /// A trained weight's product gives candle's matmul output and the gradients of x and
-        /// the weight, without the transposed `[in, out]` gradient candle's graph sums.
+        /// the weight. (That the fused operation is the one taken is shown by its name in
+        /// the shape error above: candle's gradient store drops the intermediate nodes'
+        /// gradients, so their shapes cannot show it.)
         #[test]
-        fn trained_weight_matches_matmul_in_one_node(
-            // Disjoint ranges, so a transposed gradient cannot be mistaken for another.
+        fn trained_weight_matches_matmul(
             rows in 1usize..9,
             inner in 9usize..13,
             out in 13usize..17,
@@ -618,19 +621,6 @@ mod tests {
             for (what, difference) in ["out", "x", "weight"].iter().zip(differences) {
                 prop_assert!(difference < 1e-4, "{} differs by {}", what, difference);
             }
-            let (x, weight) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&weight).unwrap());
-            let grads = linear(x.as_tensor(), weight.as_tensor())
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let shapes: Vec<Vec<usize>> = grads
-                .get_ids()
-                .map(|id| grads.get_id(*id).unwrap().dims().to_vec())
-                .collect();
-            prop_assert!(!shapes.contains(&vec![inner, out]));
-            prop_assert!(shapes.contains(&vec![out, inner]));
         }
     }
 }
