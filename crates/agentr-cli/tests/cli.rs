@@ -961,6 +961,71 @@ fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
         "{}",
         text(&other.stderr)
     );
+    // Kept without its models (as a repository keeps an experiment): finished, it needs none
+    // of them and trains nothing.
+    let all_arms = "base,agent-r-env-feedback,good-only";
+    let manifest_of = |run: &str| dir.join(run).join("manifest.json");
+    let read_json = |path: &std::path::Path| -> Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let recorded = |run: &str| -> String {
+        let manifest = read_json(&manifest_of(run));
+        let stages = manifest["finished"].as_array().unwrap();
+        let train = stages.iter().find(|s| s["stage"] == "bc/train").unwrap();
+        train["model_sha256"].as_str().unwrap().to_owned()
+    };
+    // The digest is the one the warm start's evaluation recorded of the model it ran.
+    let evaluated = read_json(&dir.join("seed-1/base/bc/eval/textcraft/summary.json"));
+    assert_eq!(evaluated["model_sha256"], recorded("seed-1/base").as_str());
+    for seed in ["seed-0", "seed-1"] {
+        std::fs::remove_dir_all(dir.join(seed).join("base/bc/model")).unwrap();
+    }
+    let kept = run(all_arms);
+    let stderr = text(&kept.stderr);
+    assert!(kept.status.success(), "{stderr}");
+    assert!(!stderr.contains("] ...\n"), "a stage ran again: {stderr}");
+    assert_eq!(
+        stderr.matches("no unfinished stage needs it").count(),
+        2,
+        "{stderr}"
+    );
+    // An arm left unfinished needs its seed's warm start: trained again, the same weights,
+    // so the stage it redoes gives the same episodes.
+    let unfinish = |run: &str, stage: &str| {
+        let mut manifest = read_json(&manifest_of(run));
+        let stages = manifest["finished"].as_array_mut().unwrap();
+        stages.retain(|s| s["stage"] != stage);
+        std::fs::write(manifest_of(run), manifest.to_string()).unwrap();
+        std::fs::remove_dir_all(dir.join(run).join(stage)).unwrap();
+    };
+    let reflected = dir.join("seed-1/good-only/iter-1/reflection/textcraft/episodes.jsonl");
+    let before = std::fs::read(&reflected).unwrap();
+    unfinish("seed-1/good-only", "iter-1/reflection");
+    let rebuilt = run(all_arms);
+    let stderr = text(&rebuilt.stderr);
+    assert!(rebuilt.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[bc/train] the model trained again is the one recorded"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("training it again").count(), 1, "{stderr}");
+    assert_eq!(std::fs::read(&reflected).unwrap(), before);
+    assert!(!dir.join("seed-0/base/bc/model").exists());
+    // A model that comes out otherwise is refused: the stages done with the first would not
+    // follow from it.
+    std::fs::remove_dir_all(dir.join("seed-1/base/bc/model")).unwrap();
+    let tampered = std::fs::read_to_string(manifest_of("seed-1/base"))
+        .unwrap()
+        .replace(&recorded("seed-1/base"), &"0".repeat(64));
+    std::fs::write(manifest_of("seed-1/base"), tampered).unwrap();
+    unfinish("seed-1/good-only", "iter-1/reflection");
+    let refused = run(all_arms);
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("differs from the one the run recorded"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_file(&config_path).unwrap();
 }

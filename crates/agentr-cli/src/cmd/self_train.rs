@@ -110,7 +110,14 @@ pub fn run(args: Args) -> Result<()> {
         );
         return Ok(());
     }
-    let summary = execute(&args.out, config, workers, args.device.device, &Terminal)?;
+    let summary = execute(
+        &args.out,
+        config,
+        workers,
+        args.device.device,
+        false,
+        &Terminal,
+    )?;
     print_table(&summary);
     eprintln!(
         "run finished in {:.0}s (this invocation); results in {}",

@@ -146,7 +146,7 @@ enum Responder {
 
 /// SHA-256 of a model's weights: the file itself for a `.gguf`, else the folder's
 /// `config.json` and every `*.safetensors` file (shards included) by name order, streamed.
-fn model_digest(path: &Path) -> Result<String> {
+pub(super) fn model_digest(path: &Path) -> Result<String> {
     let mut files = Vec::new();
     if path.is_file() {
         files.push(path.to_owned());

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Arms run seed by seed, so the first seed's comparison is complete first. A stopped
-//! experiment resumes at its first unfinished stage (each run keeps its own manifest).
+//! experiment resumes at its first unfinished stage (each run keeps its own manifest). Kept
+//! without its model folders, it trains again only the models an unfinished stage reads: a
+//! seed's warm start while one of its arms is unfinished, an arm's models while it is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use serde_json::{Value, json};
 use agentr_train::DeviceChoice;
 
 use super::compare::compare_folders;
-use super::self_train::{Experiment, ExperimentArm, execute};
+use super::self_train::{Experiment, ExperimentArm, execute, finished};
 use crate::report::Reporter;
 
 /// The comparisons an experiment reports: (candidate, baseline), the paper's orderings first.
@@ -76,11 +78,30 @@ pub fn experiment(
     ));
     let mut results = BTreeMap::new();
     for &seed in &experiment.seeds {
+        // The other arms start from the base arm's warm start: while one of them is
+        // unfinished, a warm start whose weights were not kept is trained again.
+        let mut start_needed = false;
+        for &arm in experiment
+            .arms
+            .iter()
+            .filter(|&&a| a != ExperimentArm::Base)
+        {
+            let run = dir.join(Experiment::run_dir(arm, seed));
+            start_needed |= !finished(&run, &experiment.run_config(dir, arm, seed))?;
+        }
         for &arm in &experiment.arms {
             let relative = Experiment::run_dir(arm, seed);
             reporter.line(&format!("== {relative}"));
             let config = experiment.run_config(dir, arm, seed);
-            let summary = execute(&dir.join(&relative), config, workers, device, reporter)?;
+            let needed_elsewhere = arm == ExperimentArm::Base && start_needed;
+            let summary = execute(
+                &dir.join(&relative),
+                config,
+                workers,
+                device,
+                needed_elsewhere,
+                reporter,
+            )?;
             results.insert((arm, seed), summary);
         }
     }

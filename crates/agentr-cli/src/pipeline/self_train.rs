@@ -14,7 +14,9 @@
 //! its warm start on the goals it later searches, unless `search.cloned_goals` asks for it (the
 //! quick preset, whose minutes-old model acts only on goals it was cloned on). A stopped run
 //! resumes at its first unfinished stage; inside a stage, finished trees and training
-//! checkpoints are kept.
+//! checkpoints are kept. A training stage records its model's SHA-256, so a run directory can
+//! be kept without its model folders (an experiment committed to a repository): a model that
+//! a later stage still needs is trained again, and must come out with the recorded digest.
 //!
 //! [`experiment`](super::experiment) runs several arms over several seeds with these runs.
 
@@ -34,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::Runtime;
 use super::collect::{CollectJob, PolicySpec, collect};
 use super::compare::compare_folders;
-use super::eval::{Episodes, EvalJob, ModelSpec, evaluate};
+use super::eval::{Episodes, EvalJob, ModelSpec, evaluate, model_digest};
 use super::files::create_parent;
 use super::gold::{GoldJob, gold};
 use super::revise::{JudgeSpec, ReviseJob, revise};
@@ -586,6 +588,10 @@ impl RunConfig {
 struct FinishedStage {
     stage: String,
     seconds: f64,
+    /// A training stage's model, as `agentr eval` records it (`model_sha256`): a model
+    /// trained again because its weights were not kept is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model_sha256: Option<String>,
 }
 
 /// `manifest.json`: the stages finished so far, in order.
@@ -608,13 +614,41 @@ impl Manifest {
         self.finished.iter().any(|s| s.stage == stage)
     }
 
-    fn record(&mut self, path: &Path, stage: &str, seconds: f64) -> Result<()> {
+    fn record(
+        &mut self,
+        path: &Path,
+        stage: &str,
+        seconds: f64,
+        model_sha256: Option<String>,
+    ) -> Result<()> {
         self.finished.push(FinishedStage {
             stage: stage.to_owned(),
             seconds,
+            model_sha256,
         });
         write_json(path, self)
     }
+
+    /// The model digest `stage` recorded when it finished, if any.
+    fn model_sha256(&self, stage: &str) -> Option<&str> {
+        self.finished
+            .iter()
+            .find(|s| s.stage == stage)
+            .and_then(|s| s.model_sha256.as_deref())
+    }
+}
+
+/// The stage a run with `config` finishes with: its last self-reflection test.
+fn last_stage(config: &RunConfig) -> String {
+    match config.iterations {
+        0 => "bc/reflection".to_owned(),
+        n => format!("iter-{n}/reflection"),
+    }
+}
+
+/// Whether the run with `config` in `dir` has finished every stage.
+pub fn finished(dir: &Path, config: &RunConfig) -> Result<bool> {
+    Ok(Manifest::load(&dir.join("manifest.json"))?.is_done(&last_stage(config)))
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -630,6 +664,10 @@ struct Run<'a> {
     workers: usize,
     /// Not a setting of the run: a run may be resumed on another device.
     device: DeviceChoice,
+    /// Whether a finished training stage whose model folder is gone trains it again: while
+    /// a stage of this run or of another (an experiment's arms start from its base arm's
+    /// warm start) still has to read the model.
+    models_needed: bool,
     reporter: &'a dyn Reporter,
 }
 
@@ -652,14 +690,80 @@ impl Run<'_> {
             self.reporter.line(&format!("[{stage}] done earlier"));
             return Ok(());
         }
+        let seconds = self.timed(stage, work)?;
+        let manifest_path = self.path("manifest.json");
+        self.manifest.record(&manifest_path, stage, seconds, None)
+    }
+
+    /// Runs the training `stage`, which writes the model folder `model`, unless it finished
+    /// earlier; records it with the model's digest when it succeeds.
+    ///
+    /// A run directory can be kept without its weights (an experiment committed to a
+    /// repository, say, whose model folders are gigabytes). Such a finished stage trains its
+    /// model again when a later stage still needs it, and the weights must come out as the
+    /// ones recorded: training is deterministic for the same code on the same machine, and
+    /// with other weights the later stages already done would not follow from them.
+    fn model_stage(
+        &mut self,
+        stage: &str,
+        model: &Path,
+        work: impl FnOnce(&Self) -> Result<()>,
+    ) -> Result<()> {
+        let manifest_path = self.path("manifest.json");
+        if !self.manifest.is_done(stage) {
+            let seconds = self.timed(stage, work)?;
+            let digest = model_digest(model)?;
+            return self
+                .manifest
+                .record(&manifest_path, stage, seconds, Some(digest));
+        }
+        if model.join("model.safetensors").exists() {
+            self.reporter.line(&format!("[{stage}] done earlier"));
+            return Ok(());
+        }
+        if !self.models_needed {
+            self.reporter.line(&format!(
+                "[{stage}] done earlier; its model {} is not here, and no unfinished stage \
+                 needs it",
+                model.display()
+            ));
+            return Ok(());
+        }
+        self.reporter.line(&format!(
+            "[{stage}] done earlier, but its model {} is not here: training it again",
+            model.display()
+        ));
+        self.timed(stage, work)?;
+        let digest = model_digest(model)?;
+        match self.manifest.model_sha256(stage) {
+            Some(recorded) if recorded == digest => self.reporter.line(&format!(
+                "[{stage}] the model trained again is the one recorded (SHA-256 {digest})"
+            )),
+            Some(recorded) => bail!(
+                "stage {stage}: the model trained again in {} differs from the one the run \
+                 recorded (SHA-256 {digest}, recorded {recorded}), so the stages done with it \
+                 would not follow from it; this build or machine does not reproduce the run's \
+                 training (another agentr version, thread count or CPU?): continue it where it \
+                 was made, or start it again in a new directory",
+                model.display()
+            ),
+            None => self.reporter.line(&format!(
+                "[{stage}] trained again; the run recorded no digest for it, so it cannot be \
+                 checked against the first training"
+            )),
+        }
+        Ok(())
+    }
+
+    /// Runs `work` as `stage`, saying when it starts and how long it took (seconds).
+    fn timed(&self, stage: &str, work: impl FnOnce(&Self) -> Result<()>) -> Result<f64> {
         self.reporter.line(&format!("[{stage}] ..."));
         let started = Instant::now();
         work(self).with_context(|| format!("stage {stage}"))?;
         let seconds = started.elapsed().as_secs_f64();
         self.reporter
             .line(&format!("[{stage}] finished in {seconds:.0}s"));
-        let manifest_path = self.path("manifest.json");
-        self.manifest.record(&manifest_path, stage, seconds)
+        Ok(seconds)
     }
 }
 
@@ -837,12 +941,15 @@ impl Experiment {
 }
 
 /// Runs (or resumes) the single run `config` in `dir`, and returns its results (also written
-/// to `dir/results.json`).
+/// to `dir/results.json`). `needed_elsewhere` says that another run starts from this one's
+/// models, so that a finished training stage whose model is gone trains it again even when
+/// this run has nothing left to do.
 pub fn execute(
     dir: &Path,
     config: RunConfig,
     workers: usize,
     device: DeviceChoice,
+    needed_elsewhere: bool,
     reporter: &dyn Reporter,
 ) -> Result<serde_json::Value> {
     let envs: Vec<EnvName> = config
@@ -882,12 +989,14 @@ pub fn execute(
         write_json(&config_path, &config)?;
     }
     let manifest = Manifest::load(&dir.join("manifest.json"))?;
+    let models_needed = needed_elsewhere || !manifest.is_done(&last_stage(&config));
     let mut run = Run {
         dir: dir.to_owned(),
         config,
         manifest,
         workers,
         device,
+        models_needed,
         reporter,
     };
     // Expert episodes: the warm start's data, and part of the iterations' general data when
@@ -1032,7 +1141,7 @@ pub fn execute(
                 model.display()
             ));
         } else {
-            run.stage(&format!("{dir}/train"), |run| {
+            run.model_stage(&format!("{dir}/train"), &next, |run| {
                 let epochs = epochs_of(&run.config, iteration);
                 let job =
                     iteration_train_job(run, usable, &previous, &next, epochs, expert.clone());
@@ -1082,7 +1191,7 @@ fn has_samples(path: &Path) -> bool {
 fn warm_start(run: &mut Run, files: Vec<PathBuf>) -> Result<PathBuf> {
     let out = run.path("bc/model");
     let bc = run.config.bc.clone();
-    run.stage("bc/train", |run| {
+    run.model_stage("bc/train", &out, |run| {
         let job = TrainJob {
             observation_loss: bc.observation_loss,
             ..train_job(run, files, bc.model.clone(), &out, bc.epochs, bc.lr)
@@ -1561,6 +1670,7 @@ mod tests {
             manifest: Manifest::default(),
             workers: 1,
             device: Default::default(),
+            models_needed: true,
             reporter: &crate::report::Quiet,
         };
         // The warm start: a small preset, then two LoRA iterations on top of each other.
@@ -1622,6 +1732,7 @@ mod tests {
             manifest: Manifest::default(),
             workers: 1,
             device: Default::default(),
+            models_needed: true,
             reporter: &crate::report::Quiet,
         };
         let expert = vec![PathBuf::from("bc/gold.jsonl")];
