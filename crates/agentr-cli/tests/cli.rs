@@ -976,7 +976,10 @@ fn experiments_share_warm_starts_and_trees_and_compare_arms_by_pairs() {
     };
     // The digest is the one the warm start's evaluation recorded of the model it ran.
     let evaluated = read_json(&dir.join("seed-1/base/bc/eval/textcraft/summary.json"));
-    assert_eq!(evaluated["model_sha256"], recorded("seed-1/base").as_str());
+    assert_eq!(
+        evaluated["protocol"]["model_sha256"],
+        recorded("seed-1/base").as_str()
+    );
     for seed in ["seed-0", "seed-1"] {
         std::fs::remove_dir_all(dir.join(seed).join("base/bc/model")).unwrap();
     }
