@@ -1203,7 +1203,8 @@ impl Llama {
 
     /// The loss that `loss_of` computes from the final normalised hidden states of `ids`
     /// (`[batch * seq, hidden]`, as [`Llama::hidden_states`] gives them), and the gradient of
-    /// every trainable parameter, by layer-wise recomputation: the forward pass keeps only
+    /// every trainable parameter (those `loss_of` returns beside its loss, computed outside
+    /// the graph, added in), by layer-wise recomputation: the forward pass keeps only
     /// each layer's input, and the backward pass runs each layer's forward again, with its
     /// graph, just before differentiating through it. Only one layer's activations are alive
     /// at a time instead of all of them (for SmolLM2 at 2,048 tokens, gigabytes), for about
@@ -1212,7 +1213,7 @@ impl Llama {
     pub fn recomputed_gradients(
         &self,
         ids: &Tensor,
-        loss_of: impl Fn(&Tensor) -> Result<Tensor, TrainError>,
+        loss_of: impl Fn(&Tensor) -> Result<(Tensor, HashMap<String, Tensor>), TrainError>,
     ) -> Result<(Tensor, HashMap<String, Tensor>), TrainError> {
         let (batch, seq) = ids.dims2()?;
         let embed = || -> candle_core::Result<Tensor> {
@@ -1226,12 +1227,11 @@ impl Llama {
             let next = self.layer_forward(layer, &x, (batch, seq), 0, None, Pass::Train)?;
             inputs.push(std::mem::replace(&mut x, next.detach()));
         }
-        let mut gradients: HashMap<String, Tensor> = HashMap::new();
-        let mut add = |store: &GradStore| add_gradients(&mut gradients, self.gradients(store));
         // The head: final norm, vocabulary projection and loss, from the last layer's output.
         let top = Var::from_tensor(&x)?;
         let normed = crate::fused::rms_norm(top.as_tensor(), &self.norm, self.config.rms_norm_eps)?;
-        let loss = loss_of(&normed)?;
+        let (loss, mut gradients) = loss_of(&normed)?;
+        let mut add = |store: &GradStore| add_gradients(&mut gradients, self.gradients(store));
         let store = loss.backward()?;
         add(&store)?;
         let missing = || TrainError::Config("the loss does not depend on the model".into());
@@ -1395,11 +1395,17 @@ pub(crate) mod tests {
             let input = ids(2, 9);
             let targets = ids(2, 9);
             let mask = Tensor::ones((2, 9), DType::F32, &Device::Cpu).unwrap();
-            let loss_of = |hidden: &Tensor| -> Result<Tensor, TrainError> {
-                let logits = model.head(hidden)?.reshape((2, 9, 61))?;
-                Ok(masked_cross_entropy(&logits, &targets, &mask)?.0)
-            };
-            let whole = loss_of(&model.hidden_states(&input, None).unwrap()).unwrap();
+            let loss_of =
+                |hidden: &Tensor| -> Result<(Tensor, HashMap<String, Tensor>), TrainError> {
+                    let logits = model.head(hidden)?.reshape((2, 9, 61))?;
+                    Ok((
+                        masked_cross_entropy(&logits, &targets, &mask)?.0,
+                        HashMap::new(),
+                    ))
+                };
+            let whole = loss_of(&model.hidden_states(&input, None).unwrap())
+                .unwrap()
+                .0;
             let expected = model.gradients(&whole.backward().unwrap());
             let (loss, found) = model.recomputed_gradients(&input, loss_of).unwrap();
             let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap();

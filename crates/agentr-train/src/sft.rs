@@ -136,16 +136,18 @@ pub struct TrainOutcome {
 }
 
 /// Mean cross-entropy of `targets` at the positions `mask` marks (flattened over the batch
-/// `inputs` `[batch, seq]`). The vocabulary head runs on those positions only: the others'
-/// logits would be multiplied by a zero mask, and in agent data most positions are prompt.
+/// `inputs` `[batch, seq]`), times `scale`, with the head's gradients as [`head_loss`] gives
+/// them. The vocabulary head runs on those positions only: the others' logits would be
+/// multiplied by a zero mask, and in agent data most positions are prompt.
 fn trained_positions_loss(
     model: &Llama,
     inputs: &Tensor,
     targets: &[u32],
     mask: &[f32],
-) -> Result<Tensor, TrainError> {
+    scale: f64,
+) -> Result<(Tensor, HashMap<String, Tensor>), TrainError> {
     let hidden = model.hidden_states(inputs, None)?;
-    head_loss(model, &hidden, targets, mask, HEAD_ROWS)
+    head_loss(model, &hidden, targets, mask, HEAD_ROWS, scale)
 }
 
 /// Trained positions whose logits exist at once. With loss on every position, a 4 x 512 batch of
@@ -153,21 +155,27 @@ fn trained_positions_loss(
 /// rows each is 50 MB and freed before the next chunk.
 const HEAD_ROWS: usize = 256;
 
-/// The masked loss of the final hidden states `hidden` (`[tokens, hidden]`), with the head
-/// applied to the trained positions only, `chunk_rows` of them at a time.
+/// The masked loss of the final hidden states `hidden` (`[tokens, hidden]`) times `scale`,
+/// with the head applied to the trained positions only, `chunk_rows` of them at a time, and
+/// the gradients of the head's weights when they train.
 ///
 /// Each chunk's logits are differentiated by their own backward pass right away, which gives
-/// the loss's gradient with respect to the chunk's hidden rows (and the head's weights when
-/// they train). The returned scalar carries the loss as its value and, as its graph, the
-/// surrogate `sum(rows * dL/drows) + sum(W * dL/dW)`: backpropagating it from `hidden` on gives
-/// exactly the loss's gradients, without a `[tokens, vocab]` tensor ever being whole.
+/// the loss's gradient with respect to the chunk's hidden rows and the head's weights. The
+/// returned scalar carries the loss as its value and, as its graph, the surrogate
+/// `sum(rows * dL/drows)`: backpropagating it from `hidden` on gives exactly the loss's
+/// gradients below the head, without a `[tokens, vocab]` tensor ever being whole. The head's
+/// own gradients are returned beside it, for the caller to add: carried by the graph as
+/// `sum(W * dL/dW)`, a tied head (SmolLM2's 49,152 x 576 embedding) held the product and two
+/// more vocabulary-sized gradients at the start of the backward pass, when every activation
+/// is still alive.
 fn head_loss(
     model: &Llama,
     hidden: &Tensor,
     targets: &[u32],
     mask: &[f32],
     chunk_rows: usize,
-) -> Result<Tensor, TrainError> {
+    scale: f64,
+) -> Result<(Tensor, HashMap<String, Tensor>), TrainError> {
     let device = hidden.device();
     let trained: Vec<u32> = (0..mask.len() as u32)
         .filter(|&i| mask[i as usize] != 0.0)
@@ -195,7 +203,7 @@ fn head_loss(
         // The chunk's mean, back to its weighted sum, over the whole micro-batch's weight
         // (at least one, as `masked_cross_entropy` divides).
         let (chunk_mean, chunk_weight) = masked_cross_entropy(&logits, &chunk_targets, &weights)?;
-        let chunk_loss = (chunk_mean * (chunk_weight.max(1.0) / total_weight.max(1.0)))?;
+        let chunk_loss = (chunk_mean * (scale * chunk_weight.max(1.0) / total_weight.max(1.0)))?;
         loss += f64::from(chunk_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
         let store = chunk_loss.backward()?;
         let missing = || TrainError::Config("the loss does not depend on the hidden states".into());
@@ -203,17 +211,13 @@ fn head_loss(
         crate::model::add_gradients(&mut head_gradients, model.gradients(&store))?;
     }
     let upstream = Tensor::cat(&row_gradients, 0)?;
-    let mut surrogate = (rows * upstream)?.sum_all()?;
-    if !head_gradients.is_empty() {
-        for (name, weight) in model.parameters() {
-            if let Some(gradient) = head_gradients.get(&name) {
-                surrogate = (surrogate + (weight.as_tensor() * gradient.detach())?.sum_all()?)?;
-            }
-        }
-    }
+    let surrogate = (rows * upstream)?.sum_all()?;
     // x - x is exactly zero, so the value is the loss's while the graph is the surrogate's.
     let value = Tensor::new(loss as f32, device)?.to_dtype(surrogate.dtype())?;
-    Ok(((&surrogate - surrogate.detach())? + value)?)
+    Ok((
+        ((&surrogate - surrogate.detach())? + value)?,
+        head_gradients,
+    ))
 }
 
 /// A sample prepared for batching: inputs, targets and mask, already shifted by one.
@@ -547,12 +551,14 @@ pub fn train(
                 let share = micro.len() as f64;
                 let (loss, micro_grads) = if config.recompute {
                     model.recomputed_gradients(&inputs, |hidden| {
-                        Ok((head_loss(model, hidden, &targets, &mask, HEAD_ROWS)? / share)?)
+                        head_loss(model, hidden, &targets, &mask, HEAD_ROWS, 1.0 / share)
                     })?
                 } else {
-                    let loss = (trained_positions_loss(model, &inputs, &targets, &mask)? / share)?;
+                    let (loss, mut gradients) =
+                        trained_positions_loss(model, &inputs, &targets, &mask, 1.0 / share)?;
                     let store = loss.backward()?;
-                    (loss, model.gradients(&store))
+                    crate::model::add_gradients(&mut gradients, model.gradients(&store))?;
+                    (loss, gradients)
                 };
                 loss_sum += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
                 crate::model::add_gradients(&mut grads, micro_grads)?;
@@ -691,15 +697,17 @@ mod tests {
             let expected = model.gradients(&full.backward().unwrap());
             for chunk_rows in [1, 3, 4, HEAD_ROWS] {
                 let hidden = model.hidden_states(&inputs, None).unwrap();
-                let selected = head_loss(&model, &hidden, &targets, &mask, chunk_rows).unwrap();
+                let (selected, mut gradients) =
+                    head_loss(&model, &hidden, &targets, &mask, chunk_rows, 0.5).unwrap();
                 assert!(
-                    (value(&selected) - value(&full)).abs() < 1e-5,
+                    (value(&selected) - 0.5 * value(&full)).abs() < 1e-5,
                     "tie {tie}, {chunk_rows} rows"
                 );
-                let gradients = model.gradients(&selected.backward().unwrap());
+                let below = model.gradients(&selected.backward().unwrap());
+                crate::model::add_gradients(&mut gradients, below).unwrap();
                 assert_eq!(gradients.len(), expected.len());
                 for (name, gradient) in &gradients {
-                    let difference = (gradient - &expected[name])
+                    let difference = ((gradient * 2.0).unwrap() - &expected[name])
                         .unwrap()
                         .abs()
                         .unwrap()
@@ -712,7 +720,7 @@ mod tests {
                 }
             }
             let nothing = vec![0.0; batch * seq];
-            assert!(trained_positions_loss(&model, &inputs, &targets, &nothing).is_err());
+            assert!(trained_positions_loss(&model, &inputs, &targets, &nothing, 1.0).is_err());
         }
     }
 
