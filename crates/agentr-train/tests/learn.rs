@@ -97,7 +97,7 @@ fn first_step(observation: &str) -> JudgeRequest<'_> {
 
 fn agent() -> ModelAgent {
     let sft = SftConfig {
-        epochs: 60,
+        epochs: 80,
         lr: 5e-3,
         batch_tokens: 256,
         checkpoint_every: 10_000,
