@@ -75,8 +75,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let vocab = model.config().vocab_size as u64;
     let mut rng = agentr_envs::rng::Rng::new(5);
-    // One more token than the sequence: inputs and targets are the ids shifted by one.
-    let agent = (0..options.batch)
+    // One more token than the sequence: inputs and targets are the ids shifted by one. Distinct
+    // sequences for every step make the run one epoch, so the only checkpoint is written after
+    // the last step, outside the timed steps (a repeated batch would end an epoch, and write
+    // a checkpoint, on every step; PyTorch's side writes none).
+    let agent = (0..options.batch * options.steps as usize)
         .map(|_| Rendered {
             ids: (0..=options.seq)
                 .map(|_| 100 + rng.below(vocab - 200) as u32)

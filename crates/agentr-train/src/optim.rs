@@ -7,7 +7,8 @@ use std::path::Path;
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
 
 use crate::TrainError;
-use crate::fused::slice;
+use crate::fused::{elements, slice};
+use crate::parallel::for_each_chunk;
 
 /// AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -65,9 +66,32 @@ impl AdamW {
         self.updates
     }
 
-    /// One update with learning rate `lr` from `grads` (by parameter name; missing ones are
-    /// treated as zero gradients).
+    /// One update with learning rate `lr` from `grads` (by parameter name; parameters without
+    /// a gradient are left as they are, moments included).
     pub fn step(&mut self, grads: &HashMap<String, Tensor>, lr: f64) -> Result<(), TrainError> {
+        self.scaled_step(grads, lr, 1.0)
+    }
+
+    /// [`AdamW::step`] on `grads` clipped to global L2 norm `max_norm`, as
+    /// [`clip_global_norm`] would clip them, but with the scale applied inside the update
+    /// instead of in scaled copies of every gradient. Returns the norm before clipping.
+    pub fn clipped_step(
+        &mut self,
+        grads: &HashMap<String, Tensor>,
+        lr: f64,
+        max_norm: f64,
+    ) -> Result<f64, TrainError> {
+        let norm = global_norm(grads.values())?;
+        self.scaled_step(grads, lr, clip_scale(norm, max_norm))?;
+        Ok(norm)
+    }
+
+    fn scaled_step(
+        &mut self,
+        grads: &HashMap<String, Tensor>,
+        lr: f64,
+        scale: f64,
+    ) -> Result<(), TrainError> {
         self.updates += 1;
         let t = self.updates as i32;
         let AdamWConfig {
@@ -84,21 +108,19 @@ impl AdamW {
             };
             let (m, v) = (&self.first[name], &self.second[name]);
             if var.device().is_cpu() && var.dtype() == DType::F32 {
-                // In place, three passes over memory instead of about fifteen.
-                m.inplace_op2(
-                    grad,
-                    &MomentUpdate {
-                        decay: beta1 as f32,
-                        square: false,
-                    },
-                )?;
-                v.inplace_op2(
-                    grad,
-                    &MomentUpdate {
-                        decay: beta2 as f32,
-                        square: true,
-                    },
-                )?;
+                // In place and split between the threads: three passes over memory instead
+                // of about fifteen, none of them on one core while the other waits.
+                for (decay, square) in [(beta1, false), (beta2, true)] {
+                    let moment = if square { v } else { m };
+                    moment.inplace_op2(
+                        grad,
+                        &MomentUpdate {
+                            decay: decay as f32,
+                            scale: scale as f32,
+                            square,
+                        },
+                    )?;
+                }
                 let update = ParameterUpdate {
                     lr: lr as f32,
                     keep: (1.0 - lr * weight_decay) as f32,
@@ -108,7 +130,12 @@ impl AdamW {
                 };
                 var.as_tensor().inplace_op3(m, v, &update)?;
             } else {
-                let m = ((m * beta1)? + (grad * (1.0 - beta1))?)?;
+                let grad = if scale == 1.0 {
+                    grad.clone()
+                } else {
+                    (grad * scale)?
+                };
+                let m = ((m * beta1)? + (&grad * (1.0 - beta1))?)?;
                 let v = ((v * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
                 let update = ((&m / bias1)? / ((&v / bias2)?.sqrt()? + eps)?)?;
                 let decayed = (var.as_tensor() * (1.0 - lr * weight_decay))?;
@@ -168,9 +195,14 @@ fn contiguous_f32_mut<'a>(
     }
 }
 
-/// `moment = decay · moment + (1 − decay) · g` (or `g²` with `square`), in place.
+/// Elements per piece of work when an optimizer pass is split between threads.
+const CHUNK: usize = 1 << 16;
+
+/// `moment = decay · moment + (1 − decay) · g` (or `g²` with `square`), where `g` is the
+/// gradient times `scale`, in place.
 struct MomentUpdate {
     decay: f32,
+    scale: f32,
     square: bool,
 }
 
@@ -195,11 +227,16 @@ impl InplaceOp2 for MomentUpdate {
                 grad.len()
             );
         }
-        let rest = 1.0 - self.decay;
-        for (m, &g) in moment.iter_mut().zip(grad) {
-            let g = if self.square { g * g } else { g };
-            *m = self.decay * *m + rest * g;
-        }
+        let (decay, rest, scale) = (self.decay, 1.0 - self.decay, self.scale);
+        for_each_chunk(moment, CHUNK, |index, moment| {
+            let grad = &grad[index * CHUNK..][..moment.len()];
+            for (m, &g) in moment.iter_mut().zip(grad) {
+                // Unclipped, `g · 1` is `g` exactly.
+                let g = g * scale;
+                let g = if self.square { g * g } else { g };
+                *m = decay * *m + rest * g;
+            }
+        });
         Ok(())
     }
 }
@@ -235,10 +272,14 @@ impl InplaceOp3 for ParameterUpdate {
         if param.len() != m.len() || param.len() != v.len() {
             candle_core::bail!("AdamW moments do not match a parameter of {}", param.len());
         }
-        for ((p, &m), &v) in param.iter_mut().zip(m).zip(v) {
-            let step = (m / self.bias1) / ((v / self.bias2).sqrt() + self.eps);
-            *p = self.keep * *p - self.lr * step;
-        }
+        for_each_chunk(param, CHUNK, |index, param| {
+            let start = index * CHUNK;
+            let (m, v) = (&m[start..][..param.len()], &v[start..][..param.len()]);
+            for ((p, &m), &v) in param.iter_mut().zip(m).zip(v) {
+                let step = (m / self.bias1) / ((v / self.bias2).sqrt() + self.eps);
+                *p = self.keep * *p - self.lr * step;
+            }
+        });
         Ok(())
     }
 }
@@ -255,22 +296,55 @@ pub fn learning_rate(step: u64, total: u64, warmup: u64, peak: f64, floor: f64) 
 }
 
 /// Scales `grads` so their global L2 norm is at most `max_norm`; returns the norm before.
+/// ([`AdamW::clipped_step`] clips inside the update without writing scaled copies.)
 pub fn clip_global_norm(
     grads: &mut HashMap<String, Tensor>,
     max_norm: f64,
 ) -> Result<f64, TrainError> {
-    let mut total = 0.0f64;
-    for grad in grads.values() {
-        total += f64::from(grad.sqr()?.sum_all()?.to_scalar::<f32>()?);
-    }
-    let norm = total.sqrt();
-    if norm.is_finite() && norm > max_norm && max_norm > 0.0 {
-        let scale = max_norm / norm;
+    let norm = global_norm(grads.values())?;
+    let scale = clip_scale(norm, max_norm);
+    if scale != 1.0 {
         for grad in grads.values_mut() {
             *grad = (&*grad * scale)?;
         }
     }
     Ok(norm)
+}
+
+/// The factor that brings a global norm of `norm` down to `max_norm` (1 when it is below, not
+/// finite, or `max_norm` is not positive).
+fn clip_scale(norm: f64, max_norm: f64) -> f64 {
+    if norm.is_finite() && norm > max_norm && max_norm > 0.0 {
+        max_norm / norm
+    } else {
+        1.0
+    }
+}
+
+/// The L2 norm of all the tensors together.
+fn global_norm<'a>(grads: impl Iterator<Item = &'a Tensor>) -> Result<f64, TrainError> {
+    let mut total = 0.0f64;
+    for grad in grads {
+        total += squared_sum(grad)?;
+    }
+    Ok(total.sqrt())
+}
+
+/// The sum of a tensor's squared elements. On the CPU, f64 sums over fixed chunks, split
+/// between the threads and added in chunk order: the same result on any number of threads.
+fn squared_sum(tensor: &Tensor) -> Result<f64, TrainError> {
+    if !(tensor.device().is_cpu() && tensor.dtype() == DType::F32) {
+        let sum = tensor.to_dtype(DType::F32)?.sqr()?.sum_all()?;
+        return Ok(f64::from(sum.to_scalar::<f32>()?));
+    }
+    let data = elements(tensor)?;
+    let data: &[f32] = &data;
+    let mut partial = vec![0.0f64; data.len().div_ceil(CHUNK)];
+    for_each_chunk(&mut partial, 1, |index, sum| {
+        let chunk = &data[index * CHUNK..data.len().min((index + 1) * CHUNK)];
+        sum[0] = chunk.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    });
+    Ok(partial.iter().sum())
 }
 
 #[cfg(test)]
@@ -342,6 +416,53 @@ mod tests {
         let got = var.as_tensor().to_vec1::<f32>().unwrap();
         for (a, b) in got.iter().zip(&p) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    /// Clipping inside the update gives the same weights, bit for bit, as clipping copies of
+    /// the gradients first and then stepping, and reports the same norm, over several chunks
+    /// of work (the last one partial), with and without clipping.
+    #[test]
+    fn clipped_step_equals_clipping_then_stepping() {
+        let device = Device::Cpu;
+        let n = 2 * CHUNK + 17;
+        let init: Vec<f32> = (0..n).map(|i| (i as f32 * 0.013).sin()).collect();
+        for max_norm in [0.5, 1e9] {
+            let (inside, outside) = (
+                Var::new(init.as_slice(), &device).unwrap(),
+                Var::new(init.as_slice(), &device).unwrap(),
+            );
+            let config = AdamWConfig {
+                weight_decay: 0.1,
+                ..AdamWConfig::default()
+            };
+            let mut opt_inside = AdamW::new(vec![("w".into(), inside.clone())], config).unwrap();
+            let mut opt_outside = AdamW::new(vec![("w".into(), outside.clone())], config).unwrap();
+            for step in 1..=3 {
+                let g: Vec<f32> = (0..n).map(|i| ((i * step) as f32 * 0.007).cos()).collect();
+                let expected = g
+                    .iter()
+                    .map(|&x| f64::from(x) * f64::from(x))
+                    .sum::<f64>()
+                    .sqrt();
+                let grads =
+                    HashMap::from([("w".to_owned(), Tensor::new(g.as_slice(), &device).unwrap())]);
+                let norm = opt_inside.clipped_step(&grads, 0.01, max_norm).unwrap();
+                let mut clipped = grads.clone();
+                let clipped_norm = clip_global_norm(&mut clipped, max_norm).unwrap();
+                opt_outside.step(&clipped, 0.01).unwrap();
+                assert_eq!(norm, clipped_norm);
+                assert!(
+                    (norm - expected).abs() <= 1e-9 * expected,
+                    "{norm} vs {expected}"
+                );
+            }
+            let (a, b) = (
+                inside.as_tensor().to_vec1::<f32>().unwrap(),
+                outside.as_tensor().to_vec1::<f32>().unwrap(),
+            );
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            assert!(a.iter().zip(&init).any(|(x, y)| x != y));
         }
     }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::io;
 use crate::lora::{ADAPTER_WEIGHTS, LoraConfig};
-use crate::optim::{AdamW, AdamWConfig, clip_global_norm, learning_rate};
+use crate::optim::{AdamW, AdamWConfig, learning_rate};
 use crate::{Llama, Rendered, TrainError, masked_cross_entropy};
 
 /// Settings of a fine-tuning run.
@@ -564,9 +564,8 @@ pub fn train(
                 crate::model::add_gradients(&mut grads, micro_grads)?;
             }
             let epoch_of_step = progress.epoch;
-            let grad_norm = clip_global_norm(&mut grads, config.max_grad_norm)?;
             let lr = learning_rate(progress.step, total_steps, warmup, config.lr, config.min_lr);
-            optimizer.step(&grads, lr)?;
+            let grad_norm = optimizer.clipped_step(&grads, lr, config.max_grad_norm)?;
             progress.step += 1;
             progress.batch = group_end;
             if progress.batch >= batches.len() {
