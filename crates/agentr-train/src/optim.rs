@@ -81,7 +81,7 @@ impl AdamW {
         lr: f64,
         max_norm: f64,
     ) -> Result<f64, TrainError> {
-        let norm = global_norm(grads.values())?;
+        let norm = global_norm(grads)?;
         self.scaled_step(grads, lr, clip_scale(norm, max_norm))?;
         Ok(norm)
     }
@@ -301,7 +301,7 @@ pub fn clip_global_norm(
     grads: &mut HashMap<String, Tensor>,
     max_norm: f64,
 ) -> Result<f64, TrainError> {
-    let norm = global_norm(grads.values())?;
+    let norm = global_norm(grads)?;
     let scale = clip_scale(norm, max_norm);
     if scale != 1.0 {
         for grad in grads.values_mut() {
@@ -321,11 +321,16 @@ fn clip_scale(norm: f64, max_norm: f64) -> f64 {
     }
 }
 
-/// The L2 norm of all the tensors together.
-fn global_norm<'a>(grads: impl Iterator<Item = &'a Tensor>) -> Result<f64, TrainError> {
+/// The L2 norm of all the tensors together, their squared sums added in the order of their
+/// names: a map's own order changes from one process to the next, and f64 sums in another
+/// order can differ in the last bit (a resumed run logged other norms than an uninterrupted
+/// one).
+fn global_norm(grads: &HashMap<String, Tensor>) -> Result<f64, TrainError> {
+    let mut names: Vec<&String> = grads.keys().collect();
+    names.sort();
     let mut total = 0.0f64;
-    for grad in grads {
-        total += squared_sum(grad)?;
+    for name in names {
+        total += squared_sum(&grads[name])?;
     }
     Ok(total.sqrt())
 }
@@ -463,6 +468,25 @@ mod tests {
             );
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
             assert!(a.iter().zip(&init).any(|(x, y)| x != y));
+        }
+    }
+
+    /// Regression: the norm was summed in the map's order, which differs between processes
+    /// (and maps), so a resumed run logged other gradient norms than an uninterrupted one.
+    /// One squared sum of 1 and eight of 2⁻⁵³ add up to 1 in name order (each small one is
+    /// lost against the 1), and to 1 + 2⁻⁵⁰ with the small ones first.
+    #[test]
+    fn the_global_norm_does_not_depend_on_the_maps_order() {
+        let device = Device::Cpu;
+        let small = 2f32.powi(-27);
+        for _ in 0..20 {
+            let mut grads =
+                HashMap::from([("a".to_owned(), Tensor::new(&[1.0f32], &device).unwrap())]);
+            for name in ["b", "c", "d", "e", "f", "g", "h", "i"] {
+                let tensor = Tensor::new(&[small, small], &device).unwrap();
+                grads.insert(name.to_owned(), tensor);
+            }
+            assert_eq!(clip_global_norm(&mut grads, 10.0).unwrap(), 1.0);
         }
     }
 
