@@ -110,8 +110,7 @@ impl AdamW {
             if var.device().is_cpu() && var.dtype() == DType::F32 {
                 // In place and split between the threads: three passes over memory instead
                 // of about fifteen, none of them on one core while the other waits.
-                for (decay, square) in [(beta1, false), (beta2, true)] {
-                    let moment = if square { v } else { m };
+                for (moment, decay, square) in [(m, beta1, false), (v, beta2, true)] {
                     moment.inplace_op2(
                         grad,
                         &MomentUpdate {
