@@ -15,6 +15,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::fused::{elements, exp, leaf, max_of, slice, sum_of};
+use crate::matvec::{f32_product_into, weighted_sum_into};
 use crate::products::{View, matmul_into};
 
 /// Query rows per block: the scratch buffers hold `QUERY_BLOCK x keys` scores.
@@ -217,14 +218,39 @@ impl Dims {
 fn causal_softmax(scores: &mut [f32], width: usize, first: usize, dims: &Dims) {
     for (r, row) in scores.chunks_mut(width).enumerate() {
         let (visible, hidden) = row.split_at_mut(dims.visible(first + r));
-        let max = max_of(visible);
-        for x in visible.iter_mut() {
-            *x = exp(*x - max);
-        }
-        let inv = 1.0 / sum_of(visible, |x| x);
-        visible.iter_mut().for_each(|x| *x *= inv);
+        softmax(visible);
         hidden.fill(0.0);
     }
+}
+
+/// `row` replaced by its softmax, in 256-bit registers where the CPU has AVX2 (the same
+/// bits either way: the reductions' lanes are fixed by [`sum_of`] and [`max_of`], and the
+/// rest is elementwise without fused operations).
+fn softmax(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::matvec::has_avx2() {
+        #[target_feature(enable = "avx2")]
+        fn softmax_avx2(row: &mut [f32]) {
+            softmax_portable(row)
+        }
+        // SAFETY: the CPU has AVX2.
+        #[allow(unsafe_code)]
+        unsafe {
+            softmax_avx2(row)
+        };
+        return;
+    }
+    softmax_portable(row)
+}
+
+#[inline(always)]
+fn softmax_portable(row: &mut [f32]) {
+    let max = max_of(row);
+    for x in row.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let inv = 1.0 / sum_of(row, |x| x);
+    row.iter_mut().for_each(|x| *x *= inv);
 }
 
 /// Attention weights of query rows `first..first + n` of one head into `scratch`
@@ -273,6 +299,184 @@ pub(crate) fn forward(q: &[f32], k: Heads, v: Heads, dims: &Dims, scale: f32) ->
             );
         }
     });
+    out
+}
+
+/// Whether [`decoding_attention`] takes these queries (f32 on the CPU).
+pub(crate) fn decoding_applies(q: &Tensor) -> bool {
+    q.device().is_cpu() && q.dtype() == candle_core::DType::F32
+}
+
+/// Attention of one new position per batch row, for `q` `[batch, heads, 1, dim]` over keys and
+/// values that may begin with positions every row shares (`shared`: keys and values `[1,
+/// kv_heads, p, dim]`) and go on with the row's own (`own`: `[batch, kv_heads, s, dim]`, the
+/// new position last): what [`causal_attention`] gives with the shared positions repeated
+/// before each row's own (a new position sees every key, so nothing is masked).
+///
+/// The query heads that read one key/value head take their products together, in kernels for
+/// a few rows against many keys ([`crate::matvec`]): gemm's packing and dispatch cost more
+/// than the arithmetic of one query row, and a decoding step makes dozens of such products per
+/// layer. With several samples of one prompt, the rows of all samples take one product with
+/// the shared positions, so a step reads the prompt's keys and values once, not per sample.
+pub(crate) fn decoding_attention(
+    q: &Tensor,
+    shared: Option<(Tensor, Tensor)>,
+    own: (Tensor, Tensor),
+    scale: f64,
+) -> candle_core::Result<Tensor> {
+    let (batch, heads, tq, dim) = q.dims4()?;
+    let (own_batch, kv_heads, own_len, own_dim) = own.0.dims4()?;
+    let shared_fits = shared.as_ref().is_none_or(|(keys, values)| {
+        keys.dims4()
+            .is_ok_and(|(b, h, _, d)| (b, h, d) == (1, kv_heads, dim))
+            && values.dims() == keys.dims()
+    });
+    if tq != 1
+        || own_batch != batch
+        || own_dim != dim
+        || own.1.dims() != own.0.dims()
+        || !shared_fits
+        || kv_heads == 0
+        || heads % kv_heads != 0
+    {
+        candle_core::bail!(
+            "decoding attention shapes do not fit: q {:?}, shared {:?}, own {:?}",
+            q.dims(),
+            shared.as_ref().map(|(keys, _)| keys.dims()),
+            own.0.dims()
+        );
+    }
+    if !decoding_applies(q) {
+        candle_core::bail!("decoding attention takes f32 tensors on the CPU");
+    }
+    let q = q.contiguous()?;
+    let mut tensors = vec![rows_contiguous(&own.0)?, rows_contiguous(&own.1)?];
+    if let Some((keys, values)) = &shared {
+        tensors.extend([rows_contiguous(keys)?, rows_contiguous(values)?]);
+    }
+    let guards: Vec<_> = tensors.iter().map(Tensor::storage_and_layout).collect();
+    let op = "decoding attention";
+    let heads_of = |index: usize| -> candle_core::Result<Heads> {
+        let (storage, layout) = &guards[index];
+        match &**storage {
+            candle_core::Storage::Cpu(cpu) => Heads::of(cpu, layout, op),
+            _ => candle_core::bail!("{op} takes CPU tensors"),
+        }
+    };
+    let (q_storage, q_layout) = q.storage_and_layout();
+    let q_values = match &*q_storage {
+        candle_core::Storage::Cpu(cpu) => slice(cpu, q_layout, op)?,
+        _ => candle_core::bail!("{op} takes CPU tensors"),
+    };
+    let shared = match shared {
+        Some((keys, _)) => Some((keys.dim(2)?, heads_of(2)?, heads_of(3)?)),
+        None => None,
+    };
+    let dims = DecodingDims {
+        batch,
+        heads,
+        kv_heads,
+        own: own_len,
+        dim,
+    };
+    let out = decoding_forward(
+        q_values,
+        shared,
+        (heads_of(0)?, heads_of(1)?),
+        &dims,
+        scale as f32,
+    );
+    Tensor::from_vec(out, (batch, heads, 1, dim), q.device())
+}
+
+/// Sizes of [`decoding_forward`]: `own` positions per batch row after the shared ones.
+struct DecodingDims {
+    batch: usize,
+    heads: usize,
+    kv_heads: usize,
+    own: usize,
+    dim: usize,
+}
+
+/// [`decoding_attention`] on slices: `shared` is the number of shared positions with their
+/// keys and values (batch 1).
+fn decoding_forward(
+    q: &[f32],
+    shared: Option<(usize, Heads, Heads)>,
+    (own_keys, own_values): (Heads, Heads),
+    dims: &DecodingDims,
+    scale: f32,
+) -> Vec<f32> {
+    let DecodingDims {
+        batch,
+        heads,
+        kv_heads,
+        own,
+        dim,
+    } = *dims;
+    let group = heads / kv_heads;
+    // Query row `r` of a key/value head is query head `r % group` of its group in batch row
+    // `r / group`. Each head's rows are split in parts so that every thread gets work.
+    let rows = batch * group;
+    let parts = (2 * crate::parallel::threads())
+        .div_ceil(kv_heads)
+        .clamp(1, rows.max(1));
+    let per_part = rows.div_ceil(parts).max(1);
+    let parts = rows.div_ceil(per_part);
+    let query_at = |g: usize, r: usize| ((r / group) * heads + g * group + r % group) * dim;
+    let shared_len = shared.as_ref().map_or(0, |(len, _, _)| *len);
+    let width = shared_len + own;
+    let mut results = vec![0f32; kv_heads * parts * per_part * dim];
+    crate::parallel::for_each_chunk(&mut results, per_part * dim, |task, out| {
+        let (g, first) = (task / parts, (task % parts) * per_part);
+        let n = per_part.min(rows - first);
+        let queries: Vec<f32> = (first..first + n)
+            .flat_map(|r| &q[query_at(g, r)..query_at(g, r) + dim])
+            .copied()
+            .collect();
+        // Scores by key (the products' order), then by row as the softmax wants them.
+        let mut by_key = vec![0f32; width * n];
+        let (shared_part, own_part) = by_key.split_at_mut(shared_len * n);
+        if let Some((_, keys, _)) = &shared {
+            f32_product_into(&queries, n, keys.head(0, g), shared_part);
+        }
+        // The rows of one batch row are consecutive: one product per batch row.
+        let mut i = 0;
+        while i < n {
+            let b = (first + i) / group;
+            let m = (group - (first + i) % group).min(n - i);
+            let mut sums = vec![0f32; own * m];
+            let rows = &queries[i * dim..(i + m) * dim];
+            f32_product_into(rows, m, own_keys.head(b, g), &mut sums);
+            for (key, per_row) in sums.chunks_exact(m).enumerate() {
+                own_part[key * n + i..key * n + i + m].copy_from_slice(per_row);
+            }
+            i += m;
+        }
+        let mut scores = vec![0f32; n * width];
+        for (i, row) in scores.chunks_exact_mut(width).enumerate() {
+            for (key, score) in row.iter_mut().enumerate() {
+                *score = scale * by_key[key * n + i];
+            }
+            softmax(row);
+        }
+        let out = &mut out[..n * dim];
+        if let Some((_, _, values)) = &shared {
+            weighted_sum_into(out, dim, &scores, width, values.head(0, g));
+        }
+        for (i, out) in out.chunks_exact_mut(dim).enumerate() {
+            let b = (first + i) / group;
+            let weights = &scores[i * width + shared_len..];
+            weighted_sum_into(out, dim, weights, width, own_values.head(b, g));
+        }
+    });
+    let mut out = vec![0f32; q.len()];
+    for g in 0..kv_heads {
+        for r in 0..rows {
+            let at = (g * parts * per_part + r) * dim;
+            out[query_at(g, r)..query_at(g, r) + dim].copy_from_slice(&results[at..at + dim]);
+        }
+    }
     out
 }
 
@@ -469,6 +673,69 @@ mod tests {
                 prop_assert!(diff < 2e-4, "{} differs by {}", name, diff);
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// One new position per batch row over positions shared by every row (stored once)
+        /// and the row's own (read in place from buffers with room to grow) gives what the
+        /// fused kernel gives on the shared positions repeated before each row's own.
+        #[test]
+        fn decoding_attention_matches_the_repeated_prefix(
+            batch in 1usize..5,
+            kv_heads in 1usize..4,
+            group in 1usize..4,
+            shared in prop::option::of(0usize..40),
+            own in 1usize..20,
+            dim in prop::sample::select(vec![2usize, 8, 64, 72]),
+            seed in 0u64..1000,
+        ) {
+            let heads = kv_heads * group;
+            let q = random(&[batch, heads, 1, dim], seed);
+            let room = |t: Tensor| t.narrow(2, 0, own).unwrap();
+            let own_kv = (
+                room(random(&[batch, kv_heads, own + 3, dim], seed + 1)),
+                room(random(&[batch, kv_heads, own + 3, dim], seed + 2)),
+            );
+            let shared_kv = shared.map(|len| {
+                (
+                    random(&[1, kv_heads, len, dim], seed + 3),
+                    random(&[1, kv_heads, len, dim], seed + 4),
+                )
+            });
+            let whole = |own: &Tensor, shared: Option<&Tensor>| match shared {
+                Some(shared) => Tensor::cat(&[&shared.repeat((batch, 1, 1, 1)).unwrap(), own], 2)
+                    .unwrap(),
+                None => own.clone(),
+            };
+            let expected = causal_attention(
+                &q,
+                &whole(&own_kv.0, shared_kv.as_ref().map(|kv| &kv.0)),
+                &whole(&own_kv.1, shared_kv.as_ref().map(|kv| &kv.1)),
+                0.3,
+            )
+            .unwrap();
+            let found = decoding_attention(&q, shared_kv, own_kv, 0.3).unwrap();
+            let diff = max_difference(&found, &expected);
+            prop_assert!(diff < 1e-5, "{}", diff);
+        }
+    }
+
+    #[test]
+    fn decoding_attention_rejects_shapes_that_do_not_fit() {
+        let q = random(&[2, 4, 1, 8], 1);
+        let own = || (random(&[2, 2, 3, 8], 2), random(&[2, 2, 3, 8], 3));
+        let shared = |batch, heads| random(&[batch, heads, 5, 8], 4);
+        assert!(decoding_attention(&q, None, own(), 1.0).is_ok());
+        for bad in [shared(2, 2), shared(1, 1)] {
+            let pair = Some((bad.clone(), bad));
+            assert!(decoding_attention(&q, pair, own(), 1.0).is_err());
+        }
+        let two_rows = random(&[2, 4, 2, 8], 5);
+        assert!(decoding_attention(&two_rows, None, own(), 1.0).is_err());
+        let other_batch = (random(&[3, 2, 3, 8], 6), random(&[3, 2, 3, 8], 7));
+        assert!(decoding_attention(&q, None, other_batch, 1.0).is_err());
     }
 
     /// Keys and values read in place from a larger buffer (the KV cache's) give what their

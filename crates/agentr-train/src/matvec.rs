@@ -260,6 +260,31 @@ pub(crate) fn int8_product(x: &[f32], rows: usize, w: &Int8Matrix) -> Vec<f32> {
     y
 }
 
+/// `x · wᵀ` for `x` row-major `[rows, inner]` and `w` row-major `[out, inner]`, on the calling
+/// thread, output-major: `sums[o * rows + r]` (a few query rows against many keys).
+pub(crate) fn f32_product_into(x: &[f32], rows: usize, w: &[f32], sums: &mut [f32]) {
+    let inner = x.len().checked_div(rows).unwrap_or(0);
+    assert_eq!(x.len(), rows * inner, "activations of the wrong size");
+    let out = w.len().checked_div(inner).unwrap_or(0);
+    kernels::f32_rows(x, rows, inner, w, 0..out, &mut sums[..out * rows]);
+}
+
+/// `out += weights · values` on the calling thread, for `out` row-major `[rows, dim]`, `values`
+/// row-major `[keys, dim]` and row `r` of `weights` at `weights[r * stride..][..keys]`
+/// (attention weights applied to values).
+pub(crate) fn weighted_sum_into(
+    out: &mut [f32],
+    dim: usize,
+    weights: &[f32],
+    stride: usize,
+    values: &[f32],
+) {
+    kernels::weighted_rows(out, dim, weights, stride, values);
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use kernels::has_avx2;
+
 /// Runs `compute(outputs, sums)` over ranges of outputs in parallel ([`crate::parallel`]),
 /// each starting at a multiple of `align`, where `sums` is `[outputs.len(), rows]`
 /// (output-major), and gathers the result as `[rows, out]`.
@@ -368,6 +393,24 @@ mod kernels {
             for r in 0..rows {
                 let xr = &x[r * inner..(r + 1) * inner];
                 sums[(o - start) * rows + r] = xr.iter().zip(row).map(|(a, b)| a * b).sum();
+            }
+        }
+    }
+
+    /// `out[r] += Σ_k weights[r * stride + k] · values[k]` for the `dim`-long rows of `out`
+    /// and `values`.
+    pub(super) fn weighted_portable(
+        out: &mut [f32],
+        dim: usize,
+        weights: &[f32],
+        stride: usize,
+        values: &[f32],
+    ) {
+        for (r, out) in out.chunks_exact_mut(dim).enumerate() {
+            for (&weight, value) in weights[r * stride..].iter().zip(values.chunks_exact(dim)) {
+                for (o, &v) in out.iter_mut().zip(value) {
+                    *o += weight * v;
+                }
             }
         }
     }
@@ -607,6 +650,78 @@ mod kernels {
             }
         }
 
+        /// [`super::weighted_portable`] with the output row's values in registers, `LANES`
+        /// of them per pass over the weights, and fused multiply-adds.
+        ///
+        /// # Safety
+        /// The CPU has AVX2 and FMA; `LANES` is a multiple of 8; `out` holds whole rows of
+        /// `dim`; `weights` holds `stride * (rows - 1) + keys` values, where `keys =
+        /// values.len() / dim`, and `values` whole rows.
+        #[inline(always)]
+        unsafe fn weighted_lanes<const LANES: usize>(
+            out: &mut [f32],
+            dim: usize,
+            weights: &[f32],
+            stride: usize,
+            values: &[f32],
+            columns: std::ops::Range<usize>,
+        ) {
+            let keys = values.len() / dim;
+            for (r, out) in out.chunks_exact_mut(dim).enumerate() {
+                let w = weights.as_ptr().wrapping_add(r * stride);
+                for c in columns.clone().step_by(LANES) {
+                    // SAFETY: c + LANES <= columns.end <= dim, within `out` and each value
+                    // row; k < keys, within the weights' row and `values`.
+                    unsafe {
+                        let mut acc: [__m256; 8] = [_mm256_setzero_ps(); 8];
+                        for (i, acc) in acc.iter_mut().take(LANES / 8).enumerate() {
+                            *acc = _mm256_loadu_ps(out.as_ptr().add(c + 8 * i));
+                        }
+                        for k in 0..keys {
+                            let weight = _mm256_set1_ps(*w.add(k));
+                            let row = values.as_ptr().add(k * dim + c);
+                            for (i, acc) in acc.iter_mut().take(LANES / 8).enumerate() {
+                                *acc =
+                                    _mm256_fmadd_ps(weight, _mm256_loadu_ps(row.add(8 * i)), *acc);
+                            }
+                        }
+                        for (i, acc) in acc.iter().take(LANES / 8).enumerate() {
+                            _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * i), *acc);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// # Safety
+        /// As for [`weighted_lanes`], with AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn weighted_rows(
+            out: &mut [f32],
+            dim: usize,
+            weights: &[f32],
+            stride: usize,
+            values: &[f32],
+        ) {
+            let (wide, narrow) = (dim - dim % 64, dim - dim % 8);
+            // SAFETY: forwarded from the caller; the column ranges are whole passes.
+            unsafe {
+                weighted_lanes::<64>(out, dim, weights, stride, values, 0..wide);
+                weighted_lanes::<8>(out, dim, weights, stride, values, wide..narrow);
+            }
+            if narrow < dim {
+                let keys = values.len() / dim;
+                for (r, out) in out.chunks_exact_mut(dim).enumerate() {
+                    for k in 0..keys {
+                        let weight = weights[r * stride + k];
+                        for c in narrow..dim {
+                            out[c] = weight.mul_add(values[k * dim + c], out[c]);
+                        }
+                    }
+                }
+            }
+        }
+
         /// # Safety
         /// As for [`f32_group`], for all of `0..rows`.
         #[target_feature(enable = "avx2,fma")]
@@ -663,7 +778,7 @@ mod kernels {
 
     /// Whether the AVX2 + FMA versions may run here.
     #[cfg(target_arch = "x86_64")]
-    fn has_avx2() -> bool {
+    pub(crate) fn has_avx2() -> bool {
         static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *DETECTED
             .get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
@@ -698,6 +813,29 @@ mod kernels {
             return;
         }
         f32_portable(x, rows, inner, w, outputs, sums);
+    }
+
+    /// `out += weights · values` (see [`super::weighted_sum_into`]).
+    pub(super) fn weighted_rows(
+        out: &mut [f32],
+        dim: usize,
+        weights: &[f32],
+        stride: usize,
+        values: &[f32],
+    ) {
+        assert!(dim > 0 && out.len().is_multiple_of(dim) && values.len().is_multiple_of(dim));
+        let (rows, keys) = (out.len() / dim, values.len() / dim);
+        assert!(rows == 0 || keys == 0 || weights.len() >= stride * (rows - 1) + keys);
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA, and the sizes were checked just above.
+            #[allow(unsafe_code)]
+            unsafe {
+                avx2::weighted_rows(out, dim, weights, stride, values)
+            };
+            return;
+        }
+        weighted_portable(out, dim, weights, stride, values);
     }
 
     /// [`f32_rows`] with 8-bit rows and weights.
@@ -776,6 +914,46 @@ mod tests {
                     let e = expected[r * out + o];
                     for f in [found[r * out + o], portable[o * rows + r]] {
                         prop_assert!((e - f64::from(f)).abs() <= 1e-5 * inner as f64, "{e} vs {f}");
+                    }
+                }
+            }
+        }
+
+        /// The products of a few rows with many (query rows with keys), output-major, and
+        /// weighted sums of rows (attention weights with values), into outputs that already
+        /// hold values, against sums in f64, with the vector and the portable kernels.
+        #[test]
+        fn attention_products_equal_the_plain_sums(
+            rows in 1usize..7,
+            keys in 0usize..50,
+            dim in 1usize..140,
+            extra_stride in 0usize..5,
+            seed in any::<u64>(),
+        ) {
+            let (x, w) = (values(rows * dim, seed), values(keys * dim, seed ^ 1));
+            let expected = reference(&x, rows, &w, keys);
+            let mut sums = vec![0f32; rows * keys];
+            f32_product_into(&x, rows, &w, &mut sums);
+            for r in 0..rows {
+                for k in 0..keys {
+                    let (e, f) = (expected[r * keys + k], sums[k * rows + r]);
+                    prop_assert!((e - f64::from(f)).abs() <= 1e-5 * dim as f64, "{e} vs {f}");
+                }
+            }
+            let stride = keys + extra_stride;
+            let weights = values(rows * stride, seed ^ 2);
+            let start = values(rows * dim, seed ^ 3);
+            let (mut vector, mut portable) = (start.clone(), start.clone());
+            weighted_sum_into(&mut vector, dim, &weights, stride, &w);
+            kernels::weighted_portable(&mut portable, dim, &weights, stride, &w);
+            for r in 0..rows {
+                for c in 0..dim {
+                    let e = f64::from(start[r * dim + c])
+                        + (0..keys)
+                            .map(|k| f64::from(weights[r * stride + k]) * f64::from(w[k * dim + c]))
+                            .sum::<f64>();
+                    for f in [vector[r * dim + c], portable[r * dim + c]] {
+                        prop_assert!((e - f64::from(f)).abs() <= 1e-5 * (keys + 1) as f64, "{e} vs {f}");
                     }
                 }
             }

@@ -439,12 +439,19 @@ const DOWN: usize = 6;
 /// of an evaluation (a thousand tokens) streamed more bytes than the weights. A buffer shared
 /// with another cache (a clone, a [truncated](KvCache::truncate) prefix) is copied before
 /// its first write, so no cache sees another's positions.
+///
+/// The samples of one prompt ([`KvCache::repeat_batch`]) share the prompt's positions: each
+/// layer keeps them once, as a prefix beside the samples' own positions, and a decoding step
+/// reads them once for all samples (copied per sample, four samples of a 300-token prompt
+/// streamed 55 MB of keys and values per token, and each query head took its own small
+/// products).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
 }
 
-/// One layer's buffers; positions `0..len` are valid.
+/// One layer's buffers; positions `0..len` are valid (after the shared prefix, when there is
+/// one).
 #[derive(Debug, Clone)]
 struct LayerCache {
     keys: Tensor,
@@ -452,6 +459,9 @@ struct LayerCache {
     len: usize,
     /// Held by every cache sharing these buffers: writing in place needs it alone.
     owner: std::sync::Arc<()>,
+    /// Positions before these that every batch row shares (a batch-1 cache, never written
+    /// through this one).
+    prefix: Option<Box<LayerCache>>,
 }
 
 impl LayerCache {
@@ -463,15 +473,40 @@ impl LayerCache {
             values: values.detach().contiguous()?,
             len,
             owner: std::sync::Arc::new(()),
+            prefix: None,
         })
     }
 
-    /// The valid positions: views into the buffers.
-    fn views(&self) -> candle_core::Result<(Tensor, Tensor)> {
+    /// Positions cached, the shared prefix's included.
+    fn positions(&self) -> usize {
+        self.prefix.as_ref().map_or(0, |prefix| prefix.len) + self.len
+    }
+
+    /// This cache's own valid positions: views into the buffers.
+    fn own_views(&self) -> candle_core::Result<(Tensor, Tensor)> {
         Ok((
             self.keys.narrow(2, 0, self.len)?,
             self.values.narrow(2, 0, self.len)?,
         ))
+    }
+
+    /// Every valid position of every batch row: views into the buffers without a shared
+    /// prefix, otherwise the prefix repeated for each row before the row's own positions.
+    fn views(&self) -> candle_core::Result<(Tensor, Tensor)> {
+        let (keys, values) = self.own_views()?;
+        let Some(prefix) = &self.prefix else {
+            return Ok((keys, values));
+        };
+        let (prefix_keys, prefix_values) = prefix.own_views()?;
+        let batch = keys.dim(0)?;
+        let join = |prefix: Tensor, own: Tensor| -> candle_core::Result<Tensor> {
+            let prefix = prefix.repeat((batch, 1, 1, 1))?;
+            match own.dim(2)? {
+                0 => Ok(prefix),
+                _ => Tensor::cat(&[&prefix, &own], 2),
+            }
+        };
+        Ok((join(prefix_keys, keys)?, join(prefix_values, values)?))
     }
 
     /// Writes `keys` and `values` (`[batch, kv_heads, seq, head_dim]`) after the valid
@@ -494,7 +529,10 @@ impl LayerCache {
                     buffer.dtype(),
                     buffer.device(),
                 )?;
-                Tensor::cat(&[&buffer.narrow(2, 0, self.len)?, &room], 2)
+                match self.len {
+                    0 => Ok(room),
+                    len => Tensor::cat(&[&buffer.narrow(2, 0, len)?, &room], 2),
+                }
             };
             self.keys = grow(&self.keys)?;
             self.values = grow(&self.values)?;
@@ -515,7 +553,7 @@ impl KvCache {
         self.layers
             .first()
             .and_then(|l| l.as_ref())
-            .map_or(0, |layer| layer.len)
+            .map_or(0, LayerCache::positions)
     }
 
     /// Whether nothing is cached.
@@ -524,22 +562,59 @@ impl KvCache {
     }
 
     /// The same cache repeated `n` times along the batch (a shared prefill for `n` samples).
+    /// A batch-1 cache of f32 on the CPU (where the decoding steps' attention reads
+    /// a shared prefix) becomes the shared prefix of `n` rows, kept once: the rows' new
+    /// positions go to buffers of their own.
     pub fn repeat_batch(&self, n: usize) -> Result<Self, TrainError> {
-        self.map_tensors(|t| t.repeat((n, 1, 1, 1)))
+        let shareable = self.layers.iter().flatten().all(|layer| {
+            layer.prefix.is_none()
+                && layer.keys.dim(0).is_ok_and(|b| b == 1)
+                && crate::attention::decoding_applies(&layer.keys)
+        });
+        if n == 1 || !shareable {
+            return self.map_tensors(|t| t.repeat((n, 1, 1, 1)));
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| {
+                layer
+                    .as_ref()
+                    .map(|layer| {
+                        let empty = |t: &Tensor| -> candle_core::Result<Tensor> {
+                            let (_, heads, _, dim) = t.dims4()?;
+                            Tensor::zeros((n, heads, 0, dim), t.dtype(), t.device())
+                        };
+                        Ok::<_, candle_core::Error>(LayerCache {
+                            keys: empty(&layer.keys)?,
+                            values: empty(&layer.values)?,
+                            len: 0,
+                            owner: std::sync::Arc::new(()),
+                            prefix: Some(Box::new(layer.clone())),
+                        })
+                    })
+                    .transpose()
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(KvCache { layers })
     }
 
     /// The first `len` positions (all of them when fewer are cached), sharing this cache's
     /// buffers until either writes.
     pub fn truncate(&self, len: usize) -> Result<Self, TrainError> {
+        fn cut(layer: &LayerCache, len: usize) -> LayerCache {
+            let prefix = layer.prefix.as_ref().map(|prefix| cut(prefix, len));
+            let before = prefix.as_ref().map_or(0, |prefix| prefix.len);
+            LayerCache {
+                len: len.saturating_sub(before).min(layer.len),
+                prefix: prefix.map(Box::new),
+                ..layer.clone()
+            }
+        }
         let layers = self
             .layers
             .iter()
-            .map(|layer| {
-                layer.as_ref().map(|layer| LayerCache {
-                    len: len.min(layer.len),
-                    ..layer.clone()
-                })
-            })
+            .map(|layer| layer.as_ref().map(|layer| cut(layer, len)))
             .collect();
         Ok(KvCache { layers })
     }
@@ -559,8 +634,9 @@ impl KvCache {
         self.map_tensors(|t| t.index_select(&index, 0))
     }
 
-    /// A cache of fresh buffers: `f` applied along the batch to every layer's buffers (their
-    /// room to grow included, so the next step writes in place).
+    /// A cache of fresh buffers: `f` applied along the batch to every layer's own buffers
+    /// (their room to grow included, so the next step writes in place); a shared prefix stays
+    /// shared.
     fn map_tensors(
         &self,
         f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
@@ -577,6 +653,7 @@ impl KvCache {
                             values: f(&layer.values)?,
                             len: layer.len,
                             owner: std::sync::Arc::new(()),
+                            prefix: layer.prefix.clone(),
                         })
                     })
                     .transpose()
@@ -1283,32 +1360,39 @@ impl Llama {
             start,
         )?;
         let v = heads(layer.projections[V].forward(x, pass)?, kv_heads)?;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let attend = |k: &Tensor, v: &Tensor| crate::attention::causal_attention(&q, k, v, scale);
         // The cache holds detached copies: a cached tensor would otherwise keep its whole
         // computation graph (every activation of the pass that made it) alive for as long as
         // the cache lives.
-        let (k, v) = match (cache, pass) {
+        let attended = match (cache, pass) {
             (Some(slot @ None), _) => {
                 *slot = Some(LayerCache::new(k.clone(), v.clone())?);
-                (k, v)
+                attend(&k, &v)?
             }
             // Generating: attention reads the buffers in place.
-            (Some(Some(layer)), Pass::Generate) => {
-                layer.append(&k, &v)?;
-                layer.views()?
+            (Some(Some(cached)), Pass::Generate) => {
+                cached.append(&k, &v)?;
+                if seq == 1 && crate::attention::decoding_applies(&q) {
+                    let shared = cached.prefix.as_ref().map(|p| p.own_views()).transpose()?;
+                    crate::attention::decoding_attention(&q, shared, cached.own_views()?, scale)?
+                } else {
+                    let (k, v) = cached.views()?;
+                    attend(&k, &v)?
+                }
             }
             // Training through a cache: the new positions keep their graph.
-            (Some(Some(layer)), Pass::Train) => {
-                let (past_k, past_v) = layer.views()?;
-                layer.append(&k, &v)?;
-                (
-                    Tensor::cat(&[&past_k, &k], 2)?,
-                    Tensor::cat(&[&past_v, &v], 2)?,
-                )
+            (Some(Some(cached)), Pass::Train) => {
+                let (past_k, past_v) = cached.views()?;
+                cached.append(&k, &v)?;
+                attend(
+                    &Tensor::cat(&[&past_k, &k], 2)?,
+                    &Tensor::cat(&[&past_v, &v], 2)?,
+                )?
             }
-            (None, _) => (k, v),
+            (None, _) => attend(&k, &v)?,
         };
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        crate::attention::causal_attention(&q, &k, &v, scale)?
+        attended
             .transpose(1, 2)?
             .reshape((batch * seq, hidden))
             .and_then(|t| layer.projections[O].forward(&t, pass))
@@ -1553,9 +1637,109 @@ pub(crate) mod tests {
         let stepped = Tensor::cat(&pieces, 1).unwrap();
         let diff = crate::fused::tests::max_difference(&full, &stepped);
         assert!(diff < 1e-4, "max difference {diff}");
-        // A shared prefill repeated over a batch continues like separate runs.
         let batch = cache.repeat_batch(3).unwrap();
         assert_eq!(batch.len(), 7);
+    }
+
+    /// A prefill repeated over a batch (kept once, as the rows' shared prefix) continues like
+    /// separate runs of each row, in f32 and with 8-bit weights, after rows leave the batch,
+    /// and after the cache is cut back into its prefix or its rows' own positions.
+    #[test]
+    fn samples_of_a_shared_prefill_continue_like_separate_runs() {
+        let mut model = Llama::new(small(true), &Device::Cpu, 9).unwrap();
+        for int8 in [false, true] {
+            if int8 {
+                model.quantize_for_generation().unwrap();
+            }
+            let prompt: Vec<u32> = (0..7).map(|i| (i * 5 % 61) as u32).collect();
+            // Each row's sequence, and the logits of its last position, from its own cache.
+            let alone = |tokens: &[u32]| -> Vec<f32> {
+                let mut cache = KvCache::default();
+                let mut last = Vec::new();
+                let input = Tensor::new(&tokens[..7], &Device::Cpu).unwrap();
+                let first = model.forward_last(&input.unsqueeze(0).unwrap(), Some(&mut cache));
+                last.push(first.unwrap());
+                for &token in &tokens[7..] {
+                    let step = Tensor::new(&[[token]], &Device::Cpu).unwrap();
+                    last.push(model.forward_last(&step, Some(&mut cache)).unwrap());
+                }
+                last.pop()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let mut shared = KvCache::default();
+            let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap();
+            model
+                .forward_last(&input.unsqueeze(0).unwrap(), Some(&mut shared))
+                .unwrap();
+            let mut batch = shared.repeat_batch(3).unwrap();
+            let mut sequences: Vec<Vec<u32>> = vec![prompt.clone(); 3];
+            let check = |logits: &Tensor, sequences: &[Vec<u32>]| {
+                let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+                for (row, sequence) in rows.iter().zip(sequences) {
+                    let expected = alone(sequence);
+                    let diff = row
+                        .iter()
+                        .zip(&expected)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(diff < 1e-4, "int8 {int8}: {diff} after {sequence:?}");
+                }
+            };
+            for step in 0..4u32 {
+                let tokens: Vec<u32> = (0..3).map(|row| 10 + 3 * row + step).collect();
+                for (sequence, &token) in sequences.iter_mut().zip(&tokens) {
+                    sequence.push(token);
+                }
+                let next = Tensor::from_vec(tokens, (3, 1), &Device::Cpu).unwrap();
+                let logits = model.forward_last(&next, Some(&mut batch)).unwrap();
+                check(&logits, &sequences);
+            }
+            assert_eq!(batch.len(), 11);
+            // Rows 2 and 0 go on; the prefill's own cache is untouched.
+            let mut kept = batch.select_batch(&[2, 0]).unwrap();
+            let mut two = vec![sequences[2].clone(), sequences[0].clone()];
+            for (sequence, token) in two.iter_mut().zip([50, 51]) {
+                sequence.push(token);
+            }
+            let next = Tensor::new(&[[50u32], [51]], &Device::Cpu).unwrap();
+            check(&model.forward_last(&next, Some(&mut kept)).unwrap(), &two);
+            assert_eq!(shared.len(), 7);
+            // Cut inside the prefix, and inside the rows' own positions.
+            for (len, tokens) in [(5usize, [40u32, 41, 42]), (9, [43, 44, 45])] {
+                let mut cut = batch.truncate(len).unwrap();
+                assert_eq!(cut.len(), len);
+                let mut cut_sequences: Vec<Vec<u32>> =
+                    sequences.iter().map(|s| s[..len].to_vec()).collect();
+                for (sequence, &token) in cut_sequences.iter_mut().zip(&tokens) {
+                    sequence.push(token);
+                }
+                let next = Tensor::from_vec(tokens.to_vec(), (3, 1), &Device::Cpu).unwrap();
+                let logits = model.forward_last(&next, Some(&mut cut)).unwrap();
+                // A cut shorter than the prompt is checked against a prompt as long.
+                let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
+                for (row, sequence) in rows.iter().zip(&cut_sequences) {
+                    let mut fresh = KvCache::default();
+                    let ids = Tensor::new(sequence.as_slice(), &Device::Cpu).unwrap();
+                    let expected: Vec<f32> = model
+                        .forward_last(&ids.unsqueeze(0).unwrap(), Some(&mut fresh))
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    let diff = row
+                        .iter()
+                        .zip(&expected)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(diff < 1e-4, "int8 {int8}, cut at {len}: {diff}");
+                }
+            }
+        }
     }
 
     /// Two caches sharing buffers (a prefix handed out by the prefix cache, a clone kept
