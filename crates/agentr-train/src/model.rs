@@ -574,29 +574,19 @@ impl KvCache {
         if n == 1 || !shareable {
             return self.map_tensors(|t| t.repeat((n, 1, 1, 1)));
         }
-        let layers = self
-            .layers
-            .iter()
-            .map(|layer| {
-                layer
-                    .as_ref()
-                    .map(|layer| {
-                        let empty = |t: &Tensor| -> candle_core::Result<Tensor> {
-                            let (_, heads, _, dim) = t.dims4()?;
-                            Tensor::zeros((n, heads, 0, dim), t.dtype(), t.device())
-                        };
-                        Ok::<_, candle_core::Error>(LayerCache {
-                            keys: empty(&layer.keys)?,
-                            values: empty(&layer.values)?,
-                            len: 0,
-                            owner: std::sync::Arc::new(()),
-                            prefix: Some(Box::new(layer.clone())),
-                        })
-                    })
-                    .transpose()
+        self.map_layers(|layer| {
+            let empty = |t: &Tensor| -> candle_core::Result<Tensor> {
+                let (_, heads, _, dim) = t.dims4()?;
+                Tensor::zeros((n, heads, 0, dim), t.dtype(), t.device())
+            };
+            Ok(LayerCache {
+                keys: empty(&layer.keys)?,
+                values: empty(&layer.values)?,
+                len: 0,
+                owner: std::sync::Arc::new(()),
+                prefix: Some(Box::new(layer.clone())),
             })
-            .collect::<candle_core::Result<_>>()?;
-        Ok(KvCache { layers })
+        })
     }
 
     /// The first `len` positions (all of them when fewer are cached), sharing this cache's
@@ -641,23 +631,26 @@ impl KvCache {
         &self,
         f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
     ) -> Result<Self, TrainError> {
+        self.map_layers(|layer| {
+            Ok(LayerCache {
+                keys: f(&layer.keys)?,
+                values: f(&layer.values)?,
+                len: layer.len,
+                owner: std::sync::Arc::new(()),
+                prefix: layer.prefix.clone(),
+            })
+        })
+    }
+
+    /// A cache of `f` applied to every layer's cache.
+    fn map_layers(
+        &self,
+        f: impl Fn(&LayerCache) -> candle_core::Result<LayerCache>,
+    ) -> Result<Self, TrainError> {
         let layers = self
             .layers
             .iter()
-            .map(|layer| {
-                layer
-                    .as_ref()
-                    .map(|layer| {
-                        Ok::<_, candle_core::Error>(LayerCache {
-                            keys: f(&layer.keys)?,
-                            values: f(&layer.values)?,
-                            len: layer.len,
-                            owner: std::sync::Arc::new(()),
-                            prefix: layer.prefix.clone(),
-                        })
-                    })
-                    .transpose()
-            })
+            .map(|layer| layer.as_ref().map(&f).transpose())
             .collect::<candle_core::Result<_>>()?;
         Ok(KvCache { layers })
     }
@@ -1652,23 +1645,17 @@ pub(crate) mod tests {
                 model.quantize_for_generation().unwrap();
             }
             let prompt: Vec<u32> = (0..7).map(|i| (i * 5 % 61) as u32).collect();
-            // Each row's sequence, and the logits of its last position, from its own cache.
-            let alone = |tokens: &[u32]| -> Vec<f32> {
+            // The logits after `tokens` from a cache of their own: the first `prefill` in one
+            // pass, the rest one step at a time.
+            let alone = |tokens: &[u32], prefill: usize| -> Tensor {
                 let mut cache = KvCache::default();
-                let mut last = Vec::new();
-                let input = Tensor::new(&tokens[..7], &Device::Cpu).unwrap();
-                let first = model.forward_last(&input.unsqueeze(0).unwrap(), Some(&mut cache));
-                last.push(first.unwrap());
-                for &token in &tokens[7..] {
+                let input = Tensor::new(&tokens[..prefill], &Device::Cpu).unwrap();
+                let mut last = model.forward_last(&input.unsqueeze(0).unwrap(), Some(&mut cache));
+                for &token in &tokens[prefill..] {
                     let step = Tensor::new(&[[token]], &Device::Cpu).unwrap();
-                    last.push(model.forward_last(&step, Some(&mut cache)).unwrap());
+                    last = model.forward_last(&step, Some(&mut cache));
                 }
-                last.pop()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap()
+                last.unwrap().squeeze(0).unwrap()
             };
             let mut shared = KvCache::default();
             let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap();
@@ -1677,18 +1664,18 @@ pub(crate) mod tests {
                 .unwrap();
             let mut batch = shared.repeat_batch(3).unwrap();
             let mut sequences: Vec<Vec<u32>> = vec![prompt.clone(); 3];
-            let check = |logits: &Tensor, sequences: &[Vec<u32>]| {
-                let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
-                for (row, sequence) in rows.iter().zip(sequences) {
-                    let expected = alone(sequence);
-                    let diff = row
-                        .iter()
-                        .zip(&expected)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0f32, f32::max);
-                    assert!(diff < 1e-4, "int8 {int8}: {diff} after {sequence:?}");
-                }
-            };
+            // Row `i` of `logits` against `sequences[i]` run alone, its first `prefill(len)`
+            // tokens in one pass.
+            let check =
+                |logits: &Tensor, sequences: &[Vec<u32>], prefill: &dyn Fn(usize) -> usize| {
+                    for (i, sequence) in sequences.iter().enumerate() {
+                        let expected = alone(sequence, prefill(sequence.len()));
+                        let diff =
+                            crate::fused::tests::max_difference(&logits.get(i).unwrap(), &expected);
+                        assert!(diff < 1e-4, "int8 {int8}: {diff} after {sequence:?}");
+                    }
+                };
+            let after_the_prompt = |_: usize| prompt.len();
             for step in 0..4u32 {
                 let tokens: Vec<u32> = (0..3).map(|row| 10 + 3 * row + step).collect();
                 for (sequence, &token) in sequences.iter_mut().zip(&tokens) {
@@ -1696,7 +1683,7 @@ pub(crate) mod tests {
                 }
                 let next = Tensor::from_vec(tokens, (3, 1), &Device::Cpu).unwrap();
                 let logits = model.forward_last(&next, Some(&mut batch)).unwrap();
-                check(&logits, &sequences);
+                check(&logits, &sequences, &after_the_prompt);
             }
             assert_eq!(batch.len(), 11);
             // Rows 2 and 0 go on; the prefill's own cache is untouched.
@@ -1706,7 +1693,8 @@ pub(crate) mod tests {
                 sequence.push(token);
             }
             let next = Tensor::new(&[[50u32], [51]], &Device::Cpu).unwrap();
-            check(&model.forward_last(&next, Some(&mut kept)).unwrap(), &two);
+            let logits = model.forward_last(&next, Some(&mut kept)).unwrap();
+            check(&logits, &two, &after_the_prompt);
             assert_eq!(shared.len(), 7);
             // Cut inside the prefix, and inside the rows' own positions.
             for (len, tokens) in [(5usize, [40u32, 41, 42]), (9, [43, 44, 45])] {
@@ -1719,25 +1707,9 @@ pub(crate) mod tests {
                 }
                 let next = Tensor::from_vec(tokens.to_vec(), (3, 1), &Device::Cpu).unwrap();
                 let logits = model.forward_last(&next, Some(&mut cut)).unwrap();
-                // A cut shorter than the prompt is checked against a prompt as long.
-                let rows: Vec<Vec<f32>> = logits.to_vec2().unwrap();
-                for (row, sequence) in rows.iter().zip(&cut_sequences) {
-                    let mut fresh = KvCache::default();
-                    let ids = Tensor::new(sequence.as_slice(), &Device::Cpu).unwrap();
-                    let expected: Vec<f32> = model
-                        .forward_last(&ids.unsqueeze(0).unwrap(), Some(&mut fresh))
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1()
-                        .unwrap();
-                    let diff = row
-                        .iter()
-                        .zip(&expected)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0f32, f32::max);
-                    assert!(diff < 1e-4, "int8 {int8}, cut at {len}: {diff}");
-                }
+                // A cut shorter than the prompt is checked against a prompt as long: each
+                // sequence in one pass.
+                check(&logits, &cut_sequences, &|len| len);
             }
         }
     }
